@@ -1,0 +1,134 @@
+"""The one narrow interface between the media pipeline and the dialogue engine.
+
+The media node feeds a :class:`DialogueSession` user input (a transcribed turn, DTMF digits, or
+silence) and consumes an async stream of :data:`AgentOutput` items: text chunks to speak, as they
+are produced (so TTS can start on the first sentence), and structured facts and actions.
+The media node may stop iterating at any time (barge-in cancels the task); a session must then
+stay consistent and be ready for the next input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+# ---- input -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    """What the caller said, as transcribed."""
+
+    text: str
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class DtmfInput:
+    """Keypad digits pressed by the caller (one or more of 0-9 * #)."""
+
+    digits: str
+
+
+@dataclass(frozen=True)
+class NoInput:
+    """The caller said nothing for the no-input timeout."""
+
+
+DialogueInput = UserTurn | DtmfInput | NoInput
+
+# ---- output ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentText:
+    """A chunk of text to speak; chunks concatenate into the agent's turn."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class StateEntered:
+    state: str
+
+
+@dataclass(frozen=True)
+class IntentResult:
+    intent: str
+    confidence: float
+    source: Literal["classifier", "llm", "dtmf", "rule"] = "classifier"
+
+
+@dataclass(frozen=True)
+class SlotResult:
+    name: str
+    value: Any
+    slot_type: str
+
+
+@dataclass(frozen=True)
+class Escalation:
+    reason: Literal[
+        "explicit_request", "failed_attempts", "no_input", "llm_failure", "tool_failure", "other"
+    ]
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Hand the call to a human: a phone number (E.164) or a SIP URI. Speak first, then act."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class EndCall:
+    """Hang up after the text already yielded has been played."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The call's final disposition: exactly one per call."""
+
+    disposition: str
+    summary: str = ""
+    slots: dict[str, Any] = field(default_factory=dict)
+
+
+AgentOutput = (
+    AgentText | StateEntered | IntentResult | SlotResult | Escalation | Transfer | EndCall | Outcome
+)
+
+EndReason = Literal["caller_hung_up", "transferred", "agent_ended", "error", "shutdown"]
+
+
+class DialogueSession(Protocol):
+    """One call's conversation."""
+
+    @property
+    def state(self) -> str: ...
+
+    def greeting(self) -> AsyncIterator[AgentOutput]:
+        """What the agent says when the call is answered (fixed text: cacheable by TTS)."""
+        ...
+
+    def handle(self, user_input: DialogueInput) -> AsyncIterator[AgentOutput]:
+        """React to one input."""
+        ...
+
+    def interrupted(self, heard_text: str) -> None:
+        """The caller barged in; only ``heard_text`` of the last agent turn was played."""
+        ...
+
+    def finish(self, reason: EndReason) -> Outcome:
+        """The call is over: return its single disposition (an earlier Outcome wins)."""
+        ...
+
+
+class DialogueFactory(Protocol):
+    """Creates sessions for an agent; owned by the media node, shared by all calls."""
+
+    async def new_session(
+        self, *, tenant_id: str, agent_id: str, call_id: str, variables: dict[str, str]
+    ) -> DialogueSession: ...

@@ -1,0 +1,17 @@
+"""Cache and session store: Redis in production, in-process for the demo, one interface."""
+
+from shared.cache.base import Cache, CacheUnavailable
+from shared.cache.factory import create_cache
+from shared.cache.memory import InProcessCache
+from shared.cache.ratelimit import RateLimiter
+from shared.cache.registry import NodeInfo, NodeRegistry
+
+__all__ = [
+    "Cache",
+    "CacheUnavailable",
+    "InProcessCache",
+    "NodeInfo",
+    "NodeRegistry",
+    "RateLimiter",
+    "create_cache",
+]

@@ -1,0 +1,134 @@
+"""The ``parley`` command line. Each area contributes a typer sub-app from its own module;
+heavy imports happen inside commands so ``parley --help`` stays fast."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import typer
+
+from shared.settings import Settings, SettingsError, get_settings
+
+app = typer.Typer(
+    name="parley",
+    help="Parley: open-source AI phone agents. Media nodes, dialogue, events and analytics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database: migrations.", no_args_is_help=True)
+events_app = typer.Typer(help="Event contracts and the event pipeline.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(events_app, name="events")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a clear error (no stack trace) and return the exit to raise."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        raise fail(str(exc), 2) from None
+
+
+@db_app.command("migrate")
+def db_migrate(
+    create: bool = typer.Option(True, help="Create the database first if it does not exist."),
+) -> None:
+    """Apply pending schema migrations to PARLEY_DATABASE_URL."""
+    from shared.db import DatabaseUnavailable, migrate
+    from shared.db.migrate import ensure_database
+
+    settings = settings_or_exit()
+    try:
+        if create and ensure_database(settings.database_url):
+            typer.echo("created database")
+        applied = migrate(settings.database_url)
+    except DatabaseUnavailable as exc:
+        raise fail(f"{exc}\n  start it with: scripts/services start postgres") from None
+    if applied:
+        typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        typer.echo("database schema is up to date")
+
+
+@events_app.command("schemas")
+def events_schemas(
+    out: Path = typer.Option(Path("events/schemas"), help="Folder to write the JSON Schemas to."),
+    check: bool = typer.Option(False, help="Only check that the files match the models."),
+) -> None:
+    """Write the event contracts' JSON Schemas (or check them for drift)."""
+    from shared.events.schemas import event_schemas, render, write_schemas
+
+    if check:
+        stale = [
+            name
+            for name, schema in event_schemas().items()
+            if not (out / name).exists() or (out / name).read_text() != render(schema)
+        ]
+        if stale:
+            raise fail(f"out of date: {', '.join(stale)} (run: parley events schemas)")
+        typer.echo("event schemas are up to date")
+        return
+    for path in write_schemas(out):
+        typer.echo(f"wrote {path}")
+
+
+@app.command("check")
+def check_servers() -> None:
+    """Check that the configured servers answer (database, Redis, Kafka)."""
+    settings = settings_or_exit()
+
+    async def probe() -> list[tuple[str, str | None]]:
+        from shared.bus import BusError, create_bus
+        from shared.cache import CacheUnavailable, create_cache
+        from shared.db import DatabaseUnavailable, connect
+
+        results: list[tuple[str, str | None]] = []
+        try:
+            conn = await connect(settings.database_url)
+            await conn.close()
+            results.append(("postgres", None))
+        except DatabaseUnavailable as exc:
+            results.append(("postgres", str(exc)))
+        cache = create_cache(settings)
+        try:
+            await cache.ping()
+            results.append(("cache", None))
+        except CacheUnavailable as exc:
+            results.append(("cache", str(exc)))
+        finally:
+            await cache.close()
+        bus = create_bus(settings)
+        try:
+            await bus.start()
+            results.append(("bus", None))
+        except BusError as exc:
+            results.append(("bus", str(exc)))
+        finally:
+            await bus.stop()
+        return results
+
+    failed = False
+    for name, error in asyncio.run(probe()):
+        typer.echo(f"{name:9} {'ok' if error is None else 'FAILED: ' + error}")
+        failed = failed or error is not None
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

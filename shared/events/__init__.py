@@ -1,0 +1,35 @@
+"""Event contracts: one envelope, typed payloads. Every turn of every call becomes events."""
+
+from shared.events.models import (
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    CallEnded,
+    CallStarted,
+    DispositionSet,
+    EscalationRequested,
+    Event,
+    EventError,
+    IntentDetected,
+    LatencyMeasured,
+    SlotFilled,
+    TurnAgent,
+    TurnUser,
+    parse_event,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "SCHEMA_VERSION",
+    "CallEnded",
+    "CallStarted",
+    "DispositionSet",
+    "EscalationRequested",
+    "Event",
+    "EventError",
+    "IntentDetected",
+    "LatencyMeasured",
+    "SlotFilled",
+    "TurnAgent",
+    "TurnUser",
+    "parse_event",
+]

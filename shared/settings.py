@@ -1,0 +1,168 @@
+"""Parley's settings: environment variables prefixed ``PARLEY_``, validated by pydantic-settings.
+
+With nothing configured every value falls back to an embedded default: an in-process bus and
+cache, Qdrant in local mode, no LLM. The database URL defaults to the loopback PostgreSQL that
+``scripts/services start postgres`` runs (``make demo`` starts it for you).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PARLEY_"
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=None, extra="ignore", validate_default=True
+    )
+
+    env: Literal["development", "test", "production"] = Field(
+        "development", description="Deployment environment; production turns off dev shortcuts."
+    )
+    data_dir: Path = Field(
+        Path(".parley"), description="Folder for local state: recordings, spool, Qdrant, caches."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+
+    # Servers. Empty means the embedded in-process implementation.
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:54329/parley",
+        description="PostgreSQL URL (psycopg conninfo).",
+    )
+    database_pool_max: int = Field(10, ge=1, le=200, description="Max connections per process.")
+    redis_url: str = Field("", description="Redis URL; empty uses the in-process cache.")
+    kafka_bootstrap: str = Field(
+        "", description="Kafka bootstrap servers (host:port,...); empty uses the in-process bus."
+    )
+    kafka_topic_prefix: str = Field("parley", description="Prefix of every Kafka topic.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol (MSK uses SSL or SASL_SSL)."
+    )
+    qdrant_url: str = Field("", description="Qdrant server URL; empty uses embedded local mode.")
+    qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key for a server.")
+
+    # Security.
+    session_token_secret: SecretStr = Field(
+        SecretStr("dev-insecure-session-secret-change-me"),
+        description="HMAC key signing media-stream session tokens (webhook -> media node).",
+    )
+    session_token_ttl_s: int = Field(120, ge=5, le=3600, description="Session token lifetime.")
+    allow_unsigned_streams: bool = Field(
+        True, description="Accept media streams without a session token (development only)."
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None, description="Twilio auth token for webhook signature validation and REST calls."
+    )
+    twilio_account_sid: str = Field("", description="Twilio account SID for REST calls.")
+    twilio_api_base: str = Field(
+        "https://api.twilio.com", description="Twilio REST base URL (tests point it at a fake)."
+    )
+
+    # Media node.
+    media_public_url: str = Field(
+        "ws://127.0.0.1:8765", description="Base URL Twilio uses to reach this media node."
+    )
+    media_max_calls: int = Field(12, ge=1, le=1000, description="Concurrent calls per media node.")
+    node_id: str = Field("", description="Media node id in the registry; empty derives one.")
+    asr_model: Literal["tiny.en", "base"] = Field("tiny.en", description="Whisper model.")
+    asr_model_path: Path | None = Field(
+        None, description="Local CTranslate2 Whisper folder; overrides asr_model."
+    )
+    asr_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="ASR device.")
+    asr_threads: int = Field(2, ge=1, le=64, description="CPU threads per ASR inference.")
+    asr_concurrency: int = Field(2, ge=1, le=64, description="ASR inferences at once per process.")
+    tts_engine: Literal["auto", "piper", "espeak"] = Field(
+        "auto", description="TTS engine; auto picks Piper when installed, else espeak-ng."
+    )
+    endpoint_silence_ms: int = Field(
+        400, ge=100, le=5000, description="Silence that ends a caller's turn."
+    )
+    speculative_asr_ms: int = Field(
+        160, ge=0, le=5000, description="Silence after which ASR starts speculatively."
+    )
+    barge_in_min_speech_ms: int = Field(
+        240, ge=0, le=5000, description="Speech over the agent needed to interrupt (backchannels)."
+    )
+    recording_store: str = Field(
+        "", description="Where recordings go: empty = data_dir/recordings, or s3://bucket/prefix."
+    )
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, le=3600, description="On SIGTERM, how long active calls may finish."
+    )
+
+    # Dialogue.
+    llm_base_url: str = Field("", description="OpenAI-compatible base URL; empty disables the LLM.")
+    llm_api_key: SecretStr = Field(SecretStr("none"), description="API key for the LLM server.")
+    llm_model: str = Field("gpt-4o-mini", description="LLM model name.")
+    llm_timeout_s: float = Field(3.0, gt=0, le=60, description="LLM call timeout before fallback.")
+    intent_threshold: float = Field(
+        0.5, ge=0, le=1, description="Min classifier confidence to accept an intent."
+    )
+    agents_dir: Path = Field(
+        Path("examples/agents"), description="Folder of agent definitions for development."
+    )
+    default_agent: str = Field("acme-shop", description="Agent used by unsigned dev streams.")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_ports(cls, value: str) -> str:
+        for server in filter(None, (s.strip() for s in value.split(","))):
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"'{server}' is not host:port")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("recording_store")
+    @classmethod
+    def _recording_store(cls, value: str) -> str:
+        if value and not value.startswith(("s3://", "file://", "/")):
+            raise ValueError("must be empty, an absolute path, file://... or s3://bucket/prefix")
+        return value
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, or :class:`SettingsError` naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"])
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.settings import SettingsError, load_settings
+
+
+def test_embedded_defaults_need_no_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("PARLEY_REDIS_URL", "PARLEY_KAFKA_BOOTSTRAP", "PARLEY_QDRANT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    settings = load_settings()
+    assert settings.redis_url == "" and settings.kafka_bootstrap == "" and settings.qdrant_url == ""
+    assert settings.allow_unsigned_streams is True
+    assert settings.asr_model == "tiny.en"
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARLEY_KAFKA_BOOTSTRAP", "b1:9092,b2:9094")
+    monkeypatch.setenv("PARLEY_MEDIA_MAX_CALLS", "40")
+    settings = load_settings()
+    assert settings.kafka_bootstrap == "b1:9092,b2:9094"
+    assert settings.media_max_calls == 40
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("PARLEY_MEDIA_MAX_CALLS", "lots", "PARLEY_MEDIA_MAX_CALLS"),
+        ("PARLEY_MEDIA_MAX_CALLS", "0", "PARLEY_MEDIA_MAX_CALLS"),
+        ("PARLEY_KAFKA_BOOTSTRAP", "broker-without-port", "PARLEY_KAFKA_BOOTSTRAP"),
+        ("PARLEY_REDIS_URL", "http://cache:6379", "PARLEY_REDIS_URL"),
+        ("PARLEY_DATABASE_URL", "mysql://db/x", "PARLEY_DATABASE_URL"),
+        ("PARLEY_ENV", "staging", "PARLEY_ENV"),
+        ("PARLEY_RECORDING_STORE", "ftp://x", "PARLEY_RECORDING_STORE"),
+    ],
+)
+def test_invalid_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert fragment in str(info.value)
