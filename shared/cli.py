@@ -86,7 +86,8 @@ def check_servers() -> None:
     settings = settings_or_exit()
 
     async def probe() -> list[tuple[str, str | None]]:
-        from shared.bus import BusError, create_bus
+        from shared.bus import BusError
+        from shared.bus.kafka import KafkaBus
         from shared.cache import CacheUnavailable, create_cache
         from shared.db import DatabaseUnavailable, connect
 
@@ -105,14 +106,17 @@ def check_servers() -> None:
             results.append(("cache", str(exc)))
         finally:
             await cache.close()
-        bus = create_bus(settings)
+        if not settings.kafka_bootstrap:
+            results.append(("bus", None))  # in-process
+            return results
+        kafka = KafkaBus.from_settings(settings)
         try:
-            await bus.start()
+            await kafka.start()
             results.append(("bus", None))
         except BusError as exc:
             results.append(("bus", str(exc)))
         finally:
-            await bus.stop()
+            await kafka.stop()
         return results
 
     failed = False

@@ -7,6 +7,8 @@ cache, Qdrant in local mode, no LLM. The database URL defaults to the loopback P
 
 from __future__ import annotations
 
+import os
+from collections.abc import MutableMapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -49,6 +51,9 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = Field("parley", description="Prefix of every Kafka topic.")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol (MSK uses SSL or SASL_SSL)."
+    )
+    kafka_sasl_mechanism: Literal["", "AWS_MSK_IAM"] = Field(
+        "", description="Kafka SASL auth: empty for none, AWS_MSK_IAM for MSK with IAM roles."
     )
     qdrant_url: str = Field("", description="Qdrant server URL; empty uses embedded local mode.")
     qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key for a server.")
@@ -102,6 +107,25 @@ class Settings(BaseSettings):
         30.0, ge=0, le=3600, description="On SIGTERM, how long active calls may finish."
     )
 
+    # WebRTC (browser and app callers).
+    webrtc_stun_urls: list[str] = Field(
+        [], description="STUN servers for WebRTC ICE (JSON list of stun: URLs)."
+    )
+    webrtc_turn_urls: list[str] = Field(
+        [], description="TURN servers for WebRTC ICE (JSON list of turn:/turns: URLs)."
+    )
+    webrtc_turn_username: str = Field("", description="Username for the TURN servers.")
+    webrtc_turn_credential: SecretStr = Field(
+        SecretStr(""), description="Credential for the TURN servers."
+    )
+    webrtc_loopback_ice: bool = Field(
+        True,
+        description="Offer 127.0.0.1 as an ICE host candidate (loopback-only hosts, tests).",
+    )
+    webrtc_connect_timeout_s: float = Field(
+        15.0, gt=0, le=120, description="How long a WebRTC call may take to connect (ICE + DTLS)."
+    )
+
     # Dialogue.
     llm_base_url: str = Field("", description="OpenAI-compatible base URL; empty disables the LLM.")
     llm_api_key: SecretStr = Field(SecretStr("none"), description="API key for the LLM server.")
@@ -150,8 +174,41 @@ class Settings(BaseSettings):
         return self.env == "production"
 
 
+SECRET_ARN_SUFFIX = "_SECRET_ARN"
+
+
+def resolve_secret_arns(environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Fill ``PARLEY_X`` from AWS Secrets Manager for every ``PARLEY_X_SECRET_ARN`` set.
+
+    Deployed workloads get secret ARNs, never values, in their environment (infra/pulumi); a
+    value already set wins. Returns the variables filled.
+    """
+    env = os.environ if environ is None else environ
+    wanted = {
+        name.removesuffix(SECRET_ARN_SUFFIX): arn
+        for name, arn in env.items()
+        if name.startswith(ENV_PREFIX) and name.endswith(SECRET_ARN_SUFFIX) and arn
+    }
+    filled = []
+    for name, arn in sorted(wanted.items()):
+        if env.get(name):
+            continue
+        from aws_lambda_powertools.utilities import parameters
+
+        try:
+            value = parameters.get_secret(arn, max_age=300)
+        except Exception as exc:
+            raise SettingsError(
+                f"invalid settings:\n  {name}{SECRET_ARN_SUFFIX}: cannot read secret {arn}: {exc}"
+            ) from None
+        env[name] = value if isinstance(value, str) else bytes(value).decode()
+        filled.append(name)
+    return filled
+
+
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, or :class:`SettingsError` naming each bad variable."""
+    resolve_secret_arns()
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

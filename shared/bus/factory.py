@@ -1,19 +1,22 @@
-"""Pick the bus from settings: Kafka when bootstrap servers are configured, else in-process."""
+"""Pick the bus from settings: Kafka behind the durable spool when bootstrap servers are
+configured, else the in-process bus."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from shared.bus.base import EventBus
 from shared.bus.memory import InProcessBus
 from shared.settings import Settings
 
+if TYPE_CHECKING:  # importing durable at run time pulls in aiokafka
+    from shared.bus.durable import Redactor
 
-def create_bus(settings: Settings) -> EventBus:
+
+def create_bus(settings: Settings, *, redact: Redactor | None = None) -> EventBus:
+    """The producer side: publishes never block a call (see shared/bus/durable.py)."""
     if settings.kafka_bootstrap:
-        from shared.bus.kafka import KafkaBus
+        from shared.bus.durable import durable_bus_from_settings
 
-        return KafkaBus(
-            settings.kafka_bootstrap,
-            topic_prefix=settings.kafka_topic_prefix,
-            security_protocol=settings.kafka_security_protocol,
-        )
+        return durable_bus_from_settings(settings, redact=redact)
     return InProcessBus(settings.kafka_topic_prefix)

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import ssl
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from shared.bus.base import BusError, BusUnavailable, EventBus, EventConsumer, ReceivedRecord
 from shared.bus.topics import call_events_topic, dead_letter_topic
 from shared.events import Event
+from shared.settings import Settings
+
+
+class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """SASL/OAUTHBEARER tokens for MSK IAM auth, signed with the pod's or Lambda's AWS role."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    async def token(self) -> str:
+        from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+
+        token, _expiry_ms = await asyncio.to_thread(
+            MSKAuthTokenProvider.generate_auth_token, self.region
+        )
+        return str(token)
 
 
 class KafkaBus(EventBus):
@@ -20,6 +39,7 @@ class KafkaBus(EventBus):
         *,
         topic_prefix: str = "parley",
         security_protocol: str = "PLAINTEXT",
+        sasl_mechanism: str = "",
         partitions: int = 6,
         replication: int = 1,
         request_timeout_ms: int = 10_000,
@@ -27,10 +47,24 @@ class KafkaBus(EventBus):
         self.bootstrap = bootstrap
         self.topic_prefix = topic_prefix
         self.security_protocol = security_protocol
+        self.sasl_mechanism = sasl_mechanism
         self.partitions = partitions
         self.replication = replication
         self.request_timeout_ms = request_timeout_ms
         self._producer: AIOKafkaProducer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaBus:
+        return cls(
+            settings.kafka_bootstrap,
+            topic_prefix=settings.kafka_topic_prefix,
+            security_protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+        )
+
+    def client_options(self) -> dict[str, object]:
+        """Connection options shared by producers, consumers and admin clients."""
+        return self._common()
 
     def _common(self) -> dict[str, object]:
         options: dict[str, object] = {
@@ -40,6 +74,12 @@ class KafkaBus(EventBus):
         }
         if self.security_protocol != "PLAINTEXT":
             options["ssl_context"] = ssl.create_default_context()
+        if self.sasl_mechanism == "AWS_MSK_IAM":
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            if not region:
+                raise BusError("MSK IAM auth needs AWS_REGION to be set")
+            options["sasl_mechanism"] = "OAUTHBEARER"
+            options["sasl_oauth_token_provider"] = MskIamTokenProvider(region)
         return options
 
     @property

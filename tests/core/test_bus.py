@@ -114,3 +114,27 @@ async def test_unreachable_kafka_is_named() -> None:
     bus = KafkaBus("127.0.0.1:1", topic_prefix="x", request_timeout_ms=2000)
     with pytest.raises(BusUnavailable, match=r"Kafka at 127\.0\.0\.1:1"):
         await bus.start()
+
+
+def test_msk_iam_auth_uses_signed_oauthbearer_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.bus.kafka import MskIamTokenProvider
+    from shared.settings import load_settings
+
+    monkeypatch.setenv("PARLEY_KAFKA_BOOTSTRAP", "b-1.msk.example:9098")
+    monkeypatch.setenv("PARLEY_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("PARLEY_KAFKA_SASL_MECHANISM", "AWS_MSK_IAM")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    options = KafkaBus.from_settings(load_settings()).client_options()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "OAUTHBEARER"
+    provider = options["sasl_oauth_token_provider"]
+    assert isinstance(provider, MskIamTokenProvider)
+    # The token is a real SigV4-presigned URL for kafka-cluster:Connect, base64url-encoded.
+    import base64
+
+    token = asyncio.run(provider.token())
+    url = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    assert url.startswith("https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect")
+    assert "X-Amz-Signature=" in url

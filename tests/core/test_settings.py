@@ -41,3 +41,35 @@ def test_invalid_values_name_the_variable(
     with pytest.raises(SettingsError) as info:
         load_settings()
     assert fragment in str(info.value)
+
+
+def test_secrets_are_read_from_secrets_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("PARLEY_DATABASE_URL", raising=False)
+    with mock_aws():
+        arn = boto3.client("secretsmanager").create_secret(
+            Name="parley/db", SecretString="postgresql://app:pw@db.internal:5432/parley"
+        )["ARN"]
+        monkeypatch.setenv("PARLEY_DATABASE_URL_SECRET_ARN", arn)
+        settings = load_settings()
+    assert settings.database_url == "postgresql://app:pw@db.internal:5432/parley"
+
+
+def test_unreadable_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("PARLEY_TWILIO_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv(
+        "PARLEY_TWILIO_AUTH_TOKEN_SECRET_ARN",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:missing",
+    )
+    with mock_aws(), pytest.raises(SettingsError, match="PARLEY_TWILIO_AUTH_TOKEN_SECRET_ARN"):
+        load_settings()
