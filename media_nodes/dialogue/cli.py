@@ -1,0 +1,149 @@
+"""``parley agent``: validate agent definitions, run conversation tests, export the JSON Schema."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from shared.agents.loader import AgentDefinitionError, find_agent, load_agent_file
+from shared.settings import SettingsError, get_settings
+
+if TYPE_CHECKING:  # the engine pulls in onnxruntime and qdrant: import it only to run tests
+    import httpx
+
+    from media_nodes.dialogue.engine import AgentSession
+    from media_nodes.dialogue.runtime import AgentRuntime
+    from media_nodes.dialogue.testing import Script, ScriptResult
+    from shared.agents.loader import LoadedAgent
+
+app = typer.Typer(
+    help="Agent definitions: validate them and run conversation tests.", no_args_is_help=True
+)
+
+
+def _resolve_agent(agent: str, agents_dir: Path) -> Path:
+    candidate = Path(agent)
+    if candidate.exists():
+        return candidate
+    try:
+        return find_agent(agents_dir, agent)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(f"{exc} (give an agent id or a path)") from None
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="Agent definition (YAML or JSON) or its folder.")],
+) -> None:
+    """Check a definition: fields, types, states, reachability, exits. Exits 1 when invalid."""
+    try:
+        loaded = load_agent_file(file)
+    except AgentDefinitionError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    definition = loaded.definition
+    typer.echo(
+        f"ok: agent '{definition.id}' with {len(definition.states)} states, "
+        f"{len(loaded.knowledge)} knowledge documents"
+    )
+
+
+@app.command()
+def test(
+    agent: Annotated[str, typer.Argument(help="Agent id (under PARLEY_AGENTS_DIR) or path.")],
+    script: Annotated[
+        list[Path], typer.Option("--script", "-s", help="Conversation script; repeatable.")
+    ],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print transcripts.")] = False,
+    llm: Annotated[
+        bool,
+        typer.Option("--llm", help="Use the configured LLM (default: deterministic path only)."),
+    ] = False,
+) -> None:
+    """Run text conversations against an agent; exit 1 at the first mismatch, with a diff."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    from media_nodes.dialogue.testing import ScriptError, format_transcript, load_script
+
+    path = _resolve_agent(agent, settings.agents_dir)
+    try:
+        loaded = load_agent_file(path)
+        scripts = [(p, load_script(p)) for p in script]
+    except (AgentDefinitionError, ScriptError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    results = asyncio.run(_run_all(loaded, scripts, use_llm=llm))
+    failed = False
+    for result in results:
+        if result.ok:
+            typer.echo(f"PASS {result.script} ({len(result.turns)} turns)")
+            if verbose:
+                typer.echo(format_transcript(result))
+            continue
+        failed = True
+        typer.echo(f"FAIL {result.script}")
+        typer.echo(format_transcript(result))
+        typer.echo(str(result.mismatch))
+        break
+    if failed:
+        raise typer.Exit(1)
+
+
+async def _run_all(
+    loaded: LoadedAgent, scripts: list[tuple[Path, Script]], *, use_llm: bool
+) -> list[ScriptResult]:
+    from media_nodes.dialogue.engine import AgentSession
+    from media_nodes.dialogue.factory import AgentDialogueFactory
+    from media_nodes.dialogue.testing import run_script
+    from shared.knowledge.store import KnowledgeBase
+
+    settings = get_settings()
+    if not use_llm:  # scripts must give the same result on every run
+        settings = settings.model_copy(update={"llm_base_url": ""})
+    # In-memory Qdrant: a test run never touches (or locks) a media node's knowledge folder.
+    factory = AgentDialogueFactory(settings, knowledge=KnowledgeBase(":memory:"))
+    results = []
+    try:
+        for path, parsed in scripts:
+            runtime = await factory.compile(parsed.tenant, loaded)
+
+            async def new_session(
+                client: httpx.AsyncClient,
+                _state: Callable[[], str],
+                runtime: AgentRuntime = runtime,
+                parsed: Script = parsed,
+                path: Path = path,
+            ) -> AgentSession:
+                return AgentSession(
+                    replace(runtime, http=client),
+                    call_id=f"test-{path.stem}",
+                    variables=parsed.variables,
+                )
+
+            result = await run_script(parsed, new_session, name=parsed.name or path.name)
+            results.append(result)
+            if not result.ok:
+                break
+    finally:
+        await factory.aclose()
+    return results
+
+
+@app.command()
+def schema(
+    folder: Annotated[Path, typer.Option(help="Where to write agent.schema.json.")] = Path(
+        "events/schemas"
+    ),
+) -> None:
+    """Write the JSON Schema of agent definitions (for editors and CI)."""
+    from shared.agents.schema import write_agent_schema
+
+    typer.echo(str(write_agent_schema(folder)))

@@ -1,0 +1,773 @@
+"""One call's conversation: the state machine that implements :class:`DialogueSession`.
+
+Each input is handled in two phases. *Decide* runs the understanding (classifier, parsers, LLM
+choices with fallback), tool calls and every state change, buffering what to say. *Speak* then
+yields the buffer, streaming LLM answers as they come. All state changes happen before the first
+yield, so a caller who barges in (the media node stops iterating) leaves the session consistent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from media_nodes.dialogue.actions import call_http
+from media_nodes.dialogue.llm import NONE_OPTION, LlmFailure, Message
+from media_nodes.dialogue.nlu.slots import Parsed, parse_dtmf, parse_slot, parse_yes_no, speakable
+from media_nodes.dialogue.outcomes import disposition_for_end, template_summary
+from media_nodes.dialogue.protocol import (
+    AgentOutput,
+    AgentText,
+    DialogueInput,
+    DtmfInput,
+    EndCall,
+    EndReason,
+    Escalation,
+    IntentResult,
+    NoInput,
+    Outcome,
+    SlotResult,
+    StateEntered,
+    Transfer,
+    UserTurn,
+)
+from media_nodes.dialogue.runtime import AgentRuntime
+from media_nodes.dialogue.templates import render
+from shared.agents.dispositions import ESCALATED, FAILED, NO_INPUT, RESOLVED
+from shared.agents.models import (
+    EndAction,
+    HttpAction,
+    IntentRoute,
+    Slot,
+    State,
+    TransferAction,
+)
+from shared.knowledge.embedder import Vectors
+from shared.knowledge.store import Passage
+
+log = logging.getLogger(__name__)
+
+NO_MATCH = "no_match"
+MAX_MOVES_PER_TURN = 25
+MAX_UTTERANCE_CHARS = 2000
+GLOBAL_IN_COLLECT_MARGIN = 0.1  # global intents need more confidence while a slot is asked
+
+
+@dataclass(frozen=True)
+class TraceEntry:
+    """A fact about how a turn was decided (LLM fallbacks, guardrail rejections, tool errors)."""
+
+    kind: str
+    detail: str
+    at_ms: float = field(default_factory=lambda: time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """An LLM answer to stream during the speak phase, with what to say if it fails."""
+
+    start: Callable[[], AsyncIterator[str]]
+    fallback: str
+
+
+@dataclass(frozen=True)
+class _ConfirmSlot:
+    slot: Slot
+    value: Any
+
+
+@dataclass(frozen=True)
+class _OfferHuman:
+    then: str
+
+
+class _Turn:
+    def __init__(self) -> None:
+        self.items: list[AgentOutput | _Stream] = []
+        self.moves = 0
+
+    def say(self, text: str | None) -> None:
+        if text and text.strip():
+            self.items.append(AgentText(text.strip()))
+
+    def add(self, item: AgentOutput | _Stream) -> None:
+        self.items.append(item)
+
+
+class AgentSession:
+    """Implements :class:`media_nodes.dialogue.protocol.DialogueSession` for one call."""
+
+    def __init__(
+        self, runtime: AgentRuntime, *, call_id: str, variables: dict[str, str] | None = None
+    ) -> None:
+        self.runtime = runtime
+        self.agent = runtime.definition
+        self.call_id = call_id
+        self.variables = {**self.agent.variables, **(variables or {})}
+        self._state = self.agent.start
+        self.slots: dict[str, Any] = {}
+        self.history: list[Message] = []
+        self.trace: list[TraceEntry] = []
+        self.intents: list[IntentResult] = []
+        self.states_visited: list[str] = []
+        self.outcome: Outcome | None = None
+        self._tentative: str | None = None
+        self._escalation: str | None = None
+        self._pending: _ConfirmSlot | _OfferHuman | None = None
+        self._failed = 0
+        self._silent = 0
+        self._slot_attempts: dict[str, int] = {}
+        self._last_said = ""
+        self._ended = False
+        self._greeted = False
+        self._embedded: tuple[str, Vectors] | None = None
+        self._backlog: list[AgentOutput | _Stream] = []
+        self._deciding: asyncio.Future[None] | None = None
+
+    # ---- DialogueSession ------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    async def greeting(self) -> AsyncIterator[AgentOutput]:
+        turn = _Turn()
+        if not self._greeted:
+            self._greeted = True
+            turn.say(self._render(self.agent.greeting))
+            await self._enter(self.agent.start, turn, greeting=True)
+        async for item in self._speak(turn):
+            yield item
+
+    async def handle(self, user_input: DialogueInput) -> AsyncIterator[AgentOutput]:
+        if self._deciding is not None and not self._deciding.done():
+            # The previous turn was abandoned mid-decision: let it land before this one.
+            await asyncio.shield(self._deciding)
+        for item in self._take_backlog():
+            yield item
+        if self._ended:
+            return
+        turn = _Turn()
+        self._deciding = asyncio.ensure_future(self._decide_safely(user_input, turn))
+        try:
+            # Shielded: a barge-in that cancels the media node's task must not cut a decision
+            # (a tool call, a state change) in half. What it decided is delivered next turn.
+            await asyncio.shield(self._deciding)
+        except asyncio.CancelledError:
+            self._deciding.add_done_callback(lambda _: self._backlog.extend(turn.items))
+            raise
+        async for item in self._speak(turn):
+            yield item
+
+    async def _decide_safely(self, user_input: DialogueInput, turn: _Turn) -> None:
+        if not self._greeted:
+            self._greeted = True
+            await self._enter(self.agent.start, turn, greeting=True)
+        try:
+            await self._decide(user_input, turn)
+        except Exception:
+            # A bug or an unexpected failure must not leave the caller in silence.
+            log.exception("dialogue turn failed (call %s, state %s)", self.call_id, self._state)
+            self._record("error", f"turn failed in state {self._state}")
+            turn.items.clear()
+            await self._escalate("other", turn)
+
+    def _take_backlog(self) -> list[AgentOutput]:
+        """What a barge-in kept from the caller last turn: the facts (intents, slots, states,
+        actions) always count; once the call is over, the words that go with its end too."""
+        backlog, self._backlog = self._backlog, []
+        if self._ended:
+            return [i for i in backlog if not isinstance(i, _Stream)]
+        return [i for i in backlog if not isinstance(i, AgentText | _Stream)]
+
+    def interrupted(self, heard_text: str) -> None:
+        heard = Message("assistant", heard_text.strip() + " ...")
+        if self.history and self.history[-1].role == "assistant":
+            self.history[-1] = heard
+        elif heard_text.strip():
+            self.history.append(heard)
+
+    def finish(self, reason: EndReason) -> Outcome:
+        self._ended = True
+        if self.outcome is None:
+            disposition = disposition_for_end(reason, self._tentative)
+            self.outcome = self._make_outcome(disposition)
+        return self.outcome
+
+    async def summarize(self) -> str:
+        """The call's summary: the LLM's when configured, else the template's. Call after finish().
+
+        Not part of the protocol (finish() must return at once with the template summary); the
+        media node may call this afterwards to store a richer note. Never raises.
+        """
+        outcome = self.outcome or self.finish("caller_hung_up")
+        if not self.runtime.llm_enabled:
+            return outcome.summary
+        assert self.runtime.llm is not None
+        try:
+            return await self.runtime.llm.summarize(transcript=self.history, facts=outcome.summary)
+        except LlmFailure as failure:
+            self._record(f"llm_{failure.kind}", f"summary: {failure.detail}")
+            return outcome.summary
+
+    # ---- speak phase ----------------------------------------------------------------------
+
+    async def _speak(self, turn: _Turn) -> AsyncIterator[AgentOutput]:
+        said: list[str] = []
+        # Items leave the backlog as they are handed over; what a barge-in leaves behind is
+        # delivered at the start of the next turn.
+        self._backlog = list(turn.items)
+        while self._backlog:
+            item = self._backlog.pop(0)
+            if isinstance(item, _Stream):
+                async for piece in self._stream(item):
+                    said.append(piece)
+                    yield AgentText(piece)
+                continue
+            if isinstance(item, AgentText):
+                text = item.text if not said else " " + item.text
+                said.append(text)
+                self._remember_said("".join(said))
+                yield AgentText(text)
+                continue
+            yield item
+        self._remember_said("".join(said))
+
+    async def _stream(self, stream: _Stream) -> AsyncIterator[str]:
+        first = True
+        try:
+            async for piece in stream.start():
+                yield (" " + piece.lstrip()) if first else piece
+                first = False
+        except LlmFailure as failure:
+            self._record(f"llm_{failure.kind}", failure.detail)
+            if first:
+                yield " " + stream.fallback
+            else:
+                yield "."
+
+    def _remember_said(self, text: str) -> None:
+        if not text.strip():
+            return
+        self._last_said = text.strip()
+        if self.history and self.history[-1].role == "assistant":
+            self.history[-1] = Message("assistant", self._last_said)
+        else:
+            self.history.append(Message("assistant", self._last_said))
+
+    # ---- decide phase -----------------------------------------------------------------------
+
+    async def _decide(self, user_input: DialogueInput, turn: _Turn) -> None:
+        if isinstance(user_input, NoInput):
+            await self._no_input(turn)
+            return
+        self._silent = 0
+        if isinstance(user_input, DtmfInput):
+            self.history.append(Message("user", f"(pressed {user_input.digits})"))
+            await self._dtmf(user_input.digits, turn)
+            return
+        assert isinstance(user_input, UserTurn)
+        text = " ".join(user_input.text.split())[:MAX_UTTERANCE_CHARS]
+        self.history.append(Message("user", text))
+        if not any(ch.isalnum() for ch in text):
+            await self._not_understood(turn)
+            return
+        await self._text(text, turn)
+
+    async def _text(self, text: str, turn: _Turn) -> None:
+        if isinstance(self._pending, _ConfirmSlot):
+            await self._confirm_reply(text, turn)
+            return
+        if isinstance(self._pending, _OfferHuman):
+            answer = parse_yes_no(text)
+            offer = self._pending
+            if answer is not None:
+                self._pending = None
+                if answer:
+                    await self._escalate("explicit_request", turn)
+                else:
+                    await self._enter(offer.then, turn)
+                return
+        state = self._current()
+        if state.collect:
+            await self._collect_reply(text, turn)
+        elif state.answer:
+            self._pending = None
+            if await self._global_intent(text, turn, margin=GLOBAL_IN_COLLECT_MARGIN):
+                return
+            await self._answer_then_next(text, turn)
+        elif state.intents or self.runtime.definition.global_intents:
+            await self._route(text, turn)
+        else:
+            await self._not_understood(turn)
+
+    async def _route(self, text: str, turn: _Turn) -> None:
+        routes = self.runtime.routes(self._state)
+        vector = await self._embed(text)
+        ranked = self.runtime.classifier.rank(vector, routes)
+        best = ranked[0] if ranked else None
+        if best and best.score >= self.runtime.threshold:
+            name, route = routes[best.label]
+            self._failed = 0
+            await self._follow(name, route, best.score, "classifier", text, turn)
+            return
+        if self.runtime.llm_enabled:
+            chosen = await self._llm_choose(text, routes, turn)
+            if chosen is not None:
+                name, route = routes[chosen]
+                self._failed = 0
+                await self._follow(name, route, 1.0, "llm", text, turn)
+                return
+            if self._escalation:  # the LLM failure escalated the call
+                return
+        self._note_intent(NO_MATCH, best.score if best else 0.0, "classifier", turn)
+        await self._not_understood(turn)
+
+    async def _llm_choose(
+        self, text: str, routes: dict[str, tuple[str, IntentRoute]], turn: _Turn
+    ) -> str | None:
+        """The LLM's pick among the allowed routes, or None (no match, or failure recorded)."""
+        assert self.runtime.llm is not None
+        options = {label: _describe(name, route) for label, (name, route) in routes.items()}
+        try:
+            choice = await self.runtime.llm.choose(
+                instructions=self.agent.llm.instructions,
+                history=self.history[:-1],
+                utterance=text,
+                options=options,
+                mode=self.agent.llm.mode,
+            )
+        except LlmFailure as failure:
+            self._record(f"llm_{failure.kind}", failure.detail)
+            if self.agent.escalation.on_llm_failure:
+                await self._escalate("llm_failure", turn)
+            return None
+        self._record("llm_choice", f"{choice.option} in {choice.elapsed_ms:.0f} ms")
+        return None if choice.option == NONE_OPTION else choice.option
+
+    async def _global_intent(self, text: str, turn: _Turn, *, margin: float) -> bool:
+        """Follow a global intent (human, goodbye, ...) if the caller clearly asked for one."""
+        routes = self.runtime.global_routes()
+        if not routes:
+            return False
+        vector = await self._embed(text)
+        ranked = self.runtime.classifier.rank(vector, routes)
+        if ranked and ranked[0].score >= self.runtime.threshold + margin:
+            name, route = routes[ranked[0].label]
+            await self._follow(name, route, ranked[0].score, "classifier", text, turn)
+            return True
+        return False
+
+    async def _follow(
+        self, name: str, route: IntentRoute, score: float, source: Any, text: str, turn: _Turn
+    ) -> None:
+        self._note_intent(name, score, source, turn)
+        if route.do == "repeat":
+            turn.say(self._last_said or self._prompt_of(self._current()))
+        elif route.do == "escalate":
+            await self._escalate("explicit_request", turn)
+        else:
+            assert route.next is not None
+            await self._enter(route.next, turn, utterance=text)
+
+    def _note_intent(self, name: str, score: float, source: Any, turn: _Turn) -> None:
+        result = IntentResult(name, round(max(0.0, min(1.0, score)), 4), source)
+        self.intents.append(result)
+        turn.add(result)
+
+    async def _dtmf(self, digits: str, turn: _Turn) -> None:
+        state = self._current()
+        if isinstance(self._pending, _ConfirmSlot | _OfferHuman) and digits[:1] in ("1", "2"):
+            await self._text("yes" if digits[:1] == "1" else "no", turn)
+            return
+        if state.collect and not self._pending:
+            slot = self._next_slot(state)
+            if slot is not None:
+                result = parse_dtmf(slot, digits)
+                if isinstance(result, Parsed):
+                    await self._got_value(slot, result.value, turn)
+                    return
+        for name, route in self.runtime.routes(self._state).values():
+            if route.dtmf and route.dtmf == digits[:1]:
+                self._failed = 0
+                await self._follow(name, route, 1.0, "dtmf", digits, turn)
+                return
+        await self._not_understood(turn)
+
+    async def _no_input(self, turn: _Turn) -> None:
+        self._silent += 1
+        policy = self.agent.escalation
+        if self._silent >= policy.max_no_input:
+            if policy.on_no_input == "escalate":
+                await self._escalate("no_input", turn)
+            else:
+                turn.say(self._render(self.agent.messages.goodbye))
+                self._end(NO_INPUT, turn)
+            return
+        turn.say(self._render(self.agent.messages.no_input))
+        turn.say(self._prompt_of(self._current()))
+
+    async def _not_understood(self, turn: _Turn) -> None:
+        self._failed += 1
+        if self._failed >= self.agent.escalation.max_failed_attempts:
+            await self._escalate("failed_attempts", turn)
+            return
+        state = self._current()
+        slot = self._next_slot(state) if state.collect else None
+        if slot is not None:
+            turn.say(self._render(slot.reprompt) if slot.reprompt else None)
+            if not slot.reprompt:
+                turn.say(self._render(self.agent.messages.not_understood))
+                turn.say(self._render(slot.prompt))
+            return
+        turn.say(self._render(state.reprompt or self.agent.messages.not_understood))
+
+    # ---- states -----------------------------------------------------------------------------
+
+    def _current(self) -> State:
+        return self.agent.states[self._state]
+
+    async def _enter(
+        self, name: str, turn: _Turn, *, utterance: str | None = None, greeting: bool = False
+    ) -> None:
+        turn.moves += 1
+        if turn.moves > MAX_MOVES_PER_TURN:
+            raise RuntimeError(f"more than {MAX_MOVES_PER_TURN} state moves in one turn")
+        self._state = name
+        self._pending = None
+        self.states_visited.append(name)
+        turn.add(StateEntered(name))
+        state = self.agent.states[name]
+        if state.disposition:
+            self._tentative = state.disposition
+        if not greeting:
+            turn.say(self._render(state.say))
+        if state.collect:
+            for slot in state.collect:
+                self.slots.pop(slot.name, None)
+                self._slot_attempts[slot.name] = 0
+            for slot in state.collect if utterance else []:
+                result = parse_slot(slot, utterance or "") if slot.prefill else None
+                if not isinstance(result, Parsed):
+                    continue
+                if slot.confirm:
+                    self._pending = _ConfirmSlot(slot, result.value)
+                    turn.say(self._confirm_question(slot, result.value))
+                    return
+                self._fill(slot, result.value, turn)
+            await self._ask_next_slot(turn)
+        elif state.answer:
+            if utterance:
+                await self._answer_then_next(utterance, turn, entering=True)
+            else:
+                turn.say(self._render(state.answer.prompt))
+        elif state.action:
+            await self._act(state, turn)
+        elif state.next:
+            await self._enter(state.next, turn)
+
+    def _prompt_of(self, state: State) -> str:
+        if isinstance(self._pending, _ConfirmSlot):
+            return self._confirm_question(self._pending.slot, self._pending.value)
+        if state.collect:
+            slot = self._next_slot(state)
+            return self._render(slot.prompt) if slot else ""
+        if state.answer and state.answer.prompt:
+            return self._render(state.answer.prompt)
+        return self._render(state.say) if state.say else ""
+
+    # ---- slots ------------------------------------------------------------------------------
+
+    def _next_slot(self, state: State) -> Slot | None:
+        return next((s for s in state.collect or [] if s.name not in self.slots), None)
+
+    async def _ask_next_slot(self, turn: _Turn) -> None:
+        state = self._current()
+        slot = self._next_slot(state)
+        if slot is None:
+            assert state.next is not None
+            await self._enter(state.next, turn)
+        else:
+            turn.say(self._render(slot.prompt))
+
+    async def _collect_reply(self, text: str, turn: _Turn) -> None:
+        state = self._current()
+        slot = self._next_slot(state)
+        assert slot is not None
+        if slot.type == "free_text" and await self._global_intent(
+            text, turn, margin=GLOBAL_IN_COLLECT_MARGIN
+        ):
+            return
+        result = parse_slot(slot, text)
+        if not isinstance(result, Parsed) and self.runtime.llm_enabled:
+            result = await self._llm_slot(slot, text)
+        if isinstance(result, Parsed):
+            await self._got_value(slot, result.value, turn)
+            return
+        if await self._global_intent(text, turn, margin=0.0):
+            return
+        self._record("slot_unparsed", f"{slot.name}: {result.reason}")
+        await self._slot_failed(slot, turn)
+
+    async def _llm_slot(self, slot: Slot, text: str) -> Any:
+        """Ask the LLM for the value, then hold it to the same parser (the slot's guardrail)."""
+        assert self.runtime.llm is not None
+        try:
+            value = await self.runtime.llm.extract(
+                instructions=self.agent.llm.instructions,
+                utterance=text,
+                slot_name=slot.name.replace("_", " "),
+                slot_description=slot.type.replace("_", " "),
+                mode=self.agent.llm.mode,
+            )
+        except LlmFailure as failure:
+            self._record(f"llm_{failure.kind}", failure.detail)
+            return parse_slot(slot, "")
+        if value is None:
+            return parse_slot(slot, "")
+        checked = parse_slot(slot, value)
+        if not isinstance(checked, Parsed):
+            self._record("llm_guardrail", f"{slot.name}: rejected '{value}' ({checked.reason})")
+        return checked
+
+    async def _slot_failed(self, slot: Slot, turn: _Turn) -> None:
+        self._slot_attempts[slot.name] = self._slot_attempts.get(slot.name, 0) + 1
+        if self._slot_attempts[slot.name] >= slot.max_attempts:
+            await self._escalate("failed_attempts", turn)
+            return
+        if slot.reprompt:
+            turn.say(self._render(slot.reprompt))
+        else:
+            turn.say(self._render(self.agent.messages.not_understood))
+            turn.say(self._render(slot.prompt))
+
+    async def _got_value(self, slot: Slot, value: Any, turn: _Turn) -> None:
+        self._failed = 0
+        if slot.confirm:
+            self._pending = _ConfirmSlot(slot, value)
+            turn.say(self._confirm_question(slot, value))
+            return
+        self._fill(slot, value, turn)
+        await self._ask_next_slot(turn)
+
+    def _confirm_question(self, slot: Slot, value: Any) -> str:
+        template = slot.confirm_prompt or self.agent.messages.confirm
+        spoken = speakable(slot.type, value)
+        return render(template, lambda name: spoken if name == "value" else self._lookup(name))
+
+    async def _confirm_reply(self, text: str, turn: _Turn) -> None:
+        assert isinstance(self._pending, _ConfirmSlot)
+        slot, value = self._pending.slot, self._pending.value
+        answer = parse_yes_no(text)
+        if answer is None or (answer is False and slot.type != "yes_no"):
+            # "No, it's 4 5 6 8": a correction carries the new value.
+            corrected = parse_slot(slot, text) if slot.type != "yes_no" else None
+            if isinstance(corrected, Parsed) and corrected.value != value:
+                self._pending = None
+                await self._got_value(slot, corrected.value, turn)
+                return
+        if answer is True:
+            self._pending = None
+            self._fill(slot, value, turn)
+            await self._ask_next_slot(turn)
+        elif answer is False:
+            self._pending = None
+            await self._slot_failed(slot, turn)
+        elif not await self._global_intent(text, turn, margin=0.0):
+            await self._not_understood(turn)
+            if self._pending is not None and not self._escalation:
+                turn.say(self._confirm_question(slot, value))
+
+    def _fill(self, slot: Slot, value: Any, turn: _Turn) -> None:
+        self.slots[slot.name] = value
+        turn.add(SlotResult(slot.name, value, slot.type))
+
+    # ---- knowledge --------------------------------------------------------------------------
+
+    async def _answer_then_next(
+        self, question: str, turn: _Turn, *, entering: bool = False
+    ) -> None:
+        """Answer, then move on; after "I don't know" stay for the caller's yes/no to a human.
+
+        The utterance that led here ("I have a billing question") is tried as the question; when
+        the knowledge has nothing for it and the state can ask, the agent asks instead.
+        """
+        state = self._current()
+        assert state.answer is not None
+        answered = await self._answer(
+            question, turn, ask_instead=entering and bool(state.answer.prompt)
+        )
+        if not answered:
+            turn.say(self._render(state.answer.prompt))
+        elif not isinstance(self._pending, _OfferHuman):
+            await self._enter(state.answer.next, turn)
+
+    async def _answer(self, question: str, turn: _Turn, *, ask_instead: bool = False) -> bool:
+        """Say the answer (False: nothing relevant and ``ask_instead``, so nothing was said)."""
+        state = self._current()
+        assert state.answer is not None
+        knowledge = self.agent.knowledge
+        min_score = (
+            state.answer.min_score if state.answer.min_score is not None else knowledge.min_score
+        )
+        passages: list[Passage] = []
+        if self.runtime.knowledge is not None:
+            passages = await asyncio.to_thread(
+                self.runtime.knowledge.search,
+                self.runtime.tenant_id,
+                self.runtime.agent_id,
+                question,
+                top_k=state.answer.top_k,
+                vector=await self._embed(question),
+            )
+        if ask_instead:
+            min_score += state.answer.entry_margin
+        good = [p for p in passages if p.score >= min_score]
+        if passages:
+            self._record("retrieval", f"best score {passages[0].score:.3f} ({passages[0].doc_id})")
+        if not good:
+            if ask_instead:
+                return False
+            turn.say(self._render(self.agent.messages.dont_know))
+            self._pending = _OfferHuman(state.answer.next)
+            return True
+        self._failed = 0
+        turn.say(self._render(self.agent.messages.answer_intro))
+        fallback = _readable(good[0].text)
+        if self.runtime.llm_enabled:
+            assert self.runtime.llm is not None
+            llm = self.runtime.llm
+            history = list(self.history[:-1])
+            texts = [p.text for p in good]
+            turn.add(
+                _Stream(
+                    lambda: llm.stream_answer(
+                        instructions=self.agent.llm.instructions,
+                        question=question,
+                        passages=texts,
+                        history=history,
+                    ),
+                    fallback,
+                )
+            )
+        else:
+            turn.say(fallback)
+        return True
+
+    # ---- actions ----------------------------------------------------------------------------
+
+    async def _act(self, state: State, turn: _Turn) -> None:
+        action = state.action
+        if isinstance(action, HttpAction):
+            result = await call_http(action, self._raw_lookup, self.runtime.http)
+            if result.ok:
+                self._record("tool_ok", f"{action.url} in {result.elapsed_ms:.0f} ms")
+                for name, value in result.values.items():
+                    self.slots[name] = value
+                    turn.add(SlotResult(name, value, "tool"))
+                await self._enter(action.on_success, turn)
+                return
+            self._record("tool_failure", f"{self._state}: {result.error}")
+            if action.on_failure:
+                await self._enter(action.on_failure, turn)
+            elif self.agent.escalation.on_tool_failure:
+                await self._escalate("tool_failure", turn)
+            else:
+                turn.say(self._render(self.agent.messages.goodbye))
+                self._end(FAILED, turn)
+        elif isinstance(action, TransferAction):
+            target = action.target or self.agent.escalation.target
+            turn.add(Transfer(self._render(target or "")))
+            self._set_outcome(action.disposition, turn)
+            self._ended = True
+        elif isinstance(action, EndAction):
+            self._end(action.disposition or self._tentative or RESOLVED, turn)
+
+    async def _escalate(self, reason: Any, turn: _Turn) -> None:
+        policy = self.agent.escalation
+        already = self._escalation is not None
+        self._escalation = reason
+        self._record("escalation", reason)
+        turn.add(Escalation(reason, policy.target))
+        if policy.state and not already and self._state != policy.state:
+            await self._enter(policy.state, turn)
+            return
+        turn.say(self._render(policy.message))
+        if policy.target:
+            turn.add(Transfer(self._render(policy.target)))
+            self._set_outcome(ESCALATED, turn)
+            self._ended = True
+        else:
+            self._end(FAILED, turn)
+
+    def _end(self, disposition: str, turn: _Turn) -> None:
+        turn.add(EndCall())
+        self._set_outcome(disposition, turn)
+        self._ended = True
+
+    def _set_outcome(self, disposition: str, turn: _Turn) -> None:
+        if self.outcome is None:
+            self.outcome = self._make_outcome(disposition)
+            turn.add(self.outcome)
+
+    def _make_outcome(self, disposition: str) -> Outcome:
+        summary = template_summary(
+            agent_name=self.agent.name,
+            disposition=disposition,
+            intents=[i.intent for i in self.intents if i.intent != NO_MATCH],
+            slots=self.slots,
+            escalation=self._escalation,
+        )
+        return Outcome(disposition, summary, dict(self.slots))
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    async def _embed(self, text: str) -> Vectors:
+        """The utterance's embedding, computed once per turn however many checks use it."""
+        if self._embedded is None or self._embedded[0] != text:
+            vector = await asyncio.to_thread(self.runtime.classifier.embed, text)
+            self._embedded = (text, vector)
+        return self._embedded[1]
+
+    def _lookup(self, name: str) -> Any:
+        """Template value as spoken: digits one by one, emails with 'at' and 'dot'."""
+        if name.startswith("vars."):
+            return self.variables.get(name[5:])
+        if name in self.slots:
+            return speakable(self.runtime.slot_types.get(name, "tool"), self.slots[name])
+        return None
+
+    def _raw_lookup(self, name: str) -> Any:
+        if name.startswith("vars."):
+            return self.variables.get(name[5:])
+        return self.slots.get(name)
+
+    def _render(self, template: str | None) -> str:
+        return render(template, self._lookup) if template else ""
+
+    def _record(self, kind: str, detail: str) -> None:
+        self.trace.append(TraceEntry(kind, detail))
+        log.info("dialogue %s: %s (call %s)", kind, detail, self.call_id)
+
+
+def _describe(name: str, route: IntentRoute) -> str:
+    if route.description:
+        return route.description
+    return f"{name.replace('_', ' ')}, e.g. " + "; ".join(f"'{e}'" for e in route.examples[:3])
+
+
+def _readable(passage: str, max_chars: int = 320) -> str:
+    """The first sentences of a passage, short enough to read aloud."""
+    if len(passage) <= max_chars:
+        return passage
+    cut = passage[:max_chars]
+    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
+    return cut[: end + 1] if end > 40 else cut.rsplit(" ", 1)[0] + "."

@@ -1,0 +1,298 @@
+"""The LLM layer: constrained choices, slot extraction and streamed grounded answers.
+
+Works with any OpenAI-compatible server through the ``openai`` client. Every call has a deadline;
+any error or timeout raises :class:`LlmFailure` so the engine falls back to its deterministic path
+and records why. Choices are constrained at the source (a forced tool call whose parameter is an
+enum of the allowed options, or a JSON schema) *and* checked afterwards by :func:`guard`, because
+not every server enforces the constraint: the LLM can never move a call where the flow forbids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletionChunk
+
+log = logging.getLogger(__name__)
+
+NONE_OPTION = "none"
+Mode = Literal["tools", "json_schema", "json_object", "json"]
+"""tools: forced tool call with an enum parameter. json_schema: OpenAI structured output.
+json_object: JSON mode with the schema attached (llama-cpp-python enforces it). json: plain JSON
+mode for servers with nothing better; only the guardrail keeps the choice in bounds."""
+
+
+class LlmFailure(RuntimeError):
+    """The LLM timed out, errored, or answered outside the allowed choices."""
+
+    def __init__(self, kind: Literal["timeout", "error", "guardrail", "invalid"], detail: str):
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"LLM {kind}: {detail}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    option: str
+    raw: str
+    elapsed_ms: float
+
+
+def guard(option: Any, allowed: Sequence[str]) -> str:
+    """Accept ``option`` only if the current state allows it; else raise a guardrail failure."""
+    if not isinstance(option, str) or option not in allowed:
+        raise LlmFailure("guardrail", f"{option!r} is not an allowed choice ({', '.join(allowed)})")
+    return option
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LlmClient:
+    """One per process: wraps an ``AsyncOpenAI`` client with deadlines and constrained output."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        timeout_s: float,
+        max_tokens: int = 160,
+    ) -> None:
+        self.model = model
+        self.timeout_s = timeout_s
+        self.max_tokens = max_tokens
+        # Retries would blow the turn's latency budget: fail fast, fall back instead.
+        self.client = AsyncOpenAI(
+            base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    async def choose(
+        self,
+        *,
+        instructions: str,
+        history: Sequence[Message],
+        utterance: str,
+        options: Mapping[str, str],
+        mode: Mode = "tools",
+        timeout_s: float | None = None,
+    ) -> Choice:
+        """Pick one of ``options`` (name -> meaning) for ``utterance``, or ``'none'``."""
+        allowed = [*options, NONE_OPTION]
+        menu = "\n".join(f"- {name}: {meaning}" for name, meaning in options.items())
+        system = (
+            f"{instructions}\n\nYou route a phone call. Pick the option that matches what the "
+            f"caller means, or '{NONE_OPTION}' if none does.\nOptions:\n{menu}"
+        ).strip()
+        messages = [
+            {"role": "system", "content": system},
+            *({"role": m.role, "content": m.content} for m in history[-6:]),
+            {"role": "user", "content": utterance},
+        ]
+        schema = {
+            "type": "object",
+            "properties": {"option": {"type": "string", "enum": allowed}},
+            "required": ["option"],
+            "additionalProperties": False,
+        }
+        started = time.perf_counter()
+        raw = await self._structured(messages, schema, "choose_option", mode, timeout_s)
+        try:
+            option = json.loads(raw).get("option")
+        except (ValueError, AttributeError):
+            option = raw[:200]  # not even JSON: the guardrail rejects it like any other stray
+        return Choice(guard(option, allowed), raw, (time.perf_counter() - started) * 1000)
+
+    async def extract(
+        self,
+        *,
+        instructions: str,
+        utterance: str,
+        slot_name: str,
+        slot_description: str,
+        mode: Mode = "tools",
+        timeout_s: float | None = None,
+    ) -> str | None:
+        """The value of one slot as the caller said it (the engine's parser checks it after)."""
+        messages = [
+            {
+                "role": "system",
+                "content": (
+                    f"{instructions}\n\nExtract the caller's {slot_name} ({slot_description}) "
+                    "from their words. Use null if they did not give it."
+                ).strip(),
+            },
+            {"role": "user", "content": utterance},
+        ]
+        schema = {
+            "type": "object",
+            "properties": {"value": {"type": ["string", "null"], "maxLength": 200}},
+            "required": ["value"],
+            "additionalProperties": False,
+        }
+        raw = await self._structured(messages, schema, "extract_value", mode, timeout_s)
+        try:
+            value = json.loads(raw).get("value")
+        except (ValueError, AttributeError):
+            raise LlmFailure("invalid", f"not a JSON object: {raw[:200]!r}") from None
+        return str(value) if value not in (None, "") else None
+
+    async def summarize(self, *, transcript: Sequence[Message], facts: str) -> str:
+        """Two plain sentences about the call, for a CRM note (not streamed)."""
+        lines = "\n".join(f"{m.role}: {m.content}" for m in transcript[-30:])
+        messages = [
+            {
+                "role": "system",
+                "content": "Summarise this phone call in at most two short sentences. "
+                f"Known facts: {facts}",
+            },
+            {"role": "user", "content": lines},
+        ]
+        response = await self._call(
+            {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": 80}, None
+        )
+        text = str(response.choices[0].message.content or "").strip()
+        if not text:
+            raise LlmFailure("invalid", "empty summary")
+        return text
+
+    async def _structured(
+        self,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        name: str,
+        mode: Mode,
+        timeout_s: float | None,
+    ) -> str:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": 0,
+            "max_tokens": 64,
+        }
+        if mode == "tools":
+            kwargs["tools"] = [
+                {"type": "function", "function": {"name": name, "parameters": schema}}
+            ]
+            kwargs["tool_choice"] = {"type": "function", "function": {"name": name}}
+        elif mode == "json_schema":
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": schema, "strict": True},
+            }
+        elif mode == "json_object":
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        else:
+            kwargs["response_format"] = {"type": "json_object"}
+            messages[0]["content"] += f"\nReply with JSON only, matching: {json.dumps(schema)}"
+        response = await self._call(kwargs, timeout_s)
+        message = response.choices[0].message
+        if mode == "tools":
+            calls = message.tool_calls or []
+            if not calls or calls[0].function.name != name:
+                raise LlmFailure("invalid", "the model did not call the tool")
+            return str(calls[0].function.arguments or "")
+        return str(message.content or "")
+
+    async def _call(self, kwargs: dict[str, Any], timeout_s: float | None) -> Any:
+        deadline = timeout_s or self.timeout_s
+        try:
+            async with asyncio.timeout(deadline):
+                return await self.client.chat.completions.create(**kwargs)
+        except TimeoutError:
+            raise LlmFailure("timeout", f"no answer within {deadline:g}s") from None
+        except LlmFailure:
+            raise
+        except Exception as exc:  # the openai client raises many types; all mean "fall back"
+            raise LlmFailure("error", f"{type(exc).__name__}: {exc}") from None
+
+    async def stream_answer(
+        self,
+        *,
+        instructions: str,
+        question: str,
+        passages: Sequence[str],
+        history: Sequence[Message] = (),
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[str]:
+        """Stream a short spoken answer grounded in ``passages``, chunk by chunk.
+
+        The first chunk must arrive within the timeout; the whole answer within four times it.
+        """
+        context = "\n\n".join(f"[{i + 1}] {p}" for i, p in enumerate(passages))
+        system = (
+            f"{instructions}\n\nAnswer the caller in one to three short spoken sentences, using "
+            "only the passages below. If they do not contain the answer, say you do not know.\n\n"
+            f"Passages:\n{context}"
+        ).strip()
+        messages = [
+            {"role": "system", "content": system},
+            *({"role": m.role, "content": m.content} for m in history[-6:]),
+            {"role": "user", "content": question},
+        ]
+        deadline = timeout_s or self.timeout_s
+        loop = asyncio.get_running_loop()
+        # Deadlines wrap each await only: a timeout must never fire while the consumer (TTS)
+        # holds the generator suspended at a yield.
+        first_by = loop.time() + deadline
+        try:
+            async with asyncio.timeout_at(first_by):
+                stream = cast(
+                    "AsyncStream[ChatCompletionChunk]",
+                    await self.client.chat.completions.create(
+                        model=self.model,
+                        messages=messages,  # type: ignore[arg-type]
+                        temperature=0.2,
+                        max_tokens=self.max_tokens,
+                        stream=True,
+                    ),
+                )
+        except TimeoutError:
+            raise LlmFailure("timeout", f"no answer within {deadline:g}s") from None
+        except Exception as exc:
+            raise LlmFailure("error", f"{type(exc).__name__}: {exc}") from None
+        iterator = aiter(stream)
+        finish_by = loop.time() + deadline * 4
+        got_text = False
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(finish_by if got_text else first_by):
+                        chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise LlmFailure(
+                        "timeout", f"answer not streamed within {deadline:g}s"
+                    ) from None
+                except Exception as exc:
+                    raise LlmFailure("error", f"{type(exc).__name__}: {exc}") from None
+                piece = _delta(chunk)
+                if piece:
+                    got_text = True
+                    yield piece
+            if not got_text:
+                raise LlmFailure("invalid", "empty answer")
+        finally:
+            # Stops generation on the server when the caller barges in or we give up.
+            await stream.close()
+
+
+def _delta(chunk: Any) -> str:
+    if not chunk.choices:
+        return ""
+    return str(chunk.choices[0].delta.content or "")

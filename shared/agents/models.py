@@ -1,0 +1,311 @@
+"""Pydantic models of an agent definition (the YAML/JSON document teams write and version).
+
+An agent is a set of named states. Each state may ``say`` something (templated with the collected
+slots: ``{{ order_number }}``) and then does exactly one thing: waits for an intent, collects
+slots, answers from the knowledge base, runs an action, or moves on to ``next``. The graph checks
+(unknown or unreachable states, dead ends) live in :mod:`shared.agents.validation`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.agents.dispositions import STANDARD_DISPOSITIONS
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+"""A state, intent, slot or disposition name: lower_snake_case."""
+
+AgentId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+"""An agent id: lower case, digits, '-' and '_' (acme-shop)."""
+
+SlotType = Literal[
+    "digits", "number", "date", "time", "yes_no", "email", "phone", "choice", "free_text"
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+TRANSFER_TARGET = re.compile(r"^(\+[1-9]\d{6,14}|sips?:[^\s@]+@[^\s]+|\{\{\s*vars\.\w+\s*\}\})$")
+
+
+def _check_target(value: str | None) -> str | None:
+    if value is not None and not TRANSFER_TARGET.match(value):
+        raise ValueError(
+            f"'{value}' is not an E.164 number (+15550100200), a SIP URI (sip:queue@host) "
+            "or {{ vars.NAME }}"
+        )
+    return value
+
+
+class Slot(_Model):
+    """A value to collect from the caller, parsed from spoken text (or DTMF for digits)."""
+
+    name: Name
+    type: SlotType
+    prompt: str = Field(min_length=1, description="Asks for the value.")
+    reprompt: str | None = Field(None, description="Said after a value could not be understood.")
+    confirm: bool = Field(
+        False, description="Read the value back and ask yes/no before keeping it."
+    )
+    confirm_prompt: str | None = Field(
+        None, description="Confirmation question; {{ value }} is the heard value."
+    )
+    max_attempts: int = Field(3, ge=1, le=10, description="Failed attempts before escalation.")
+    prefill: bool = Field(
+        False, description="Try to take the value from the utterance that entered the state."
+    )
+    min_length: int | None = Field(None, ge=1, le=64, description="digits: fewest digits.")
+    max_length: int | None = Field(None, ge=1, le=64, description="digits: most digits.")
+    minimum: float | None = Field(None, description="number: smallest accepted value.")
+    maximum: float | None = Field(None, description="number: largest accepted value.")
+    choices: dict[Name, list[str]] | None = Field(
+        None, description="choice: option -> words that select it (the option name counts too)."
+    )
+    region: str = Field("US", min_length=2, max_length=2, description="phone: default region.")
+
+    @model_validator(mode="after")
+    def _type_options(self) -> Slot:
+        if self.type == "choice" and not self.choices:
+            raise ValueError("a 'choice' slot needs 'choices'")
+        if self.type != "choice" and self.choices:
+            raise ValueError(f"'choices' only applies to 'choice' slots, not '{self.type}'")
+        if self.min_length and self.max_length and self.min_length > self.max_length:
+            raise ValueError("min_length is greater than max_length")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError("minimum is greater than maximum")
+        return self
+
+
+class IntentRoute(_Model):
+    """An intent: example utterances and where it leads (a state, or a built-in behaviour)."""
+
+    examples: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    next: Name | None = Field(None, description="State to go to.")
+    do: Literal["repeat", "escalate"] | None = Field(
+        None, description="Built-in behaviour instead of a state."
+    )
+    dtmf: str | None = Field(None, pattern=r"^[0-9*#]$", description="Keypad key that selects it.")
+    description: str | None = Field(None, description="Tells the LLM what the intent means.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> IntentRoute:
+        if (self.next is None) == (self.do is None):
+            raise ValueError("an intent needs exactly one of 'next' or 'do'")
+        return self
+
+
+class HttpAction(_Model):
+    """Call an HTTP API (a tool); map fields of its JSON answer into slots."""
+
+    type: Literal["http"]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str = Field(min_length=1, description="Templated with slots and variables.")
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: dict[str, Any] | None = Field(None, description="JSON body; string values are templated.")
+    timeout_s: float = Field(3.0, gt=0, le=30)
+    result: dict[Name, str] = Field(
+        default_factory=dict, description="slot -> dotted path in the JSON answer (items.0.name)."
+    )
+    on_success: Name
+    on_failure: Name | None = Field(
+        None, description="State after an error or timeout; empty applies the escalation policy."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://", "{{")):
+            raise ValueError("must start with http://, https:// or a {{ vars.NAME }} base URL")
+        return value
+
+
+class TransferAction(_Model):
+    """Hand the call to a human."""
+
+    type: Literal["transfer"]
+    target: str | None = Field(
+        None, description="E.164 number or SIP URI; empty uses escalation.target."
+    )
+    disposition: Name = "escalated_to_human"
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        return _check_target(value)
+
+
+class EndAction(_Model):
+    """Hang up with a disposition."""
+
+    type: Literal["end"]
+    disposition: Name | None = Field(
+        None, description="Empty: the last state's disposition if one was reached, else resolved."
+    )
+
+
+Action = Annotated[HttpAction | TransferAction | EndAction, Field(discriminator="type")]
+
+
+class Answer(_Model):
+    """Answer the caller's question from the agent's knowledge base."""
+
+    prompt: str | None = Field(
+        None, description="Asks for the question when the state is not entered by one."
+    )
+    next: Name = Field(description="State after the answer.")
+    min_score: float | None = Field(
+        None, ge=0, le=1, description="Retrieval score below which the agent says it does not know."
+    )
+    top_k: int = Field(3, ge=1, le=10)
+    entry_margin: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="The utterance that entered the state ('I have a billing question') is "
+        "answered only if it scores min_score + entry_margin; otherwise 'prompt' asks.",
+    )
+
+
+class State(_Model):
+    say: str | None = Field(None, description="Spoken on entry; templated with slots.")
+    intents: dict[Name, IntentRoute] | None = None
+    collect: list[Slot] | None = None
+    answer: Answer | None = None
+    action: Action | None = None
+    next: Name | None = Field(
+        None, description="Where to go after 'say' (or after 'collect' has every slot)."
+    )
+    reprompt: str | None = Field(None, description="Said when the caller was not understood.")
+    disposition: Name | None = Field(
+        None, description="Disposition the call gets if it ends after reaching this state."
+    )
+
+    @model_validator(mode="after")
+    def _one_behaviour(self) -> State:
+        kinds = [k for k in ("intents", "collect", "answer", "action") if getattr(self, k)]
+        if len(kinds) > 1:
+            raise ValueError(f"a state does one thing; it has {' and '.join(kinds)}")
+        if self.collect is not None and not self.collect:
+            raise ValueError("'collect' needs at least one slot")
+        if self.collect and not self.next:
+            raise ValueError(
+                "a 'collect' state needs 'next' (where to go when every slot is filled)"
+            )
+        if (self.intents or self.answer or self.action) and self.next:
+            raise ValueError(f"'next' does not apply to a state with {kinds[0]}")
+        if not kinds and not self.next:
+            raise ValueError("a state needs one of intents, collect, answer, action or next")
+        return self
+
+
+class Escalation(_Model):
+    """When and where the call goes to a human."""
+
+    target: str | None = Field(None, description="E.164 number or SIP URI of the human queue.")
+    state: Name | None = Field(
+        None, description="State to enter on escalation; empty says 'message' and transfers."
+    )
+    message: str = "Let me connect you with someone who can help."
+    max_failed_attempts: int = Field(3, ge=1, le=10, description="Not-understood turns in a row.")
+    max_no_input: int = Field(2, ge=1, le=10, description="Silent turns in a row.")
+    on_no_input: Literal["escalate", "end"] = "end"
+    on_llm_failure: bool = Field(
+        False, description="Escalate when the LLM fails (otherwise the classifier takes over)."
+    )
+    on_tool_failure: bool = Field(True, description="Escalate when a tool call fails unrouted.")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        return _check_target(value)
+
+
+class LlmOptions(_Model):
+    enabled: bool = Field(True, description="Use the LLM when the deployment configures one.")
+    mode: Literal["tools", "json_schema", "json_object", "json"] = Field(
+        "tools",
+        description="How choices are constrained: a forced tool call (most portable), an OpenAI "
+        "JSON schema, JSON mode with the schema attached (llama-cpp-python), or plain JSON mode "
+        "(only the guardrail checks the answer).",
+    )
+    instructions: str = Field("", description="Persona and rules added to the system prompt.")
+    max_tokens: int = Field(160, ge=16, le=2048)
+
+
+class Knowledge(_Model):
+    documents: list[KnowledgeDocument] = Field(default_factory=list)
+    min_score: float = Field(
+        0.35, ge=0, le=1, description="Below this the agent says it does not know."
+    )
+    top_k: int = Field(3, ge=1, le=10)
+
+
+class KnowledgeDocument(_Model):
+    """A document: a file next to the definition, or inline text."""
+
+    path: str | None = None
+    title: str | None = None
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _path_or_text(self) -> KnowledgeDocument:
+        if (self.path is None) == (self.text is None):
+            raise ValueError("a knowledge document needs exactly one of 'path' or 'text'")
+        return self
+
+
+class Messages(_Model):
+    not_understood: str = "Sorry, I didn't catch that. Could you say it another way?"
+    no_input: str = "Are you still there?"
+    dont_know: str = (
+        "I'm sorry, I don't have an answer to that. Would you like me to connect you to a person?"
+    )
+    confirm: str = "I have {{ value }}. Is that right?"
+    answer_intro: str = ""
+    goodbye: str = "Thank you for calling. Goodbye!"
+
+
+class AgentDefinition(_Model):
+    """A complete agent: the document stored per tenant and version."""
+
+    id: AgentId = Field(description="Agent id, unique per tenant.")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    language: str = "en"
+    greeting: str = Field(min_length=1, description="First words of the call; keep it fixed text.")
+    start: Name = Field(description="State the call is in after the greeting.")
+    variables: dict[str, str] = Field(
+        default_factory=dict, description="Defaults for {{ vars.x }}; calls may override them."
+    )
+    dispositions: dict[Name, str] = Field(
+        default_factory=dict, description="Custom dispositions: name -> meaning."
+    )
+    intent_threshold: float | None = Field(
+        None, ge=0, le=1, description="Classifier confidence needed; empty uses the setting."
+    )
+    messages: Messages = Field(default_factory=Messages)
+    llm: LlmOptions = Field(default_factory=LlmOptions)
+    knowledge: Knowledge = Field(default_factory=Knowledge)
+    escalation: Escalation = Field(default_factory=Escalation)
+    global_intents: dict[Name, IntentRoute] = Field(
+        default_factory=dict, description="Understood in every state (human, repeat, goodbye)."
+    )
+    states: dict[Name, State] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _custom_dispositions(self) -> AgentDefinition:
+        clash = sorted(set(self.dispositions) & set(STANDARD_DISPOSITIONS))
+        if clash:
+            raise ValueError(f"custom dispositions redefine standard ones: {', '.join(clash)}")
+        return self
+
+    def all_dispositions(self) -> set[str]:
+        return set(STANDARD_DISPOSITIONS) | set(self.dispositions)
+
+
+Knowledge.model_rebuild()

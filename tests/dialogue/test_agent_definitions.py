@@ -1,0 +1,178 @@
+"""Agent definitions: the example validates; bad ones fail with line and field."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from shared.agents.loader import AgentDefinitionError, load_agent_file, load_agent_text
+from shared.agents.schema import SCHEMA_FILE, render_agent_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BASE = """\
+id: tiny
+name: Tiny
+greeting: Hello.
+start: menu
+escalation:
+  target: "+15550000000"
+global_intents:
+  human:
+    do: escalate
+    examples: [a person please]
+states:
+  menu:
+    intents:
+      leave:
+        next: bye
+        examples: [goodbye]
+  bye:
+    say: Bye.
+    action:
+      type: end
+"""
+
+
+def problems_of(text: str) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(AgentDefinitionError) as caught:
+        load_agent_text(textwrap.dedent(text), source="agent.yaml")
+    return [(p.line, p.field, p.message) for p in caught.value.problems]
+
+
+def test_example_agent_is_valid() -> None:
+    loaded = load_agent_file(ROOT / "examples/agents/acme-shop")
+    assert loaded.agent_id == "acme-shop"
+    assert {k.doc_id for k in loaded.knowledge} == {
+        "knowledge/billing.md",
+        "knowledge/shipping.md",
+        "knowledge/returns.md",
+    }
+
+
+def test_minimal_agent_is_valid() -> None:
+    assert load_agent_text(BASE).start == "menu"
+
+
+def test_unknown_state_points_at_line_and_field() -> None:
+    found = problems_of(BASE.replace("next: bye", "next: byebye"))
+    assert found == [
+        (15, "states.menu.intents.leave.next", "unknown state 'byebye' (states: bye, menu)")
+    ]
+
+
+def test_unknown_field_and_bad_slot_type() -> None:
+    text = BASE + textwrap.indent(
+        textwrap.dedent("""\
+        ask:
+          colour: blue
+          collect:
+            - name: order
+              type: digitz
+              prompt: Number?
+          next: bye
+        """),
+        "  ",
+    )
+    found = problems_of(text)
+    fields = {(line, field) for line, field, _ in found}
+    assert (22, "states.ask.colour") in fields
+    assert (25, "states.ask.collect.0.type") in fields
+    assert any("unknown field 'colour'" in message for _, _, message in found)
+
+
+def test_missing_slot_type() -> None:
+    text = BASE.replace(
+        "  bye:\n",
+        "  ask:\n    collect:\n      - name: order\n        prompt: Number?\n"
+        "    next: bye\n  bye:\n",
+    )
+    found = problems_of(text)
+    assert (19, "states.ask.collect.0.type", "Field required") in found
+
+
+def test_unreachable_state() -> None:
+    text = BASE + "  orphan:\n    say: nobody comes here\n    next: bye\n"
+    found = problems_of(text)
+    assert found == [(21, "states.orphan", "state 'orphan' is unreachable from start 'menu'")]
+
+
+def test_cycle_with_no_exit() -> None:
+    text = BASE.replace("next: bye", "next: spin_a") + (
+        "  spin_a:\n    say: a\n    next: spin_b\n  spin_b:\n    say: b\n    next: spin_a\n"
+    )
+    messages = [m for _, _, m in problems_of(text)]
+    assert any(m.startswith("cycle with no exit: spin_a -> spin_b -> spin_a") for m in messages)
+
+
+def test_state_with_no_way_to_end() -> None:
+    stuck = """\
+    id: stuck
+    name: Stuck
+    greeting: Hi.
+    start: a
+    escalation: {target: "+15550000000"}
+    states:
+      a:
+        intents:
+          go: {next: b, examples: [go]}
+      b:
+        intents:
+          back: {next: a, examples: [back]}
+    """
+    found = problems_of(stuck)
+    assert found == [
+        (7, "states.a", "no way to end the call from state 'a'"),
+        (10, "states.b", "no way to end the call from state 'b'"),
+    ]
+
+
+def test_template_name_must_be_filled() -> None:
+    found = problems_of(BASE.replace("say: Bye.", "say: Bye {{ nam }}."))
+    assert found[0][1] == "states.bye.say"
+    assert "'nam'" in found[0][2]
+
+
+def test_unknown_disposition_and_custom_one() -> None:
+    found = problems_of(BASE.replace("type: end", "type: end\n      disposition: sold"))
+    assert found[0][1] == "states.bye.action.disposition"
+    ok = BASE.replace("type: end", "type: end\n      disposition: sold") + (
+        "dispositions:\n  sold: The caller bought something.\n"
+    )
+    assert "sold" in load_agent_text(ok).all_dispositions()
+
+
+def test_duplicate_key_and_bad_yaml() -> None:
+    found = problems_of(BASE.replace("name: Tiny\n", "name: Tiny\nname: Again\n"))
+    assert (3, "name", "key 'name' appears twice") in found
+    broken = problems_of("id: x\nstates: [unclosed\n")
+    assert broken[0][1] == "" and "not valid YAML/JSON" in broken[0][2]
+    assert problems_of("- a list\n")[0][2] == "expected a mapping of fields, got list"
+
+
+def test_json_definition_is_accepted() -> None:
+    import yaml
+
+    as_json = json.dumps(yaml.safe_load(BASE))
+    assert load_agent_text(as_json).id == "tiny"
+
+
+def test_json_schema_file_is_current() -> None:
+    path = ROOT / "events" / "schemas" / SCHEMA_FILE
+    assert path.read_text() == render_agent_schema(), "run: parley agent schema"
+
+
+def test_transfer_targets_and_tool_urls_are_checked() -> None:
+    found = problems_of(BASE.replace('target: "+15550000000"', "target: 555-1234"))
+    assert found[0][:2] == (6, "escalation.target")
+    assert "not an E.164 number" in found[0][2]
+    sip = BASE.replace('"+15550000000"', '"sip:support@pbx.example.com"')
+    assert load_agent_text(sip).escalation.target == "sip:support@pbx.example.com"
+    tool = BASE.replace(
+        "    action:\n      type: end\n",
+        "    action:\n      type: http\n      url: ftp://x\n      on_success: menu\n",
+    )
+    assert problems_of(tool)[0][1] == "states.bye.action.http.url"
