@@ -24,6 +24,18 @@ app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 
 
+def _register_areas() -> None:
+    """Each area's commands (their modules import heavy libraries only inside commands)."""
+    from functions.consumer.cli import register as register_event_pipeline
+    from media_nodes.dialogue.cli import app as agent_app
+
+    register_event_pipeline(events_app)
+    app.add_typer(agent_app, name="agent")
+
+
+_register_areas()
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print a clear error (no stack trace) and return the exit to raise."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
