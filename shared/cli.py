@@ -26,11 +26,14 @@ app.add_typer(events_app, name="events")
 
 def _register_areas() -> None:
     """Each area's commands (their modules import heavy libraries only inside commands)."""
+    from functions.cli import api_app, tenant_app
     from functions.consumer.cli import register as register_event_pipeline
     from media_nodes.dialogue.cli import app as agent_app
 
     register_event_pipeline(events_app)
     app.add_typer(agent_app, name="agent")
+    app.add_typer(api_app, name="api")
+    app.add_typer(tenant_app, name="tenant")
 
 
 _register_areas()

@@ -1,0 +1,1 @@
+"""The admin API: tenants and API keys, agents and their versions, phone numbers, knowledge."""

@@ -1,0 +1,153 @@
+"""Request and response bodies of the admin API (unknown fields are refused)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from functions.common.auth import Scope
+
+E164 = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", examples=["+15559870000"])]
+AgentIdField = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+TenantIdField = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{1,62}$")]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantSettings(Body):
+    recording_enabled: bool = Field(False, description="Record every call of the tenant.")
+    recording_retention_days: int = Field(30, ge=1, le=3650, description="Keep recordings for.")
+    redact_pii: bool = Field(True, description="Redact card numbers and the like in transcripts.")
+    overflow_number: E164 | None = Field(
+        None, description="Where calls go when no media node has capacity (else a polite hangup)."
+    )
+
+
+class TenantCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+    tenant_id: TenantIdField | None = Field(None, description="Chosen id; generated if absent.")
+
+
+class TenantOut(BaseModel):
+    tenant_id: str
+    name: str
+    settings: TenantSettings
+    created_at: datetime
+
+
+def _read_only() -> list[Scope]:
+    return ["read"]
+
+
+class KeyCreate(Body):
+    name: str = Field("", max_length=200)
+    scopes: list[Scope] = Field(default_factory=_read_only, min_length=1, max_length=4)
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class CreatedKey(KeyOut):
+    key: str = Field(description="The secret API key. Shown only now: store it safely.")
+
+
+class TenantCreated(BaseModel):
+    tenant: TenantOut
+    api_key: CreatedKey
+
+
+class AgentUpload(Body):
+    definition: dict[str, Any] | None = Field(None, description="The definition as JSON.")
+    yaml: str | None = Field(None, max_length=2_000_000, description="Or as YAML/JSON text.")
+    activate: bool = Field(True, description="Make the new version the one calls use.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AgentUpload:
+        if (self.definition is None) == (self.yaml is None):
+            raise ValueError("send exactly one of 'definition' or 'yaml'")
+        return self
+
+
+class Problem(BaseModel):
+    field: str
+    line: int | None = None
+    message: str
+
+
+class ValidationResult(BaseModel):
+    valid: bool
+    agent_id: str | None = None
+    problems: list[Problem] = Field(default_factory=list)
+
+
+class AgentVersionRef(BaseModel):
+    version: int
+    created_at: datetime
+
+
+class AgentOut(BaseModel):
+    agent_id: str
+    name: str
+    active_version: int | None
+    latest_version: int | None
+    recording: bool
+    updated_at: datetime
+
+
+class AgentDetail(AgentOut):
+    versions: list[AgentVersionRef]
+
+
+class AgentVersionOut(BaseModel):
+    agent_id: str
+    version: int
+    active: bool
+    definition: dict[str, Any]
+    created_at: datetime
+
+
+class Activate(Body):
+    version: int = Field(ge=1, le=1_000_000)
+
+
+class RecordingSetting(Body):
+    enabled: bool
+
+
+class NumberAssign(Body):
+    agent_id: AgentIdField
+
+
+class NumberOut(BaseModel):
+    number: str
+    agent_id: str
+    created_at: datetime
+
+
+DocumentFormat = Literal["text", "markdown", "pdf_text"]
+
+
+class DocumentUpload(Body):
+    title: str = Field(min_length=1, max_length=300)
+    text: str = Field(min_length=1, max_length=1_000_000, description="Plain text or Markdown.")
+    format: DocumentFormat = Field(
+        "text", description="text, markdown, or pdf_text (text extracted from a PDF)."
+    )
+
+
+class DocumentOut(BaseModel):
+    document_id: str
+    agent_id: str
+    title: str
+    content_type: str
+    chunk_count: int
+    created_at: datetime

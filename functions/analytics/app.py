@@ -1,0 +1,14 @@
+"""The analytics Lambda: ``functions.analytics.app.handler``."""
+
+from fastapi import APIRouter, Depends
+
+from functions.analytics import calls, summaries
+from functions.common.app import create_app, lambda_handler
+from functions.common.query import reject_unknown_query
+
+router = APIRouter(dependencies=[Depends(reject_unknown_query)])
+router.include_router(calls.router)
+router.include_router(summaries.router)
+
+app = create_app(router, title="Parley analytics API")
+handler = lambda_handler(app)

@@ -1,0 +1,116 @@
+"""Response bodies of the analytics API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class CallSummary(BaseModel):
+    call_id: str
+    agent_id: str | None
+    agent_version: int | None
+    channel: str
+    direction: str
+    from_number: str
+    to_number: str
+    status: str
+    disposition: str | None
+    intents: list[str]
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: int | None
+    end_reason: str | None
+    summary: str | None
+
+
+class CallPage(BaseModel):
+    items: list[CallSummary]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null at the end."
+    )
+
+
+class Turn(BaseModel):
+    speaker: str
+    turn_index: int
+    text: str
+    start_ms: int
+    end_ms: int
+    confidence: float | None
+    source: str | None
+    interrupted: bool
+    state: str | None
+
+
+class IntentHit(BaseModel):
+    turn_index: int
+    intent: str
+    confidence: float
+    source: str
+
+
+class LatencyTurn(BaseModel):
+    turn_index: int
+    endpoint_ms: float | None
+    asr_ms: float | None
+    dialogue_first_text_ms: float | None
+    tts_first_audio_ms: float | None
+    voice_to_voice_ms: float | None
+
+
+class StatusChange(BaseModel):
+    status: str
+    sequence_number: int | None
+    callback_at: datetime | None
+    received_at: datetime
+
+
+class CallDetail(CallSummary):
+    twilio_call_sid: str | None
+    node_id: str | None = Field(description="The media node that handled the call.")
+    slots: dict[str, Any]
+    turns: list[Turn]
+    intent_hits: list[IntentHit]
+    latency: list[LatencyTurn]
+    voice_to_voice_p50_ms: float | None
+    status_history: list[StatusChange]
+    recording_url: str | None = Field(description="A pre-signed URL when stored in S3.")
+
+
+class CountRate(BaseModel):
+    name: str = Field(description="The disposition or intent ('none': not set yet).")
+    count: int
+    rate: float = Field(description="count / calls in the group.")
+
+
+class SummaryGroup(BaseModel):
+    key: str = Field(description="The day or week (YYYY-MM-DD, UTC) or the agent id.")
+    calls: int
+    items: list[CountRate]
+
+
+class Summary(BaseModel):
+    start: date
+    end: date
+    group_by: str
+    groups: list[SummaryGroup]
+
+
+class AgentLatency(BaseModel):
+    agent_id: str
+    turns: int
+    p50_ms: float
+    p95_ms: float
+
+
+class LatencySummary(BaseModel):
+    start: date
+    end: date
+    resolution: str = Field(
+        "1.25%", description="Percentiles come from a histogram with buckets 2.5% wide."
+    )
+    agents: list[AgentLatency]

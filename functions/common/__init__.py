@@ -1,0 +1,1 @@
+"""What every function shares: settings, runtime resources, auth, errors and the Lambda wrapper."""

@@ -1,0 +1,1 @@
+"""Twilio REST: transfer a live call to a human, and place outbound calls."""

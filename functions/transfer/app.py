@@ -1,0 +1,13 @@
+"""The transfer/outbound Lambda: ``functions.transfer.app.handler``."""
+
+from fastapi import APIRouter, Depends
+
+from functions.common.app import create_app, lambda_handler
+from functions.common.query import reject_unknown_query
+from functions.transfer.routes import router as calls_router
+
+router = APIRouter(dependencies=[Depends(reject_unknown_query)])
+router.include_router(calls_router)
+
+app = create_app(router, title="Parley calls API (transfer, outbound)")
+handler = lambda_handler(app)

@@ -1,0 +1,1 @@
+"""Twilio voice webhooks: answer inbound calls with a media stream, and track call status."""

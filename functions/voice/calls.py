@@ -1,0 +1,176 @@
+"""Call rows for the voice webhooks: created once per CallSid, moved forward only."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from functions.common.db import fetch_one
+from shared.db.projection import STATUS_RANK
+
+UNROUTED_TENANT = "_unrouted"  # calls to numbers no tenant owns; visible to operators only
+
+
+@dataclass(frozen=True)
+class Route:
+    tenant_id: str
+    agent_id: str
+    active_version: int | None
+    recording: bool
+    tenant_settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewCall:
+    """What a voice webhook tells us about a call."""
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    direction: str
+    status: str
+
+
+def new_call_id() -> str:
+    return "call_" + uuid.uuid4().hex
+
+
+def _route(row: dict[str, Any] | None) -> Route | None:
+    if row is None:
+        return None
+    return Route(
+        row["tenant_id"],
+        row["agent_id"],
+        row["active_version"],
+        row["recording"],
+        dict(row["settings"] or {}),
+    )
+
+
+async def lookup_route(conn: AsyncConnection[Any], call_sid: str, number: str) -> Route | None:
+    """Who answers this call: the agent of a call we already know (an outbound call we placed,
+    a retried webhook), else the agent routed to our phone number."""
+    row = await fetch_one(
+        conn,
+        """WITH target AS (
+               SELECT tenant_id, agent_id, 1 AS preference FROM calls
+               WHERE twilio_call_sid = %s AND agent_id IS NOT NULL
+               UNION ALL
+               SELECT tenant_id, agent_id, 2 FROM phone_numbers WHERE number = %s)
+           SELECT a.tenant_id, a.agent_id, a.active_version, a.recording, t.settings
+           FROM target
+           JOIN agents a ON a.tenant_id = target.tenant_id AND a.agent_id = target.agent_id
+           JOIN tenants t ON t.tenant_id = a.tenant_id
+           ORDER BY target.preference LIMIT 1""",
+        (call_sid, number),
+    )
+    return _route(row)
+
+
+async def agent_route(conn: AsyncConnection[Any], tenant_id: str, agent_id: str) -> Route | None:
+    row = await fetch_one(
+        conn,
+        """SELECT a.tenant_id, a.agent_id, a.active_version, a.recording, t.settings
+           FROM agents a JOIN tenants t ON t.tenant_id = a.tenant_id
+           WHERE a.tenant_id = %s AND a.agent_id = %s""",
+        (tenant_id, agent_id),
+    )
+    return _route(row)
+
+
+async def record_call(
+    conn: AsyncConnection[Any],
+    call: NewCall,
+    route: Route | None,
+    *,
+    node_id: str | None = None,
+    end: tuple[str, str] | None = None,
+) -> str:
+    """Insert the call (one row per CallSid) and return its id.
+
+    A retried webhook finds the row and gets the same id; until the media stream has started,
+    the retry's outcome (a node, or ``end`` = disposition and reason) replaces the earlier one,
+    because Twilio acts on the last answer. A row without either (an outbound call we just
+    placed) leaves what the webhook already recorded.
+    """
+    disposition, reason = end if end else (None, None)
+    row = await fetch_one(
+        conn,
+        """INSERT INTO calls (call_id, tenant_id, agent_id, agent_version, twilio_call_sid,
+               from_number, to_number, direction, status, status_rank, node_id, disposition,
+               end_reason)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (twilio_call_sid) DO UPDATE SET
+               node_id = COALESCE(EXCLUDED.node_id, calls.node_id),
+               disposition = CASE
+                   WHEN calls.stream_sid IS NOT NULL THEN calls.disposition
+                   WHEN EXCLUDED.disposition IS NOT NULL THEN EXCLUDED.disposition
+                   WHEN EXCLUDED.node_id IS NOT NULL THEN NULL
+                   ELSE calls.disposition END,
+               end_reason = CASE
+                   WHEN calls.stream_sid IS NOT NULL THEN calls.end_reason
+                   WHEN EXCLUDED.disposition IS NOT NULL THEN EXCLUDED.end_reason
+                   WHEN EXCLUDED.node_id IS NOT NULL THEN NULL
+                   ELSE calls.end_reason END,
+               updated_at = now()
+           RETURNING call_id""",
+        (
+            new_call_id(),
+            route.tenant_id if route else UNROUTED_TENANT,
+            route.agent_id if route else None,
+            route.active_version if route else None,
+            call.call_sid,
+            call.from_number,
+            call.to_number,
+            call.direction,
+            call.status,
+            STATUS_RANK.get(call.status, 0),
+            node_id,
+            disposition,
+            reason,
+        ),
+    )
+    assert row is not None
+    return str(row["call_id"])
+
+
+async def apply_status(
+    conn: AsyncConnection[Any],
+    *,
+    call_sid: str,
+    status: str,
+    sequence_number: int | None,
+    at: datetime | None,
+    duration_ms: int | None,
+) -> bool:
+    """Record a status callback; move the call forward only. True if the call changed."""
+    rank = STATUS_RANK[status]
+    await conn.execute(
+        """INSERT INTO call_status_events (call_sid, status, sequence_number, callback_at)
+           VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+        (call_sid, status, sequence_number, at),
+    )
+    cursor = await conn.execute(
+        """WITH s AS (SELECT %(status)s::text AS status, %(rank)s::smallint AS rank,
+                             COALESCE(%(at)s::timestamptz, now()) AS at,
+                             %(duration)s::integer AS duration)
+           UPDATE calls c SET
+               status = s.status,
+               status_rank = s.rank,
+               answered_at = COALESCE(c.answered_at,
+                   CASE WHEN s.status = 'in-progress' THEN s.at END),
+               ended_at = COALESCE(c.ended_at, CASE WHEN s.rank = 3 THEN s.at END),
+               duration_ms = COALESCE(c.duration_ms, CASE WHEN s.rank = 3 THEN s.duration END),
+               end_reason = COALESCE(c.end_reason,
+                   CASE WHEN s.rank = 3 AND s.status <> 'completed' THEN s.status END),
+               disposition = COALESCE(c.disposition, CASE s.status
+                   WHEN 'failed' THEN 'failed' WHEN 'canceled' THEN 'caller_hung_up' END),
+               updated_at = now()
+           FROM s WHERE c.twilio_call_sid = %(sid)s AND c.status_rank < s.rank""",
+        {"rank": rank, "status": status, "at": at, "duration": duration_ms, "sid": call_sid},
+    )
+    return cursor.rowcount == 1

@@ -1,0 +1,205 @@
+"""POST /twilio/voice and POST /twilio/status."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from fastapi import APIRouter, Request, Response
+
+from functions.common.db import db
+from functions.common.errors import ERROR_RESPONSES, invalid
+from functions.common.observability import logger, metrics
+from functions.common.runtime import runtime
+from functions.voice import calls, twiml
+from functions.voice.signature import verified_form
+from shared.agents.dispositions import ESCALATED, FAILED
+from shared.cache import CacheUnavailable, NodeInfo
+from shared.db.projection import STATUS_RANK
+from shared.tokens import sign
+
+router = APIRouter(tags=["twilio"])
+
+CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+PHONE = re.compile(r"^(\+[1-9][0-9]{1,14}|client:[\w.-]{1,64}|sip:[^\s]{1,200}|anonymous|)$")
+
+
+def _form_schema(required: list[str], fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "parameters": [
+            {
+                "name": "X-Twilio-Signature",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "HMAC-SHA1 of the URL and parameters, keyed by the auth token.",
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "required": required, "properties": fields}
+                }
+            },
+        },
+    }
+
+
+_VOICE_FIELDS: dict[str, dict[str, Any]] = {
+    "CallSid": {"type": "string", "pattern": CALL_SID.pattern},
+    "AccountSid": {"type": "string"},
+    "From": {"type": "string"},
+    "To": {"type": "string"},
+    "CallStatus": {"type": "string", "enum": list(STATUS_RANK)},
+    "Direction": {"type": "string"},
+}
+_STATUS_FIELDS = _VOICE_FIELDS | {
+    "CallDuration": {"type": "string", "pattern": "^[0-9]{1,7}$"},
+    "Timestamp": {"type": "string"},
+    "SequenceNumber": {"type": "string", "pattern": "^[0-9]{1,9}$"},
+}
+
+
+def _responses(extra: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    return extra | {k: v for k, v in ERROR_RESPONSES.items() if k in (403, 422)}
+
+
+def _xml(body: str) -> Response:
+    return twiml.TwiMLResponse(content=body)
+
+
+def _required(form: dict[str, str], name: str, pattern: re.Pattern[str]) -> str:
+    value = form.get(name, "")
+    if not pattern.match(value):
+        raise invalid(f"form.{name}", "missing or malformed")
+    return value
+
+
+@router.post(
+    "/twilio/voice",
+    summary="Twilio voice webhook: answer a call with a media stream",
+    response_class=twiml.TwiMLResponse,
+    responses=_responses({200: {"content": {"application/xml": {}}, "description": "TwiML"}}),
+    openapi_extra=_form_schema(["CallSid", "From", "To"], _VOICE_FIELDS),
+)
+async def voice_webhook(request: Request) -> Response:
+    form = await verified_form(request)
+    call_sid = _required(form, "CallSid", CALL_SID)
+    caller = _required(form, "From", PHONE)
+    dialled = _required(form, "To", PHONE)
+    status = form.get("CallStatus") or "ringing"
+    if status not in STATUS_RANK:
+        raise invalid("form.CallStatus", f"unknown call status '{status[:40]}'")
+    direction = form.get("Direction") or "inbound"
+    outbound = direction.startswith("outbound")
+    settings = runtime().settings
+    our_number = caller if outbound else dialled
+    call = calls.NewCall(
+        call_sid=call_sid,
+        from_number=caller,
+        to_number=dialled,
+        direction=direction,
+        status=status,
+    )
+    async with db() as conn:
+        # The route (database) and a media node (Redis) are looked up at the same time.
+        route, node = await asyncio.gather(
+            calls.lookup_route(conn, call_sid, our_number), _pick_node()
+        )
+        if route is None:
+            await calls.record_call(conn, call, None, end=(FAILED, "unknown_number"))
+            logger.warning("call to an unknown number", number=dialled, call_sid=call_sid)
+            metrics.add_metric(name="UnknownNumber", unit=MetricUnit.Count, value=1)
+            return _xml(twiml.say_and_hang_up(twiml.NOT_IN_SERVICE_MESSAGE))
+        if route.active_version is None:
+            await calls.record_call(conn, call, route, end=(FAILED, "agent_inactive"))
+            return _xml(twiml.say_and_hang_up(twiml.UNAVAILABLE_MESSAGE))
+        if node is None:
+            metrics.add_metric(name="NoCapacity", unit=MetricUnit.Count, value=1)
+            overflow = str(route.tenant_settings.get("overflow_number") or "")
+            if overflow:
+                call_id = await calls.record_call(conn, call, route, end=(ESCALATED, "overflow"))
+                logger.warning("no media node capacity: overflow", call_id=call_id)
+                return _xml(twiml.dial(overflow, caller_id=our_number))
+            call_id = await calls.record_call(conn, call, route, end=(FAILED, "no_capacity"))
+            logger.warning("no media node capacity", call_id=call_id)
+            return _xml(twiml.say_and_hang_up(twiml.BUSY_MESSAGE))
+        call_id = await calls.record_call(conn, call, route, node_id=node.node_id)
+
+    token = sign(
+        call_id,
+        route.tenant_id,
+        route.agent_id,
+        settings.session_token_ttl_s,
+        secret=settings.session_token_secret,
+    )
+    record = route.recording or bool(route.tenant_settings.get("recording_enabled"))
+    # The media node reads these names (media_nodes/identity.py); it trusts only the token's claims.
+    parameters = {
+        "call_id": call_id,
+        "tenant_id": route.tenant_id,
+        "agent_id": route.agent_id,
+        "token": token,
+        "record": "true" if record else "false",
+        "from": caller,
+        "to": dialled,
+    }
+    logger.info("call routed", call_id=call_id, node_id=node.node_id, agent=route.agent_id)
+    return _xml(twiml.stream(node.url, parameters))
+
+
+async def _pick_node() -> NodeInfo | None:
+    """The least-loaded node with capacity; with the registry unreachable, none (the caller
+    hears the polite busy message rather than Twilio's application-error voice)."""
+    try:
+        return await runtime().registry().pick()
+    except CacheUnavailable as exc:
+        logger.error("media-node registry unavailable", error=str(exc))
+        return None
+
+
+def _timestamp(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@router.post(
+    "/twilio/status",
+    status_code=204,
+    summary="Twilio call status callback (idempotent, never moves a call backwards)",
+    response_class=Response,
+    responses=_responses({}),
+    openapi_extra=_form_schema(["CallSid", "CallStatus"], _STATUS_FIELDS),
+)
+async def status_callback(request: Request) -> Response:
+    form = await verified_form(request)
+    call_sid = _required(form, "CallSid", CALL_SID)
+    status = form.get("CallStatus", "")
+    if status not in STATUS_RANK:
+        raise invalid("form.CallStatus", f"unknown call status '{status[:40]}'")
+    duration = form.get("CallDuration", "")
+    sequence = form.get("SequenceNumber", "")
+    if (duration and not duration.isdigit()) or len(duration) > 7:
+        raise invalid("form.CallDuration", "must be whole seconds")
+    if (sequence and not sequence.isdigit()) or len(sequence) > 9:
+        raise invalid("form.SequenceNumber", "must be a whole number")
+    async with db() as conn:
+        changed = await calls.apply_status(
+            conn,
+            call_sid=call_sid,
+            status=status,
+            sequence_number=int(sequence) if sequence else None,
+            at=_timestamp(form.get("Timestamp", "")),
+            duration_ms=int(duration) * 1000 if duration else None,
+        )
+    logger.info("call status", call_sid=call_sid, status=status, applied=changed)
+    return Response(status_code=204)

@@ -1,0 +1,109 @@
+"""A whole call through the functions and a real media node (#3), read back through analytics:
+
+voice webhook (Lambda handler) -> TwiML <Connect><Stream> with a signed session token -> the
+simulated Twilio caller streams to that node -> the node's events are projected into PostgreSQL
+-> Twilio's status callback -> GET /v1/calls/{id} shows the transcript and the disposition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from functions.analytics.app import handler as analytics_handler
+from functions.common.runtime import Runtime
+from functions.voice.app import handler as voice_handler
+from media_nodes.simulator.caller import SimulatedCaller
+from shared.cache import NodeInfo
+from tests.functions.conftest import (
+    Reply,
+    Tenant,
+    api_event,
+    call_sid,
+    inbound_form,
+    invoke,
+    make_agent,
+    phone,
+    voice_event,
+)
+from tests.media.conftest import PATIENT, NodeFactory, clip, models, start_node  # noqa: F401
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def lambda_thread(rt: Runtime) -> Iterator[Callable[..., Any]]:
+    """Invoke handlers from an async test: on one worker thread with its own event loop, as a
+    Lambda container would (Mangum runs each invocation on that thread's loop)."""
+    pool = ThreadPoolExecutor(max_workers=1)
+
+    async def run(func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
+
+    yield run
+
+    def close() -> None:
+        asyncio.get_event_loop().run_until_complete(rt.close())
+
+    pool.submit(close).result(timeout=30)
+    pool.shutdown()
+
+
+async def test_a_simulated_call_shows_up_through_the_analytics_api(
+    rt: Runtime,
+    sql: psycopg.Connection[Any],
+    tenant: Tenant,
+    heartbeat: Any,
+    start_node: NodeFactory,  # noqa: F811
+    lambda_thread: Callable[..., Any],
+) -> None:
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    sid = call_sid()
+    secret = rt.settings.session_token_secret.get_secret_value()
+    async with start_node(project=True, session_token_secret=secret, node_id="e2e") as running:
+        base = running.url.removesuffix("/twilio/stream")
+        await asyncio.to_thread(heartbeat, NodeInfo("e2e", base, capacity=2, active_calls=0))
+
+        answer: Reply = await lambda_thread(
+            invoke, voice_handler, voice_event(inbound_form(sid, number))
+        )
+        assert answer.status == 200, answer.body
+        stream = ET.fromstring(answer.body).find("./Connect/Stream")
+        assert stream is not None and stream.get("url") == running.url
+        parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+
+        caller = SimulatedCaller(running.url, parameters=parameters, **PATIENT)
+        caller.result.call_sid = sid
+        await caller.run([clip("order_status"), clip("human")])
+        call_id = parameters["call_id"]
+        await running.wait_call_ended(call_id)
+        await asyncio.sleep(0.5)  # the embedded projector commits in small batches
+
+    completed = inbound_form(sid, number, CallStatus="completed", CallDuration="20")
+    status = await lambda_thread(
+        invoke, voice_handler, voice_event(completed, path="/twilio/status")
+    )
+    assert status.status == 204
+
+    reply: Reply = await lambda_thread(
+        invoke,
+        analytics_handler,
+        api_event("analytics.get-v1-calls-call_id.json", tenant, path=f"/v1/calls/{call_id}"),
+    )
+    assert reply.status == 200, reply.body
+    call = reply.json()
+    assert call["twilio_call_sid"] == sid and call["node_id"] == "e2e"
+    assert call["agent_id"] == "acme-shop" and call["status"] == "completed"
+    assert call["disposition"] == "escalated_to_human", call
+    speakers = [t["speaker"] for t in call["turns"]]
+    assert speakers[0] == "agent" and "caller" in speakers
+    caller_text = " ".join(t["text"] for t in call["turns"] if t["speaker"] == "caller").lower()
+    assert "order" in caller_text and "person" in caller_text
+    assert "order_status" in call["intents"]
+    assert call["latency"] and [h["status"] for h in call["status_history"]] == ["completed"]

@@ -1,0 +1,172 @@
+"""The transfer Lambda against an HTTP fake of Twilio's REST API that records each request."""
+
+from __future__ import annotations
+
+import base64
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import psycopg
+
+from functions.samples import HOST, SAMPLE_ACCOUNT_SID, SAMPLE_AUTH_TOKEN
+from functions.transfer.app import handler
+from functions.voice.app import handler as voice_handler
+from shared.cache import NodeInfo
+from tests.functions.conftest import (
+    FakeTwilio,
+    Tenant,
+    api_event,
+    call_sid,
+    inbound_form,
+    invoke,
+    make_agent,
+    phone,
+    voice_event,
+)
+
+CALLS = f"/2010-04-01/Accounts/{SAMPLE_ACCOUNT_SID}/Calls"
+BASIC = "Basic " + base64.b64encode(f"{SAMPLE_ACCOUNT_SID}:{SAMPLE_AUTH_TOKEN}".encode()).decode()
+
+
+def _live_call(sql: psycopg.Connection[Any], tenant: Tenant, number: str, sid: str) -> str:
+    row = sql.execute(
+        """INSERT INTO calls (call_id, tenant_id, agent_id, twilio_call_sid, from_number, to_number,
+               status, status_rank) VALUES (%s, %s, 'acme-shop', %s, '+15551230001', %s,
+               'in-progress', 2) RETURNING call_id""",
+        (f"call-{sid[-8:]}", tenant.tenant_id, sid, number),
+    ).fetchone()
+    return str(row["call_id"])
+
+
+def test_transfer_updates_the_live_call_with_dial_twiml(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, fake_twilio: FakeTwilio
+) -> None:
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    sid = call_sid()
+    call_id = _live_call(sql, tenant, number, sid)
+    reply = invoke(
+        handler,
+        api_event(
+            "transfer.post-v1-calls-call_id-transfer.json",
+            tenant,
+            path=f"/v1/calls/{call_id}/transfer",
+        ),
+    )
+    assert reply.status == 200, reply.body
+    (request,) = fake_twilio.requests
+    assert request.path == f"{CALLS}/{sid}.json"
+    assert request.headers["authorization"] == BASIC
+    assert [k for k, _ in request.form] == ["Twiml"]
+    twiml = ET.fromstring(request.value("Twiml"))
+    assert twiml.find("Say") is not None
+    dial = twiml.find("Dial")
+    assert dial is not None and dial.text == "+15550002222" and dial.get("callerId") == number
+    row = sql.execute(
+        "SELECT disposition, end_reason FROM calls WHERE call_id = %s", (call_id,)
+    ).fetchone()
+    assert row == {"disposition": "escalated_to_human", "end_reason": "transfer"}
+
+
+def test_transfer_refuses_ended_and_foreign_calls_and_reports_twilio_errors(
+    rt: Any,
+    sql: psycopg.Connection[Any],
+    tenant: Tenant,
+    other_tenant: Tenant,
+    fake_twilio: FakeTwilio,
+) -> None:
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    call_id = _live_call(sql, tenant, number, call_sid())
+
+    def transfer(who: Tenant, body: Any = None) -> Any:
+        return invoke(
+            handler,
+            api_event(
+                "transfer.post-v1-calls-call_id-transfer.json",
+                who,
+                path=f"/v1/calls/{call_id}/transfer",
+                body=body,
+            ),
+        )
+
+    assert transfer(other_tenant).status == 404
+    assert transfer(tenant, {"target": "my boss"}).status == 422
+    fake_twilio.fail_with = 400
+    failed = transfer(tenant)
+    assert failed.status == 502 and "Twilio answered 400" in failed.json()["error"]["message"]
+    fake_twilio.fail_with = None
+    sql.execute(
+        "UPDATE calls SET status = 'completed', status_rank = 3 WHERE call_id = %s", (call_id,)
+    )
+    assert transfer(tenant).status == 409
+    assert len(fake_twilio.requests) == 1  # only the one that Twilio refused
+
+
+def test_outbound_call_points_twilio_at_our_webhooks_and_the_answer_streams(
+    rt: Any,
+    sql: psycopg.Connection[Any],
+    tenant: Tenant,
+    fake_twilio: FakeTwilio,
+    node: NodeInfo,
+) -> None:
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    event = api_event("transfer.post-v1-calls-outbound.json", tenant, stage="prod")
+    reply = invoke(handler, event)
+    assert reply.status == 201, reply.body
+    placed = reply.json()
+    assert placed["twilio_call_sid"] == fake_twilio.next_sid and placed["status"] == "queued"
+    (request,) = fake_twilio.requests
+    assert request.path == f"{CALLS}.json" and request.headers["authorization"] == BASIC
+    assert request.value("To") == "+15551230001" and request.value("From") == number
+    assert request.value("Url") == f"https://{HOST}/prod/twilio/voice"
+    assert request.value("Method") == "POST"
+    assert request.value("StatusCallback") == f"https://{HOST}/prod/twilio/status"
+    assert request.values("StatusCallbackEvent") == [
+        "initiated",
+        "ringing",
+        "answered",
+        "completed",
+    ]
+    row = sql.execute(
+        "SELECT * FROM calls WHERE twilio_call_sid = %s", (placed["twilio_call_sid"],)
+    ).fetchone()
+    assert (row["call_id"], row["direction"], row["agent_id"]) == (
+        placed["call_id"],
+        "outbound-api",
+        "acme-shop",
+    )
+
+    # When the callee answers, Twilio fetches TwiML from our voice webhook for the same CallSid.
+    form = inbound_form(
+        placed["twilio_call_sid"],
+        "+15551230001",
+        caller=number,
+        Direction="outbound-api",
+        CallStatus="in-progress",
+    )
+    answer = invoke(voice_handler, voice_event(form))
+    stream = ET.fromstring(answer.body).find("./Connect/Stream")
+    assert stream is not None
+    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert params["call_id"] == placed["call_id"] and params["agent_id"] == "acme-shop"
+
+
+def test_outbound_needs_a_routed_number_and_an_active_agent(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, fake_twilio: FakeTwilio
+) -> None:
+    def outbound(body: Any = None) -> Any:
+        return invoke(handler, api_event("transfer.post-v1-calls-outbound.json", tenant, body=body))
+
+    assert outbound().status == 404
+    make_agent(sql, tenant.tenant_id)
+    assert outbound().status == 409
+    assert outbound({"agent_id": "acme-shop", "to": "not a number"}).status == 422
+    assert fake_twilio.requests == []
+
+
+def test_without_twilio_credentials_outbound_says_what_is_missing(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant
+) -> None:
+    make_agent(sql, tenant.tenant_id, number=phone())
+    rt._settings = rt.settings.model_copy(update={"twilio_account_sid": ""})
+    reply = invoke(handler, api_event("transfer.post-v1-calls-outbound.json", tenant))
+    assert reply.status == 503 and "PARLEY_TWILIO_ACCOUNT_SID" in reply.json()["error"]["message"]
