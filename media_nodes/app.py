@@ -1,0 +1,225 @@
+"""The media node's ASGI app: ``WS /twilio/stream``, ``/healthz``, ``/readyz``, ``/metrics``.
+
+Everything heavy is created in the lifespan (or handed in, as tests do to share loaded models):
+the models, the dialogue factory, the event bus and, in embedded mode (in-process bus), the
+projector that writes the call's events into PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from media_nodes.dialogue.protocol import AgentText, DialogueFactory
+from media_nodes.heartbeat import run_heartbeat
+from media_nodes.metrics import MediaMetrics
+from media_nodes.models import Models, load_models
+from media_nodes.pipeline.node import MediaNode, default_node_id
+from media_nodes.recording.store import RecordingStore, create_store
+from media_nodes.transports.twilio_stream import serve_twilio_stream
+from media_nodes.transports.webrtc_routes import webrtc_routes
+from media_nodes.tts.sentences import SentenceSplitter
+from shared.bus import EventBus, InProcessBus, create_bus
+from shared.cache.registry import NodeRegistry
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (database down, no dialogue engine); the message says why."""
+
+
+def load_dialogue_factory(settings: Settings, pool: Any) -> DialogueFactory:
+    """The dialogue engine (#4): agents from the database, or from ``agents_dir`` in dev."""
+    from media_nodes.dialogue.factory import AgentDialogueFactory
+
+    return AgentDialogueFactory(settings, pool=pool)
+
+
+def create_media_bus(settings: Settings) -> EventBus:
+    """Kafka through the durable local spool in production; the in-process bus embedded."""
+    if settings.kafka_bootstrap:
+        from shared.bus.durable import durable_bus_from_settings
+
+        return durable_bus_from_settings(settings)
+    return create_bus(settings)
+
+
+@dataclass
+class _Projector:
+    """The embedded-mode projector (in-process bus -> PostgreSQL)."""
+
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        self.stop.set()
+        try:
+            await asyncio.wait_for(self.task, timeout_s)
+        except Exception as exc:
+            log.error("projector did not finish cleanly: %r", exc)
+            self.task.cancel()
+
+
+async def _open_pool(settings: Settings) -> Any:
+    from shared.db import DatabaseUnavailable, create_pool
+
+    try:
+        return await create_pool(settings.database_url, max_size=4)
+    except DatabaseUnavailable as exc:
+        raise StartupError(f"{exc} (start it with: scripts/services start postgres)") from None
+
+
+def _start_projector(bus: EventBus, pool: Any) -> _Projector:
+    from shared.db.projector import run_projector
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_projector(bus.consumer("media-node-projector"), pool, stop=stop), name="projector"
+    )
+    return _Projector(stop=stop, task=task)
+
+
+async def warm_greeting(node: MediaNode, agent_id: str, tenant_id: str = "default") -> int:
+    """Synthesize an agent's greeting into the TTS cache; returns the pieces cached."""
+    session = await node.dialogue.new_session(
+        tenant_id=tenant_id, agent_id=agent_id, call_id="greeting-warmup", variables={}
+    )
+    splitter = SentenceSplitter()
+    pieces: list[str] = []
+    async for output in session.greeting():
+        if isinstance(output, AgentText):
+            pieces.extend(splitter.push(output.text))
+    rest = splitter.flush()
+    if rest:
+        pieces.append(rest)
+    for piece in pieces:
+        await node.voice.prepare(piece)
+    return len(pieces)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    models: Models | None = None,
+    dialogue: DialogueFactory | None = None,
+    bus: EventBus | None = None,
+    store: RecordingStore | None = None,
+    project: bool | None = None,
+    metrics: MediaMetrics | None = None,
+    registry: NodeRegistry | None = None,
+) -> Starlette:
+    """The app. Anything not handed in is built from ``settings`` at startup."""
+    cfg = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own_models = models is None
+        loaded = models if models is not None else await asyncio.to_thread(load_models, cfg)
+        event_bus = bus or create_media_bus(cfg)
+        await event_bus.start()
+        projector: _Projector | None = None
+        pool: Any = None
+        own_factory: Any = None
+        try:
+            projecting = project if project is not None else isinstance(event_bus, InProcessBus)
+            if projecting or dialogue is None:
+                pool = await _open_pool(cfg)
+            if projecting:
+                projector = _start_projector(event_bus, pool)
+            factory = dialogue
+            if factory is None:
+                factory = own_factory = load_dialogue_factory(cfg, pool)
+            node = MediaNode(
+                settings=cfg,
+                asr=loaded.asr,
+                vad=loaded.vad,
+                voice=loaded.voice,
+                dialogue=factory,
+                bus=event_bus,
+                store=store or create_store(cfg.recording_store, cfg.data_dir),
+                metrics=metrics or MediaMetrics(),
+                node_id=cfg.node_id or default_node_id(),
+            )
+            try:
+                await warm_greeting(node, cfg.default_agent)
+            except Exception as exc:  # a missing default agent must not stop the node
+                log.warning("greeting of %s not cached: %s", cfg.default_agent, exc)
+            app.state.node = node
+            if registry is not None:
+                node_registry = registry
+            else:
+                from shared.cache.factory import create_cache
+
+                node_registry = NodeRegistry(create_cache(cfg))
+            stop_heartbeat = asyncio.Event()
+            heartbeat = asyncio.create_task(run_heartbeat(node, node_registry, stop_heartbeat))
+            yield
+            node.draining = True
+            stop_heartbeat.set()
+            await heartbeat
+            for call in list(node.calls):
+                await call.shut_down()
+            for _ in range(50):
+                if not node.calls:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            if projector is not None:
+                await projector.close()
+            if own_factory is not None:
+                await own_factory.aclose()
+            if pool is not None:
+                await pool.close()
+            await event_bus.stop()
+            if own_models:
+                loaded.close()
+
+    async def twilio_stream(websocket: WebSocket) -> None:
+        await serve_twilio_stream(websocket, websocket.app.state.node)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        node: MediaNode | None = getattr(request.app.state, "node", None)
+        if node is None:
+            return JSONResponse({"ready": False, "reason": "starting"}, status_code=503)
+        body = {
+            "ready": node.accepting(),
+            "draining": node.draining,
+            "active_calls": len(node.calls),
+            "capacity_left": node.capacity_left,
+            "asr_device": node.asr.device,
+            "tts_engine": node.voice.engine.name,
+        }
+        return JSONResponse(body, status_code=200 if node.accepting() else 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        node: MediaNode | None = getattr(request.app.state, "node", None)
+        if node is None:
+            return Response(status_code=503)
+        return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            WebSocketRoute("/twilio/stream", twilio_stream),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+            *webrtc_routes(),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,1 @@
+"""Audio plumbing: codecs, resampling, voice activity and turn endpointing."""

@@ -1,0 +1,52 @@
+"""Prometheus metrics of a media node (names are fixed: dashboards depend on them)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+
+class MediaMetrics:
+    """One set of metrics per registry (tests give each app its own registry)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.voice_to_voice = Histogram(
+            "parley_voice_to_voice_seconds",
+            "Last voiced caller frame received -> first agent frame sent.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.asr = Histogram(
+            "parley_asr_seconds",
+            "Whisper inference time per turn.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tts_first_audio = Histogram(
+            "parley_tts_first_audio_seconds",
+            "Text handed to TTS -> its first audio.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dialogue_first_text = Histogram(
+            "parley_dialogue_first_text_seconds",
+            "User input handed to the dialogue -> its first text.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.endpoint_wait = Histogram(
+            "parley_endpoint_wait_seconds",
+            "Last voiced caller frame -> turn confirmed.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.active_calls = Gauge("parley_active_calls", "Calls in progress.", registry=r)
+        self.calls = Counter("parley_calls", "Calls answered.", registry=r)
+        self.dropped_frames = Counter(
+            "parley_dropped_frames", "Inbound frames dropped, by reason.", ["reason"], registry=r
+        )
+        self.asr_errors = Counter("parley_asr_errors", "Failed transcriptions.", registry=r)
+        self.tts_errors = Counter("parley_tts_errors", "Failed syntheses.", registry=r)

@@ -1,0 +1,43 @@
+"""The heavy, shared parts of a media node: loaded once per process, warmed up before a call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from media_nodes.asr.whisper import WhisperAsr, load_asr
+from media_nodes.audio import codec
+from media_nodes.audio.vad import SileroModel
+from media_nodes.tts.voice import Voice, load_engine
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Models:
+    asr: WhisperAsr
+    vad: SileroModel
+    voice: Voice
+
+    def close(self) -> None:
+        self.asr.close()
+
+
+def load_models(settings: Settings) -> Models:
+    started = time.perf_counter()
+    codec.warm_up()
+    vad = SileroModel()
+    asr = load_asr(settings)
+    asr.warm_up()
+    engine = load_engine(settings.tts_engine)
+    engine.warm_up()
+    log.info(
+        "models ready in %.1f s (asr %s on %s, tts %s)",
+        time.perf_counter() - started,
+        settings.asr_model,
+        asr.device,
+        engine.name,
+    )
+    return Models(asr=asr, vad=vad, voice=Voice(engine))

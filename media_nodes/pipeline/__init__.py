@@ -1,0 +1,1 @@
+"""One call's orchestration: caller audio in, agent audio out, events beside it."""

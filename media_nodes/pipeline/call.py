@@ -1,0 +1,650 @@
+"""One call, end to end: caller audio -> VAD -> turns -> ASR -> dialogue -> TTS -> paced audio.
+
+Everything here runs on the event loop except model inference (threads). The caller's audio path
+(:meth:`CallSession.on_media`) never waits for a model: transcription, dialogue and synthesis run
+in tasks, so the call keeps listening while it thinks and speaks, which is what makes barge-in and
+speculative transcription possible.
+
+Turn indices: the greeting is agent turn 0; caller turn *i* is answered by agent turn *i*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from media_nodes.asr.whisper import AsrError, Transcript
+from media_nodes.audio.codec import mulaw_to_pcm
+from media_nodes.audio.resample import StreamResampler, to_float32
+from media_nodes.audio.turn import (
+    NoiseDiscarded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    TurnDetector,
+    TurnEnded,
+    TurnEvent,
+)
+from media_nodes.audio.vad import StreamingVad
+from media_nodes.dialogue.protocol import (
+    AgentOutput,
+    AgentText,
+    DialogueSession,
+    DtmfInput,
+    EndCall,
+    EndReason,
+    Escalation,
+    IntentResult,
+    NoInput,
+    Outcome,
+    SlotResult,
+    StateEntered,
+    Transfer,
+    UserTurn,
+)
+from media_nodes.memory import release_memory
+from media_nodes.pipeline.caller_audio import CallerAudio
+from media_nodes.pipeline.events import CallEvents
+from media_nodes.pipeline.latency import TurnTiming
+from media_nodes.pipeline.node import MediaNode
+from media_nodes.pipeline.playout import AudioSink, Playout, PlayoutTurn
+from media_nodes.pipeline.transfer import TransferFailed, can_transfer, transfer
+from media_nodes.recording.recorder import CallRecorder
+from media_nodes.tts.base import TtsError
+from media_nodes.tts.sentences import SentenceSplitter
+from shared.events.models import (
+    CallEnded,
+    CallStarted,
+    DispositionSet,
+    EscalationRequested,
+    IntentDetected,
+    SlotFilled,
+    TurnAgent,
+    TurnUser,
+)
+
+log = logging.getLogger(__name__)
+
+PRE_ROLL_MS = 200  # audio before the detected speech start handed to ASR (soft onsets)
+POST_ROLL_MS = 120  # and after the last voiced window
+
+
+@dataclass(frozen=True)
+class CallIdentity:
+    call_id: str
+    tenant_id: str
+    agent_id: str
+    stream_sid: str
+    call_sid: str = ""
+    from_number: str = ""
+    to_number: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+    record: bool = False
+    channel: str = "twilio"
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    endpoint_ms: int = 400
+    speculative_ms: int = 160
+    # If set, a pause this long ends the turn early when the speculative transcript is a whole
+    # sentence (ends in . ? !). Off by default: Whisper punctuates "Yes," as "Yes." and a comma
+    # pause then splits the caller's turn.
+    early_endpoint_ms: int | None = None
+    barge_in_min_speech_ms: int = 240
+    dtmf_timeout_s: float = 1.2
+    no_input_s: float = 8.0
+    play_timeout_s: float = 60.0  # longest we wait for marks of one agent turn
+    final_asr_timeout_s: float = 5.0
+    playout_lead_s: float = 0.5  # agent audio queued at Twilio ahead of real time
+
+
+class CallSession:
+    def __init__(
+        self,
+        node: MediaNode,
+        sink: AudioSink,
+        identity: CallIdentity,
+        *,
+        hangup: Callable[[], Awaitable[None]],
+        options: CallOptions | None = None,
+    ) -> None:
+        settings = node.settings
+        self.node = node
+        self.identity = identity
+        self.options = options or CallOptions(
+            endpoint_ms=settings.endpoint_silence_ms,
+            speculative_ms=settings.speculative_asr_ms,
+            barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
+        )
+        self._hangup = hangup
+        self.events = CallEvents(
+            node.bus,
+            tenant_id=identity.tenant_id,
+            call_id=identity.call_id,
+            spool_dir=settings.data_dir / "event-fallback",
+        )
+        self.recorder = CallRecorder() if identity.record else None
+        self.playout = Playout(
+            sink,
+            lead_s=self.options.playout_lead_s,
+            on_audio=self.recorder.agent if self.recorder else None,
+        )
+        self._vad = StreamingVad(node.vad)
+        self._turns = TurnDetector(
+            endpoint_ms=self.options.endpoint_ms, speculative_ms=self.options.speculative_ms
+        )
+        self._upsample = StreamResampler(8000, 16000)
+        self._audio = CallerAudio()
+        self._started_at = time.monotonic()
+        self._dialogue: DialogueSession | None = None
+        self._turn_index = 0
+        self._response: asyncio.Task[None] | None = None
+        self._agent_turn: PlayoutTurn | None = None
+        self._agent_state: str | None = None
+        self._speculative: tuple[int, asyncio.Task[Transcript]] | None = None
+        self._transcribing: set[asyncio.Task[None]] = set()
+        self._unanswered: list[str] = []  # caller text the dialogue has not yet seen
+        self._speech_over_agent = False
+        self._dtmf = ""
+        self._dtmf_task: asyncio.Task[None] | None = None
+        self._no_input_task: asyncio.Task[None] | None = None
+        self._end_reason: EndReason | None = None
+        self._escalated = False
+        self._finished = asyncio.Event()
+        self._finishing = False
+        self.recording_url: str | None = None
+        self.outcome: Outcome | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def _ms(self, at: float | None = None) -> int:
+        return max(0, int(((at or time.monotonic()) - self._started_at) * 1000))
+
+    async def start(self) -> None:
+        """Open the conversation and speak the greeting (cached audio: no synthesis wait)."""
+        identity = self.identity
+        self.node.metrics.calls.inc()
+        self.node.metrics.active_calls.inc()
+        self.events.emit(
+            CallStarted(
+                agent_id=identity.agent_id,
+                channel=identity.channel,
+                from_number=identity.from_number,
+                to_number=identity.to_number,
+                twilio_call_sid=identity.call_sid or None,
+                stream_sid=identity.stream_sid,
+                node_id=self.node.node_id,
+            )
+        )
+        self._dialogue = await self.node.dialogue.new_session(
+            tenant_id=identity.tenant_id,
+            agent_id=identity.agent_id,
+            call_id=identity.call_id,
+            variables=identity.variables,
+        )
+        timing = TurnTiming(turn_index=0, last_voiced_at=self._started_at)
+        self._launch(self._respond(0, self._dialogue.greeting(), timing))
+
+    async def shut_down(self) -> None:
+        """The node is stopping and the grace period is over: hang up."""
+        self._end_reason = self._end_reason or "shutdown"
+        await self._hangup()
+
+    @property
+    def end_reason(self) -> EndReason | None:
+        return self._end_reason
+
+    # ---- inbound ------------------------------------------------------------------------------
+
+    async def on_media(self, mulaw: bytes, arrived_at: float) -> None:
+        """One inbound frame: record, detect speech, and react to turn changes."""
+        pcm = mulaw_to_pcm(mulaw)
+        if self.recorder is not None:
+            self.recorder.caller(pcm)
+        samples = to_float32(self._upsample.process(pcm))
+        self._audio.append(samples, arrived_at)
+        for probability in self._vad.process(samples):
+            for event in self._turns.push(probability):
+                await self._on_turn_event(event)
+            if (
+                self._turns.in_speech
+                and self._turns.voiced_ms >= self.options.barge_in_min_speech_ms
+                and self._agent_busy()
+            ):
+                await self._barge_in()
+            self._maybe_end_early()
+        if not self._turns.in_speech:
+            self._audio.trim_before(self._audio.end_ms - 1000)  # keep a second of pre-roll
+
+    async def _on_turn_event(self, event: TurnEvent) -> None:
+        match event:
+            case SpeechStarted():
+                self._cancel(self._no_input_task)
+                self._speech_over_agent = self._agent_busy()
+            case SpeechPaused(start_ms=start, end_ms=end):
+                if not self._speech_over_agent:
+                    self._start_speculative(start, end)
+            case SpeechResumed():
+                self._drop_speculative()
+            case NoiseDiscarded():
+                self._drop_speculative()
+            case TurnEnded(start_ms=start, end_ms=end):
+                if self._speech_over_agent and self._agent_busy():
+                    # A backchannel ("uh-huh") under the agent: too short to barge in, not a turn.
+                    log.debug("call %s: backchannel ignored", self.identity.call_id)
+                    self._drop_speculative()
+                    return
+                self._end_caller_turn(start, end)
+
+    def _span(self, start_ms: int, end_ms: int) -> np.ndarray:
+        return self._audio.slice(start_ms - PRE_ROLL_MS, end_ms + POST_ROLL_MS)
+
+    def _start_speculative(self, start_ms: int, end_ms: int) -> None:
+        self._drop_speculative()
+        task = asyncio.create_task(self.node.asr.transcribe(self._span(start_ms, end_ms)))
+        self._speculative = (end_ms, task)
+        task.add_done_callback(lambda _: self._maybe_end_early())
+
+    def _maybe_end_early(self) -> None:
+        """End the turn before the full endpoint wait when the transcript is a whole sentence."""
+        spec = self._speculative
+        early_ms = self.options.early_endpoint_ms
+        if early_ms is None or spec is None or not self._turns.paused or self._finishing:
+            return
+        end_ms, task = spec
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            return
+        if self._turns.now_ms - end_ms < early_ms:
+            return
+        if not task.result().text.rstrip().endswith((".", "?", "!")):
+            return
+        if self._speech_over_agent and self._agent_busy():
+            return
+        ended = self._turns.end_turn()
+        if ended is not None and ended.end_ms == end_ms:
+            self._end_caller_turn(ended.start_ms, ended.end_ms)
+
+    def _drop_speculative(self) -> None:
+        if self._speculative is not None:
+            self._speculative[1].cancel()
+            self._speculative = None
+
+    def _end_caller_turn(self, start_ms: int, end_ms: int) -> None:
+        """The caller finished: transcribe (or reuse the speculative transcript), then answer."""
+        now = time.monotonic()
+        self._turn_index += 1
+        index = self._turn_index
+        timing = TurnTiming(
+            turn_index=index, last_voiced_at=self._audio.arrival_of(end_ms), confirmed_at=now
+        )
+        if self._speculative is not None and self._speculative[0] == end_ms:
+            asr_task = self._speculative[1]
+        else:
+            self._drop_speculative()
+            asr_task = asyncio.create_task(self.node.asr.transcribe(self._span(start_ms, end_ms)))
+        self._speculative = None
+        audio_start = self._ms(self._audio.arrival_of(start_ms))
+        audio_end = self._ms(timing.last_voiced_at)
+        self._audio.trim_before(end_ms)
+        # Transcription lives outside the response task: a barge-in may cancel the answer but
+        # never what the caller said.
+        heard = asyncio.create_task(
+            self._transcribed(index, asr_task, audio_start, audio_end, timing)
+        )
+        self._transcribing.add(heard)
+        heard.add_done_callback(self._transcribing.discard)
+        self._launch(self._answer(index, heard, timing))
+
+    async def _transcribed(
+        self,
+        index: int,
+        asr_task: asyncio.Task[Transcript],
+        start_ms: int,
+        end_ms: int,
+        timing: TurnTiming,
+    ) -> None:
+        try:
+            transcript = await asr_task
+        except AsrError as exc:
+            self.node.metrics.asr_errors.inc()
+            log.warning("call %s turn %d: %s", self.identity.call_id, index, exc)
+            return
+        timing.asr_s = transcript.duration_s
+        if not transcript.text:
+            return
+        self.events.emit(
+            TurnUser(
+                turn_index=index,
+                text=transcript.text,
+                start_ms=start_ms,
+                end_ms=max(end_ms, start_ms),
+                confidence=transcript.confidence,
+            )
+        )
+        self._unanswered.append(transcript.text)
+
+    async def _answer(self, index: int, heard: asyncio.Task[None], timing: TurnTiming) -> None:
+        await asyncio.shield(heard)
+        if not self._unanswered:
+            return  # noise, or nothing intelligible: keep listening
+        assert self._dialogue is not None
+        text, self._unanswered = " ".join(self._unanswered), []
+        await self._respond(index, self._dialogue.handle(UserTurn(text)), timing)
+
+    def on_dtmf(self, digit: str) -> Awaitable[None]:
+        return self._on_dtmf(digit)
+
+    async def _on_dtmf(self, digit: str) -> None:
+        """Keypad: interrupts the agent; digits are collected until '#' or a short pause."""
+        self._cancel(self._no_input_task)
+        if self._agent_busy():
+            await self._barge_in()
+        self._cancel(self._dtmf_task)
+        if digit == "#" and self._dtmf:
+            self._flush_dtmf()
+            return
+        self._dtmf += digit
+        self._dtmf_task = asyncio.create_task(self._dtmf_after_pause())
+
+    async def _dtmf_after_pause(self) -> None:
+        await asyncio.sleep(self.options.dtmf_timeout_s)
+        self._dtmf_task = None
+        self._flush_dtmf()
+
+    def _flush_dtmf(self) -> None:
+        digits, self._dtmf = self._dtmf, ""
+        if not digits:
+            return
+        self._turn_index += 1
+        index = self._turn_index
+        now = self._ms()
+        self.events.emit(
+            TurnUser(turn_index=index, text=digits, start_ms=now, end_ms=now, source="dtmf")
+        )
+        if self._dialogue is not None and not self._finishing:
+            timing = TurnTiming(turn_index=index, last_voiced_at=time.monotonic())
+            timing.confirmed_at = timing.last_voiced_at
+            self._launch(self._respond(index, self._dialogue.handle(DtmfInput(digits)), timing))
+
+    def on_mark(self, name: str) -> bool:
+        return self.playout.on_mark(name)
+
+    # ---- agent turns --------------------------------------------------------------------------
+
+    def _agent_busy(self) -> bool:
+        return (self._response is not None and not self._response.done()) or self.playout.speaking
+
+    def _launch(self, coro: Awaitable[None]) -> None:
+        """Start an agent response, replacing any previous one (it has been barged or is done)."""
+        if self._response is not None and not self._response.done():
+            self._response.cancel()
+        self._response = asyncio.ensure_future(coro)
+
+    async def _respond(
+        self,
+        index: int,
+        outputs: AsyncIterator[AgentOutput],
+        timing: TurnTiming,
+    ) -> None:
+        """Stream dialogue text -> sentences -> TTS -> paced audio, all three overlapping."""
+        turn = PlayoutTurn(index=index)
+        self._agent_turn = turn
+        started = self._ms()
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        audio: asyncio.Queue[tuple[object, np.ndarray | None] | None] = asyncio.Queue()
+        actions: list[EndCall | Transfer] = []
+        timing.dialogue_started_at = time.monotonic()
+
+        async def produce() -> None:
+            splitter = SentenceSplitter()
+            try:
+                async for output in outputs:
+                    if isinstance(output, AgentText):
+                        if timing.first_text_at is None:
+                            timing.first_text_at = time.monotonic()
+                        for sentence in splitter.push(output.text):
+                            sentences.put_nowait(sentence)
+                    elif isinstance(output, EndCall | Transfer):
+                        actions.append(output)
+                        self._on_output(index, output)
+                    else:
+                        self._on_output(index, output)
+                rest = splitter.flush()
+                if rest:
+                    sentences.put_nowait(rest)
+            finally:
+                sentences.put_nowait(None)
+
+        async def synthesize() -> None:
+            while (sentence := await sentences.get()) is not None:
+                piece = self.playout.new_piece(turn, sentence)
+                if timing.tts_started_at is None:
+                    timing.tts_started_at = time.monotonic()
+                try:
+                    async for pcm in self.node.voice.speak(sentence):
+                        if timing.tts_first_audio_at is None:
+                            timing.tts_first_audio_at = time.monotonic()
+                        await audio.put((piece, pcm))
+                except TtsError as exc:
+                    self.node.metrics.tts_errors.inc()
+                    log.warning("call %s: %s", self.identity.call_id, exc)
+                await audio.put((piece, None))
+            await audio.put(None)
+
+        async def play() -> None:
+            while (item := await audio.get()) is not None:
+                piece, pcm = item
+                if pcm is None:
+                    await self.playout.finish_piece(turn, piece)  # type: ignore[arg-type]
+                    continue
+                await self.playout.send(turn, piece, pcm)  # type: ignore[arg-type]
+                if not timing.recorded and turn.first_frame_at is not None:
+                    timing.first_frame_at = turn.first_frame_at
+                    if index > 0:
+                        self.events.emit(timing.observe(self.node.metrics, self.identity.call_id))
+                    else:
+                        timing.recorded = True
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(produce())
+            group.create_task(synthesize())
+            group.create_task(play())
+        played = await self.playout.wait_played(self.options.play_timeout_s)
+        if not played:
+            log.warning("call %s: marks of turn %d never came back", self.identity.call_id, index)
+        if turn.pieces:
+            self._emit_agent_turn(turn, started, turn.planned_text(), interrupted=False)
+        self._agent_turn = None
+        for action in actions:
+            await self._act(action)
+        if not actions and not self._finishing:
+            self._no_input_task = asyncio.create_task(self._no_input_after_silence())
+
+    def _emit_agent_turn(
+        self, turn: PlayoutTurn, started_ms: int, heard: str, *, interrupted: bool
+    ) -> None:
+        self.events.emit(
+            TurnAgent(
+                turn_index=turn.index,
+                text=heard,
+                planned_text=turn.planned_text() if interrupted else None,
+                start_ms=started_ms,
+                end_ms=max(self._ms(), started_ms),
+                interrupted=interrupted,
+                state=self._agent_state,
+            )
+        )
+
+    def _on_output(self, index: int, output: AgentOutput) -> None:
+        match output:
+            case StateEntered(state=state):
+                self._agent_state = state
+            case IntentResult():
+                self.events.emit(
+                    IntentDetected(
+                        turn_index=index,
+                        intent=output.intent,
+                        confidence=min(1.0, max(0.0, output.confidence)),
+                        source=output.source,
+                    )
+                )
+            case SlotResult():
+                self.events.emit(
+                    SlotFilled(
+                        turn_index=index,
+                        name=output.name,
+                        value=output.value,
+                        slot_type=output.slot_type,
+                    )
+                )
+            case Escalation():
+                self._escalated = True
+                self.events.emit(EscalationRequested(reason=output.reason, target=output.target))
+            case Transfer():
+                if not self._escalated:
+                    self._escalated = True
+                    self.events.emit(EscalationRequested(reason="other", target=output.target))
+            case Outcome():
+                self.outcome = output
+            case EndCall() | AgentText():
+                pass
+
+    async def _act(self, action: EndCall | Transfer) -> None:
+        """After the agent's words were heard: hang up, or hand the call to a human."""
+        if isinstance(action, Transfer):
+            settings, call_sid = self.node.settings, self.identity.call_sid
+            if can_transfer(settings, call_sid):
+                try:
+                    await transfer(settings, call_sid, action.target)
+                except TransferFailed as exc:
+                    log.error("call %s: %s", self.identity.call_id, exc)
+            else:
+                log.info(
+                    "call %s: no Twilio credentials, transfer to %s not placed",
+                    self.identity.call_id,
+                    action.target,
+                )
+        self._end_reason = "transferred" if isinstance(action, Transfer) else "agent_ended"
+        await self._hangup()
+
+    async def _no_input_after_silence(self) -> None:
+        await asyncio.sleep(self.options.no_input_s)
+        if self._dialogue is None or self._finishing or self._turns.in_speech:
+            return
+        self._turn_index += 1
+        index = self._turn_index
+        timing = TurnTiming(turn_index=index)
+        self._no_input_task = None
+        self._launch(self._respond(index, self._dialogue.handle(NoInput()), timing))
+
+    async def _barge_in(self) -> None:
+        """The caller talks over the agent: silence it now, keep only what was heard."""
+        turn = self._agent_turn
+        heard = self.playout.heard_text(turn) if turn is not None else ""
+        if self.playout.speaking:
+            await self.playout.clear()
+            if self.recorder is not None:
+                self.recorder.cut_agent()
+        response = self._response
+        self._response = None
+        if response is not None and not response.done():
+            response.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await response
+        if turn is not None and turn.pieces:
+            if self._dialogue is not None:
+                self._dialogue.interrupted(heard)
+            self._emit_agent_turn(turn, self._ms(turn.started_at), heard, interrupted=True)
+        self._agent_turn = None
+        self._speech_over_agent = False
+        log.info(
+            "call %s: barge-in %d ms into the caller's speech, heard %r",
+            self.identity.call_id,
+            self._turns.now_ms - self._turns.speech_start_ms,
+            heard,
+        )
+
+    @staticmethod
+    def _cancel(task: asyncio.Task[None] | None) -> None:
+        if task is not None and not task.done():
+            task.cancel()
+
+    # ---- the end ------------------------------------------------------------------------------
+
+    async def finish(self, reason: EndReason) -> None:
+        """The call is over (hang-up, socket drop, agent end, shutdown): save everything."""
+        if self._finishing:
+            await self._finished.wait()
+            return
+        self._finishing = True
+        reason = self._end_reason or reason
+        self._end_reason = reason
+        try:
+            await self._wrap_up(reason)
+        finally:
+            self.node.metrics.active_calls.dec()
+            self._finished.set()
+        await release_memory()
+
+    async def _wrap_up(self, reason: EndReason) -> None:
+        self._cancel(self._no_input_task)
+        self._cancel(self._dtmf_task)
+        self._flush_dtmf()
+        turn = self._agent_turn
+        if turn is not None and turn.pieces and self.playout.speaking:
+            heard = self.playout.heard_text(turn)
+            self._emit_agent_turn(turn, self._ms(turn.started_at), heard, interrupted=True)
+            self._agent_turn = None
+        if self._response is not None and not self._response.done():
+            self._response.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._response
+        self.playout.forget()
+        await self._save_unfinished_speech()
+        if self._transcribing:
+            await asyncio.wait(set(self._transcribing), timeout=self.options.final_asr_timeout_s)
+        outcome = self._dialogue.finish(reason) if self._dialogue is not None else None
+        outcome = outcome or self.outcome or Outcome(disposition="abandoned")
+        self.outcome = outcome
+        self.events.emit(
+            DispositionSet(
+                disposition=outcome.disposition, summary=outcome.summary, slots=outcome.slots
+            )
+        )
+        if self.recorder is not None:
+            try:
+                key = f"{self.identity.tenant_id}/{self.identity.call_id}.wav"
+                self.recording_url = await self.node.store.save(
+                    key, self.recorder.wav(), "audio/wav"
+                )
+            except Exception as exc:  # storage down: the call's data still gets saved
+                log.error("call %s: recording not saved: %s", self.identity.call_id, exc)
+        self.events.emit(
+            CallEnded(reason=reason, duration_ms=self._ms(), recording_url=self.recording_url)
+        )
+        await self.events.close()
+
+    async def _save_unfinished_speech(self) -> None:
+        """The caller was mid-sentence when the call ended: transcribe what we have."""
+        self._drop_speculative()
+        if not self._turns.in_speech or self._turns.voiced_ms < self._turns.min_speech_ms:
+            return
+        start, end = self._turns.speech_start_ms, self._turns.last_voiced_ms
+        self._turns.reset()
+        self._turn_index += 1
+        timing = TurnTiming(turn_index=self._turn_index)
+        task = asyncio.create_task(self.node.asr.transcribe(self._span(start, end)))
+        start_ms = self._ms(self._audio.arrival_of(start))
+        end_ms = self._ms(self._audio.arrival_of(end))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._transcribed(self._turn_index, task, start_ms, end_ms, timing),
+                self.options.final_asr_timeout_s,
+            )

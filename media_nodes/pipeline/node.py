@@ -1,0 +1,49 @@
+"""What a media node shares across calls: models, the dialogue factory, the bus, metrics."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from media_nodes.asr.whisper import WhisperAsr
+from media_nodes.audio.vad import SileroModel
+from media_nodes.dialogue.protocol import DialogueFactory
+from media_nodes.metrics import MediaMetrics
+from media_nodes.recording.store import RecordingStore
+from media_nodes.tts.voice import Voice
+from shared.bus import EventBus
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from media_nodes.pipeline.call import CallSession
+
+log = logging.getLogger(__name__)
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class MediaNode:
+    settings: Settings
+    asr: WhisperAsr
+    vad: SileroModel
+    voice: Voice
+    dialogue: DialogueFactory
+    bus: EventBus
+    store: RecordingStore
+    metrics: MediaMetrics
+    node_id: str = field(default_factory=default_node_id)
+    calls: set[CallSession] = field(default_factory=set)
+    draining: bool = False
+
+    @property
+    def capacity_left(self) -> int:
+        return max(0, self.settings.media_max_calls - len(self.calls))
+
+    def accepting(self) -> bool:
+        return not self.draining and self.capacity_left > 0

@@ -1,0 +1,186 @@
+"""Agent audio out: 20 ms frames paced just ahead of real time, with a mark after each piece.
+
+Twilio plays what it is sent in real time and buffers the rest, so we keep only ``lead_s`` of audio
+queued there: enough to ride out scheduling jitter, little enough that ``clear`` discards almost
+nothing we must account for. Twilio echoes each mark when the audio before it has been played; the
+marks tell us which pieces the caller heard, and the pacing clock says how far into the current
+piece playback had got when the caller barged in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from media_nodes.audio.codec import pcm_to_mulaw
+
+PHONE_RATE = 8000
+FRAME_SAMPLES = 160  # 20 ms at 8 kHz
+FRAME_S = FRAME_SAMPLES / PHONE_RATE
+
+
+class AudioSink(Protocol):
+    """Where agent audio goes (a Twilio stream, a WebRTC track)."""
+
+    async def send_audio(self, mulaw: bytes) -> None: ...
+
+    async def send_mark(self, name: str) -> None: ...
+
+    async def send_clear(self) -> None: ...
+
+
+@dataclass
+class Piece:
+    """One synthesized piece of an agent turn (usually a sentence)."""
+
+    mark: str
+    text: str
+    samples: int = 0
+    play_start: float | None = None  # monotonic time its first frame starts playing
+    sent_all: bool = False
+    played: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples / PHONE_RATE
+
+
+@dataclass
+class PlayoutTurn:
+    """The pieces of one agent turn, in order."""
+
+    index: int
+    pieces: list[Piece] = field(default_factory=list)
+    first_frame_at: float | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+    def planned_text(self) -> str:
+        return " ".join(p.text for p in self.pieces)
+
+
+class Playout:
+    def __init__(
+        self,
+        sink: AudioSink,
+        *,
+        lead_s: float = 0.3,
+        on_audio: Callable[[npt.NDArray[np.int16]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sink = sink
+        self._lead_s = lead_s
+        self._on_audio = on_audio
+        self._clock = clock
+        self._play_until = 0.0  # when everything sent so far will have played
+        self._marks: dict[str, Piece] = {}
+        self._ids = itertools.count()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._remainder = np.zeros(0, dtype=np.int16)
+
+    # ---- sending ------------------------------------------------------------------------------
+
+    def new_piece(self, turn: PlayoutTurn, text: str) -> Piece:
+        piece = Piece(mark=f"t{turn.index}-p{next(self._ids)}", text=text)
+        turn.pieces.append(piece)
+        self._marks[piece.mark] = piece
+        self._drained.clear()
+        return piece
+
+    async def send(self, turn: PlayoutTurn, piece: Piece, pcm: npt.NDArray[np.int16]) -> None:
+        """Send ``pcm`` (8 kHz) as paced 20 ms frames; the last partial frame waits for more."""
+        audio = np.concatenate([self._remainder, pcm]) if len(self._remainder) else pcm
+        whole = len(audio) - len(audio) % FRAME_SAMPLES
+        self._remainder = audio[whole:]
+        for start in range(0, whole, FRAME_SAMPLES):
+            await self._send_frame(turn, piece, audio[start : start + FRAME_SAMPLES])
+
+    async def finish_piece(self, turn: PlayoutTurn, piece: Piece) -> None:
+        """Flush the piece's last partial frame (padded with silence) and mark its end."""
+        if len(self._remainder):
+            frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+            frame[: len(self._remainder)] = self._remainder
+            self._remainder = np.zeros(0, dtype=np.int16)
+            await self._send_frame(turn, piece, frame)
+        piece.sent_all = True
+        await self._sink.send_mark(piece.mark)
+
+    async def _send_frame(
+        self, turn: PlayoutTurn, piece: Piece, frame: npt.NDArray[np.int16]
+    ) -> None:
+        now = self._clock()
+        ahead = self._play_until - now
+        if ahead > self._lead_s:
+            await asyncio.sleep(ahead - self._lead_s)
+            now = self._clock()
+        self._play_until = max(self._play_until, now)
+        if piece.play_start is None:
+            piece.play_start = self._play_until
+        if turn.first_frame_at is None:
+            turn.first_frame_at = now
+        await self._sink.send_audio(pcm_to_mulaw(frame))
+        if self._on_audio is not None:
+            self._on_audio(frame)
+        piece.samples += FRAME_SAMPLES
+        self._play_until += FRAME_S
+
+    # ---- feedback -----------------------------------------------------------------------------
+
+    def on_mark(self, name: str) -> bool:
+        """Twilio played up to this mark; False for a mark we did not send."""
+        piece = self._marks.pop(name, None)
+        if piece is None:
+            return False
+        piece.played = True
+        if not self._marks:
+            self._drained.set()
+        return True
+
+    @property
+    def speaking(self) -> bool:
+        """Audio is queued or playing at the caller's end."""
+        return bool(self._marks) or self._clock() < self._play_until
+
+    async def wait_played(self, timeout_s: float) -> bool:
+        """Wait until every mark sent has been echoed (all audio heard)."""
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def clear(self) -> None:
+        """Barge-in: tell Twilio to drop its buffer; forget the marks it will echo for it."""
+        await self._sink.send_clear()
+        self.forget()
+
+    def forget(self) -> None:
+        self._marks.clear()
+        self._drained.set()
+        self._remainder = np.zeros(0, dtype=np.int16)
+        self._play_until = self._clock()
+
+    def heard_text(self, turn: PlayoutTurn, at: float | None = None) -> str:
+        """What the caller heard of ``turn`` by time ``at``: whole pieces whose mark came back,
+        then the words of the playing piece in proportion to its elapsed playback."""
+        now = self._clock() if at is None else at
+        words: list[str] = []
+        for piece in turn.pieces:
+            if piece.played:
+                words.extend(piece.text.split())
+                continue
+            if piece.play_start is None or now <= piece.play_start or not piece.samples:
+                break
+            fraction = min(1.0, (now - piece.play_start) / piece.duration_s)
+            piece_words = piece.text.split()
+            words.extend(piece_words[: round(fraction * len(piece_words))])
+            if fraction < 1.0:
+                break
+        return " ".join(words)

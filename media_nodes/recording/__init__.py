@@ -1,0 +1,1 @@
+"""Call recording: both legs mixed into one file, kept in a storage backend."""

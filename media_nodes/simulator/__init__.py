@@ -1,0 +1,1 @@
+"""A caller that speaks the Twilio Media Streams protocol, for demos, tests and benchmarks."""

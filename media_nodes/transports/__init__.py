@@ -1,0 +1,1 @@
+"""Transports: how call audio reaches a media node (Twilio Media Streams, WebRTC)."""

@@ -1,0 +1,93 @@
+"""The media node's voice: an engine, resampled to the phone's 8 kHz, with a cache.
+
+Agents say the same sentences over and over (the greeting, "Is there anything else I can help you
+with?"), so every short piece is kept in a bounded LRU cache shared by all calls: a repeated
+sentence costs no synthesis at all. The greeting is put there at startup, so a call's first words
+go out the moment it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+import numpy as np
+import numpy.typing as npt
+
+from media_nodes.audio.resample import StreamResampler
+from media_nodes.tts.base import TtsEngine, TtsError
+from media_nodes.tts.espeak import EspeakTts, espeak_available
+from media_nodes.tts.piper import PiperTts, piper_available
+
+log = logging.getLogger(__name__)
+
+PHONE_RATE = 8000
+SILENCE_PEAK = 300  # int16 magnitude below which leading samples count as silence
+LEAD_IN_SAMPLES = 80  # keep 10 ms before the first sound
+
+
+def trim_leading_silence(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+    """Engines start sentences with up to ~200 ms of silence: the caller would wait for it."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > SILENCE_PEAK)
+    if not len(loud):
+        return pcm[:0]
+    return pcm[max(0, int(loud[0]) - LEAD_IN_SAMPLES) :]
+
+
+CACHEABLE_CHARS = 160  # longer pieces are rarely repeated word for word
+
+
+class Voice:
+    def __init__(self, engine: TtsEngine, cache_entries: int = 256) -> None:
+        self.engine = engine
+        self._cache: OrderedDict[str, npt.NDArray[np.int16]] = OrderedDict()
+        self._cache_entries = cache_entries
+
+    async def speak(self, text: str, *, cache: bool = True) -> AsyncIterator[npt.NDArray[np.int16]]:
+        """8 kHz int16 chunks of ``text``; short pieces are kept for the next time."""
+        cached = self._cache.get(text)
+        if cached is not None:
+            self._cache.move_to_end(text)
+            yield cached
+            return
+        resampler = StreamResampler(self.engine.sample_rate, PHONE_RATE)
+        kept: list[npt.NDArray[np.int16]] = []
+        sounding = False
+        async for chunk in self.engine.synthesize(text):
+            out = resampler.process(chunk)
+            if not sounding:
+                out = trim_leading_silence(out)
+                sounding = len(out) > 0
+            if len(out):
+                kept.append(out)
+                yield out
+        tail = resampler.flush()
+        if len(tail):
+            kept.append(tail)
+            yield tail
+        if cache and kept and len(text) <= CACHEABLE_CHARS:
+            self._cache[text] = np.concatenate(kept)
+            while len(self._cache) > self._cache_entries:
+                self._cache.popitem(last=False)
+
+    async def prepare(self, text: str) -> None:
+        """Synthesize a fixed prompt into the cache ahead of time."""
+        async for _ in self.speak(text, cache=True):
+            pass
+
+    def is_cached(self, text: str) -> bool:
+        return text in self._cache
+
+
+def load_engine(name: str = "auto", piper_threads: int = 1) -> TtsEngine:
+    """Piper when installed (or asked for), else espeak-ng."""
+    if name in ("auto", "piper") and piper_available():
+        return PiperTts(threads=piper_threads)
+    if name == "piper":
+        raise TtsError("PARLEY_TTS_ENGINE=piper but piper-tts is not installed (parley[piper])")
+    if espeak_available():
+        if name == "auto":
+            log.warning("piper-tts not installed: speaking with espeak-ng")
+        return EspeakTts()
+    raise TtsError("no TTS engine: install parley[piper] or the espeak-ng package")

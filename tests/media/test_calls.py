@@ -1,0 +1,182 @@
+"""Whole calls through a real media node: real audio, real models, the real dialogue engine.
+
+Transcripts are checked on words (Whisper may punctuate or write digits differently), never on
+exact strings, and no test asserts a wall-clock time (bench/latency.py measures those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+from media_nodes.simulator.caller import Press, SimulatedCaller, call
+from shared.events.models import TurnAgent, TurnUser
+from tests.media.conftest import MANIFEST, PATIENT, NodeFactory, clip, words
+
+GREETING_WORDS = {"thanks", "calling", "acme", "shop"}
+
+
+async def test_demo_call_reaches_postgres(start_node: NodeFactory, database_url: str) -> None:
+    """Intent, slot, escalation: the transcript, intents, disposition and recording are stored."""
+    async with start_node(project=True) as running:
+        result = await call(
+            running.url,
+            [clip("order_status"), clip("order_number"), clip("yes"), clip("human")],
+            parameters={"record": "true"},
+            **PATIENT,
+        )
+        events = await running.wait_call_ended(result.call_sid)
+        await asyncio.sleep(0.5)  # the projector commits in small batches
+
+    assert result.closed_by_agent, "the agent hangs up after the transfer announcement"
+    assert all(t.latency_ms is not None for t in result.turns), (
+        result.to_dict(),
+        [(e.type, getattr(e.payload, "text", "")) for e in events],
+    )
+    assert len(result.marks_echoed) >= 5
+    caller_turns = [e.payload for e in events if isinstance(e.payload, TurnUser)]
+    assert {"check", "status", "order"} <= words(caller_turns[0].text)
+    assert {"real", "person"} <= words(caller_turns[-1].text)
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs) == list(range(len(events)))
+
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        row = conn.execute("SELECT * FROM calls WHERE call_id = %s", (result.call_sid,)).fetchone()
+        turns = conn.execute(
+            "SELECT speaker, turn_index, text, interrupted FROM call_turns WHERE call_id = %s"
+            " ORDER BY turn_index, speaker",
+            (result.call_sid,),
+        ).fetchall()
+        latency = conn.execute(
+            "SELECT * FROM call_latency WHERE call_id = %s", (result.call_sid,)
+        ).fetchall()
+    assert row is not None
+    assert row["agent_id"] == "acme-shop"
+    assert row["disposition"] == "escalated_to_human"
+    assert row["end_reason"] == "transferred"
+    assert "order_status" in row["intents"] and "human" in row["intents"]
+    assert row["slots"].get("order_number") == "4572"
+    agent_turns = [t for t in turns if t["speaker"] == "agent"]
+    assert GREETING_WORDS <= words(agent_turns[0]["text"])
+    assert {"connect", "team"} <= words(agent_turns[-1]["text"])
+    assert len([t for t in turns if t["speaker"] == "caller"]) == 4
+    assert {r["turn_index"] for r in latency} == {1, 2, 3, 4}
+    assert all(r["voice_to_voice_ms"] > 0 for r in latency)
+    recording = Path(urlparse(row["recording_url"]).path)
+    with wave.open(str(recording)) as wav:
+        assert wav.getnchannels() == 2  # caller left, agent right
+        assert wav.getnframes() / wav.getframerate() > 10
+
+
+async def test_barge_in_clears_and_cuts_the_transcript(start_node: NodeFactory) -> None:
+    """Speaking over the greeting: clear goes out, the agent turn keeps only what was heard."""
+    async with start_node() as running:
+        result = await call(running.url, [clip("interrupt", barge_in_after_ms=1500)], **PATIENT)
+        events = await running.wait_call_ended(result.call_sid)
+
+    assert result.clears >= 1
+    assert result.turns[0].barge_in_clear_ms is not None
+    greeting = next(
+        e.payload for e in events if isinstance(e.payload, TurnAgent) and e.payload.turn_index == 0
+    )
+    assert greeting.interrupted
+    assert greeting.planned_text and len(greeting.text) < len(greeting.planned_text)
+    assert greeting.planned_text.startswith(greeting.text)
+    user = next(e.payload for e in events if isinstance(e.payload, TurnUser))
+    assert {"talk", "person"} <= words(user.text)
+    assert any(e.type == "escalation.requested" for e in events), [
+        (e.type, e.payload) for e in events
+    ]
+
+
+async def test_backchannel_does_not_stop_the_agent(start_node: NodeFactory) -> None:
+    """A short "mm-hmm" under the agent's speech is tolerated when barge-in needs more speech."""
+    async with start_node(barge_in_min_speech_ms=900) as running:
+        result = await call(running.url, [clip("backchannel", barge_in_after_ms=1200)], **PATIENT)
+        events = await running.wait_call_ended(result.call_sid)
+
+    assert result.clears == 0
+    greeting = next(e.payload for e in events if isinstance(e.payload, TurnAgent))
+    assert not greeting.interrupted
+    assert GREETING_WORDS <= words(greeting.text)
+    assert not [e for e in events if e.type == "turn.user"]
+
+
+async def test_dtmf_drives_the_dialogue(start_node: NodeFactory) -> None:
+    async with start_node() as running:
+        result = await call(running.url, [Press("1"), Press("4572#")], **PATIENT)
+        events = await running.wait_call_ended(result.call_sid)
+
+    keyed = [e.payload for e in events if isinstance(e.payload, TurnUser)]
+    assert [t.source for t in keyed] == ["dtmf", "dtmf"], [(e.type, e.payload) for e in events]
+    assert [t.text for t in keyed] == ["1", "4572"]
+    intents = [e.payload for e in events if e.type == "intent.detected"]
+    assert intents and intents[0].intent == "order_status"  # type: ignore[union-attr]
+    replies = [e.payload for e in events if isinstance(e.payload, TurnAgent)]
+    assert {"order", "number"} <= words(replies[1].text)
+    assert "4" in replies[2].text or "four" in replies[2].text.lower()
+
+
+async def test_marks_confirm_every_piece_played(start_node: NodeFactory) -> None:
+    async with start_node() as running:
+        caller = SimulatedCaller(running.url, **PATIENT)
+        result = await caller.run([clip("opening_hours")])
+        events = await running.wait_call_ended(result.call_sid)
+
+    agent = [e.payload for e in events if isinstance(e.payload, TurnAgent)]
+    assert agent and not any(t.interrupted for t in agent)
+    assert len(set(result.marks_echoed)) == len(result.marks_echoed) >= 2
+    assert all(name.startswith("t") for name in result.marks_echoed)
+    assert result.clears == 0
+    # The caller heard the agent's audio: the saved agent leg is mostly sound.
+    assert len(result.agent_audio) / 8000 > 5
+
+
+async def test_socket_drop_mid_sentence_saves_what_was_said(start_node: NodeFactory) -> None:
+    async with start_node() as running:
+        result = await call(running.url, [clip("order_status", hang_up_after_ms=2000)], **PATIENT)
+        events = await running.wait_call_ended(result.call_sid)
+
+    ended = next(e.payload for e in events if e.type == "call.ended")
+    assert ended.reason == "caller_hung_up"  # type: ignore[union-attr]
+    said = [e.payload for e in events if isinstance(e.payload, TurnUser)]
+    assert said, "the interrupted utterance is transcribed, not lost"
+    assert {"check", "status"} & words(said[0].text)
+    assert [e.type for e in events].count("disposition.set") == 1
+
+
+async def test_health_ready_and_metrics(start_node: NodeFactory) -> None:
+    async with start_node() as running:
+        async with httpx.AsyncClient(base_url=running.http) as http:
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
+            ready = (await http.get("/readyz")).json()
+            assert ready["ready"] and ready["capacity_left"] == running.settings.media_max_calls
+            (entry,) = await running.registry.nodes()  # the voice webhook routes by this entry
+            assert entry.node_id == running.node.node_id and not entry.draining
+            assert entry.capacity == running.settings.media_max_calls
+            await call(running.url, [clip("yes")], **PATIENT)
+            metrics = (await http.get("/metrics")).text
+    for name in (
+        "parley_voice_to_voice_seconds_bucket",
+        "parley_asr_seconds_count",
+        "parley_tts_first_audio_seconds_count",
+        "parley_dialogue_first_text_seconds_count",
+        "parley_endpoint_wait_seconds_count",
+        "parley_active_calls",
+        "parley_calls_total 1.0",
+    ):
+        assert name in metrics, name
+
+
+def test_manifest_matches_the_audio_files() -> None:
+    for entry in MANIFEST.values():
+        path = Path(__file__).resolve().parents[2] / "examples" / "audio" / entry["file"]
+        with wave.open(str(path)) as wav:
+            assert wav.getframerate() in (8000, 16000) and wav.getnchannels() == 1
+            assert wav.getnframes() / wav.getframerate() < 6

@@ -1,0 +1,359 @@
+"""The media node's parts on their own: codec, protocol, VAD, endpointing, ASR, TTS, playout,
+recording storage and session tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import wave
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from media_nodes.audio.codec import mulaw_to_pcm, pcm_to_mulaw
+from media_nodes.audio.resample import StreamResampler, resample, to_float32
+from media_nodes.audio.turn import (
+    NoiseDiscarded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    TurnDetector,
+    TurnEnded,
+)
+from media_nodes.audio.vad import StreamingVad
+from media_nodes.models import Models
+from media_nodes.pipeline.playout import Playout, PlayoutTurn
+from media_nodes.recording.recorder import CallRecorder
+from media_nodes.recording.store import LocalStore, S3Store, create_store
+from media_nodes.simulator.caller import load_wav
+from media_nodes.transports import twilio
+from media_nodes.tts.espeak import EspeakTts
+from media_nodes.tts.sentences import SentenceSplitter
+from media_nodes.tts.voice import Voice
+from shared.tokens import TokenError, sign, verify
+from tests.media.conftest import AUDIO, MANIFEST, words
+
+# ---- codec and resampling ------------------------------------------------------------------------
+
+
+def test_mulaw_matches_g711_reference_points() -> None:
+    # G.711 mu-law: 0xFF and 0x7F are zero, 0x00 is the most negative value, 0x80 the most positive.
+    assert list(mulaw_to_pcm(bytes([0xFF, 0x7F, 0x00, 0x80]))) == [0, 0, -32124, 32124]
+    assert pcm_to_mulaw(np.array([0, 32767, -32768], dtype=np.int16)) == bytes([0xFF, 0x80, 0x00])
+
+
+def test_mulaw_round_trip_error_is_within_quantisation() -> None:
+    tone = (np.sin(np.arange(8000) / 5) * 20000).astype(np.int16)
+    back = mulaw_to_pcm(pcm_to_mulaw(tone)).astype(np.int32)
+    # mu-law steps grow with amplitude: at most 1/16 of the value (plus the smallest step).
+    assert np.all(np.abs(back - tone) <= np.abs(tone.astype(np.int32)) // 16 + 8)
+
+
+def test_streaming_resampler_matches_whole_clip() -> None:
+    audio = load_wav(AUDIO / "yes.wav")
+    stream = StreamResampler(8000, 16000)
+    pieces = [stream.process(audio[i : i + 160]) for i in range(0, len(audio), 160)]
+    streamed = np.concatenate([*pieces, stream.flush()])
+    whole = resample(audio, 8000, 16000)
+    assert abs(len(streamed) - len(whole)) <= 2
+    n = min(len(streamed), len(whole))
+    assert np.corrcoef(streamed[:n], whole[:n])[0, 1] > 0.99
+
+
+# ---- Twilio protocol -----------------------------------------------------------------------------
+
+
+def test_parses_twilio_messages() -> None:
+    start = twilio.parse_message(
+        json.dumps(
+            {
+                "event": "start",
+                "sequenceNumber": "1",
+                "streamSid": "MZ1",
+                "start": {
+                    "streamSid": "MZ1",
+                    "accountSid": "AC1",
+                    "callSid": "CA1",
+                    "tracks": ["inbound"],
+                    "customParameters": {"token": "t", "n": 5},
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                },
+            }
+        )
+    )
+    assert isinstance(start, twilio.Start)
+    assert (start.stream_sid, start.call_sid) == ("MZ1", "CA1")
+    assert start.custom_parameters == {"token": "t", "n": "5"}
+    media = twilio.parse_message(
+        json.dumps(
+            {
+                "event": "media",
+                "streamSid": "MZ1",
+                "media": {
+                    "track": "inbound",
+                    "chunk": "2",
+                    "timestamp": "40",
+                    "payload": base64.b64encode(b"\xff" * 160).decode(),
+                },
+            }
+        )
+    )
+    assert media == twilio.Media(payload=b"\xff" * 160, timestamp_ms=40, chunk=2, track="inbound")
+    dtmf = twilio.parse_message('{"event":"dtmf","dtmf":{"track":"inbound_track","digit":"5"}}')
+    assert dtmf == twilio.Dtmf("5")
+    assert twilio.parse_message('{"event":"mark","mark":{"name":"m1"}}') == twilio.Mark("m1")
+    assert isinstance(
+        twilio.parse_message('{"event":"stop","stop":{"callSid":"CA1"}}'), twilio.Stop
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ("nope", "malformed_json"),
+        ('"a string"', "malformed_json"),
+        ('{"event":"hello"}', "unknown_event"),
+        ('{"event":"media","media":{"payload":"***"}}', "bad_base64"),
+        ('{"event":"media","media":{"payload":""}}', "empty_frame"),
+        ('{"event":"media"}', "missing_field"),
+        ('{"event":"dtmf","dtmf":{"digit":"55"}}', "bad_dtmf"),
+        (
+            '{"event":"start","start":{"streamSid":"MZ","mediaFormat":{"encoding":"audio/l16",'
+            '"sampleRate":16000,"channels":1}}}',
+            "bad_start",
+        ),
+    ],
+)
+def test_bad_frames_get_a_reason(frame: str, reason: str) -> None:
+    with pytest.raises(twilio.ProtocolError) as error:
+        twilio.parse_message(frame)
+    assert error.value.reason == reason
+
+
+def test_outbound_messages_are_what_twilio_expects() -> None:
+    assert json.loads(twilio.media_message("MZ1", b"\x00\xff")) == {
+        "event": "media",
+        "streamSid": "MZ1",
+        "media": {"payload": "AP8="},
+    }
+    assert json.loads(twilio.mark_message("MZ1", "m")) == {
+        "event": "mark",
+        "streamSid": "MZ1",
+        "mark": {"name": "m"},
+    }
+    assert json.loads(twilio.clear_message("MZ1")) == {"event": "clear", "streamSid": "MZ1"}
+
+
+# ---- VAD and endpointing -------------------------------------------------------------------------
+
+
+def test_endpointing_pause_resume_and_end() -> None:
+    detector = TurnDetector(endpoint_ms=320, speculative_ms=96, min_speech_ms=96)
+    events = []
+    for p in [0.0, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.8, 0.8] + [0.0] * 10:
+        events.extend(detector.push(p))
+    kinds = [type(e) for e in events]
+    assert kinds == [SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, TurnEnded]
+    ended = events[-1]
+    assert isinstance(ended, TurnEnded) and (ended.start_ms, ended.end_ms) == (32, 288)
+
+
+def test_a_click_is_not_a_turn() -> None:
+    detector = TurnDetector(endpoint_ms=320, speculative_ms=96, min_speech_ms=96)
+    events = [e for p in [0.9] + [0.0] * 12 for e in detector.push(p)]
+    assert [type(e) for e in events] == [SpeechStarted, NoiseDiscarded]
+
+
+def test_silero_finds_the_speech_in_a_clip(models: Models) -> None:
+    audio = load_wav(AUDIO / "order_status.wav")
+    padded = np.concatenate([np.zeros(8000, np.int16), audio, np.zeros(8000, np.int16)])
+    vad = StreamingVad(models.vad)
+    probs = vad.process(to_float32(resample(padded, 8000, 16000)))
+    voiced = [i for i, p in enumerate(probs) if p > 0.5]
+    assert probs[:20] and max(probs[:25]) < 0.2  # the leading second is silence
+    assert 900 <= voiced[0] * 32 <= 1200
+    assert len(voiced) * 32 > 1500
+
+
+# ---- ASR -----------------------------------------------------------------------------------------
+
+
+async def test_whisper_transcribes_every_clip(models: Models) -> None:
+    for name in ("order_status", "order_number", "human", "opening_hours"):
+        audio = to_float32(resample(load_wav(AUDIO / MANIFEST[name]["file"]), 8000, 16000))
+        transcript = await models.asr.transcribe(audio)
+        expected = words(MANIFEST[name]["text"]) - {"four", "five", "seven", "two"}
+        assert expected <= words(transcript.text), (name, transcript.text)
+        assert transcript.confidence is not None and transcript.confidence > 0.5
+
+
+async def test_whisper_hears_nothing_in_silence(models: Models) -> None:
+    transcript = await models.asr.transcribe(np.zeros(16000, dtype=np.float32))
+    assert transcript.text == ""
+
+
+# ---- TTS -----------------------------------------------------------------------------------------
+
+
+def test_sentence_splitter_streams_pieces() -> None:
+    splitter = SentenceSplitter(first_clause_min_chars=10)
+    pieces = []
+    for chunk in [
+        "Sure, let me look",
+        " that up for you. Mr. Smith's order ",
+        "ships in 3.5 days! Ok",
+    ]:
+        pieces.extend(splitter.push(chunk))
+    assert pieces == ["Sure, let me look that up for you.", "Mr. Smith's order ships in 3.5 days!"]
+    assert splitter.flush() == "Ok"
+
+
+async def test_voices_speak_at_phone_rate(models: Models) -> None:
+    for engine in (models.voice.engine, EspeakTts()):
+        voice = Voice(engine)
+        chunks = [c async for c in voice.speak("Your order ships tomorrow.")]
+        audio = np.concatenate(chunks)
+        assert audio.dtype == np.int16
+        assert 0.8 < len(audio) / 8000 < 4, engine.name
+        assert np.abs(audio.astype(np.int32)).max() > 3000
+        assert np.abs(audio[:80].astype(np.int32)).max() > 0  # leading silence trimmed
+
+
+async def test_piper_speech_is_understood(models: Models) -> None:
+    voice = Voice(models.voice.engine)
+    audio = np.concatenate([c async for c in voice.speak("Your parcel arrives on Friday.")])
+    transcript = await models.asr.transcribe(to_float32(resample(audio, 8000, 16000)))
+    assert {"parcel", "arrives", "friday"} <= words(transcript.text)
+
+
+async def test_greeting_cache_serves_fixed_prompts(models: Models) -> None:
+    voice = Voice(models.voice.engine)
+    await voice.prepare("Welcome to the test line.")
+    assert voice.is_cached("Welcome to the test line.")
+    cached = [c async for c in voice.speak("Welcome to the test line.")]
+    assert len(cached) == 1 and len(cached[0]) > 4000
+
+
+# ---- playout -------------------------------------------------------------------------------------
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    async def send_audio(self, mulaw: bytes) -> None:
+        self.sent.append(("media", len(mulaw)))
+
+    async def send_mark(self, name: str) -> None:
+        self.sent.append(("mark", name))
+
+    async def send_clear(self) -> None:
+        self.sent.append(("clear", None))
+
+
+async def test_playout_frames_marks_and_heard_text() -> None:
+    now = [100.0]
+    sink = RecordingSink()
+    playout = Playout(sink, lead_s=10.0, clock=lambda: now[0])
+    turn = PlayoutTurn(index=1)
+    first = playout.new_piece(turn, "one two three four")
+    await playout.send(turn, first, np.ones(8000, dtype=np.int16))  # 1 s
+    await playout.finish_piece(turn, first)
+    second = playout.new_piece(turn, "five six")
+    await playout.send(turn, second, np.ones(4100, dtype=np.int16))
+    await playout.finish_piece(turn, second)
+    assert [k for k, _ in sink.sent].count("media") == 50 + 26  # 20 ms frames, last one padded
+    assert [v for k, v in sink.sent if k == "mark"] == [first.mark, second.mark]
+    assert {v for k, v in sink.sent if k == "media"} == {160}
+    now[0] = 100.5  # half of the first piece has played
+    assert playout.heard_text(turn) == "one two"
+    assert playout.on_mark(first.mark) and not playout.on_mark("unknown")
+    now[0] = 101.26  # half of the second
+    assert playout.heard_text(turn) == "one two three four five"
+    assert playout.speaking
+    await playout.clear()
+    assert sink.sent[-1] == ("clear", None) and not playout.speaking
+
+
+async def test_playout_paces_to_real_time() -> None:
+    sink = RecordingSink()
+    playout = Playout(sink, lead_s=0.1)
+    turn = PlayoutTurn(index=1)
+    piece = playout.new_piece(turn, "x")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await playout.send(turn, piece, np.ones(8000 // 2, dtype=np.int16))  # 0.5 s of audio
+    # 0.5 s of audio with 0.1 s allowed ahead: sending takes about 0.4 s, never much less.
+    assert loop.time() - started >= 0.35
+
+
+# ---- recording -----------------------------------------------------------------------------------
+
+
+def test_recorder_puts_both_legs_on_one_timeline() -> None:
+    recorder = CallRecorder()
+    recorder.caller(np.full(8000, 100, dtype=np.int16))  # 1 s of caller
+    recorder.agent(np.full(4000, 200, dtype=np.int16))  # agent speaks at 1 s
+    recorder.caller(np.full(2000, 100, dtype=np.int16))
+    recorder.cut_agent()  # barge-in at 1.25 s: the rest was never played
+    with wave.open(io.BytesIO(recorder.wav())) as wav:
+        assert (wav.getnchannels(), wav.getframerate()) == (2, 8000)
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    assert len(frames) == 10000
+    assert frames[0, 1] == 0 and frames[8000, 1] == 200 and frames[-1, 0] == 100
+
+
+async def test_local_store_writes_under_its_root(tmp_path: Path) -> None:
+    store = create_store("", tmp_path)
+    assert isinstance(store, LocalStore)
+    url = await store.save("t1/c1.wav", b"RIFF", "audio/wav")
+    assert url.startswith("file://") and (tmp_path / "recordings" / "t1" / "c1.wav").exists()
+    with pytest.raises(ValueError):
+        await store.save("../../etc/x", b"", "audio/wav")
+
+
+async def test_s3_store_puts_the_object() -> None:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="recordings")
+        store = S3Store("recordings", "/calls/", client=client)
+        url = await store.save("t1/c1.wav", b"RIFFdata", "audio/wav")
+        assert url == "s3://recordings/calls/t1/c1.wav"
+        head = client.head_object(Bucket="recordings", Key="calls/t1/c1.wav")
+        assert head["ContentType"] == "audio/wav" and head["ServerSideEncryption"] == "AES256"
+    assert isinstance(create_store("s3://b/p", Path(".")), S3Store)
+
+
+def test_simulator_reads_the_webhooks_twiml() -> None:
+    from functions.voice.twiml import say_and_hang_up, stream
+    from media_nodes.simulator.webhook import parse_twiml
+
+    xml = stream("wss://node.example", {"token": "abc", "call_id": "c1"})
+    assert parse_twiml(xml) == (
+        "wss://node.example/twilio/stream",
+        {"token": "abc", "call_id": "c1"},
+    )
+    assert parse_twiml(say_and_hang_up("Busy.")) is None
+
+
+# ---- session tokens ------------------------------------------------------------------------------
+
+
+def test_session_tokens_round_trip_and_refuse_tampering() -> None:
+    token = sign("c1", "t1", "a1", 60, secret="s3cret", now=1000)
+    claims = verify(token, secret="s3cret", now=1030)
+    assert (claims.call_id, claims.tenant_id, claims.agent_id) == ("c1", "t1", "a1")
+    for bad, secret, now, message in [
+        (token, "other", 1030, "signature"),
+        (token, "s3cret", 1060, "expired"),
+        ("x" + token, "s3cret", 1030, "signature"),
+        ("no-dot", "s3cret", 1030, "malformed"),
+        ("", "s3cret", 1030, "missing"),
+    ]:
+        with pytest.raises(TokenError, match=message):
+            verify(bad, secret=secret, now=now)
