@@ -1,0 +1,171 @@
+"""Dashboards and alert rules: valid for Prometheus, and querying only metrics Parley exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from parley_infra.media import ACTIVE_CALLS_METRIC
+from parley_infra.observability import ALERT_RULES, DASHBOARDS, adapter_values
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from .stack_harness import REPO_ROOT, Evaluation
+
+METRICS_FILE = REPO_ROOT / "infra" / "observability" / "metrics.txt"
+ALERT_TESTS = Path(__file__).with_name("alerts_test.yml")
+# Histograms are queried through these series; counters end in _total.
+SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("",), "gauge": ("",)}
+PROMQL_WORDS = {"parley"}  # tokens that look like names but are not (none today)
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    assert path, "promtool missing: apt-get install -y prometheus (Debian package)"
+    return path
+
+
+def _listed() -> dict[str, str]:
+    listed = {}
+    for line in METRICS_FILE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, kind = line.split()
+            listed[name] = kind
+    return listed
+
+
+def _queries() -> dict[str, list[str]]:
+    """Every PromQL expression, by the file it lives in."""
+    queries: dict[str, list[str]] = {}
+    rules = yaml.safe_load(ALERT_RULES.read_text())
+    queries[ALERT_RULES.name] = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    for dashboard in DASHBOARDS:
+        data = json.loads(dashboard.read_text())
+        exprs = [t["expr"] for p in data["panels"] for t in p["targets"]]
+        exprs += [v["query"] for v in data["templating"]["list"] if v["type"] == "query"]
+        queries[dashboard.name] = exprs
+    queries["prometheus-adapter"] = [r["seriesQuery"] for r in adapter_values()["rules"]["custom"]]
+    return queries
+
+
+def _names(expr: str) -> set[str]:
+    return set(re.findall(r"\bparley_[a-z0-9_]+", expr)) - PROMQL_WORDS
+
+
+def _base(series: str, listed: dict[str, str]) -> str | None:
+    """The metrics.txt name a queried series belongs to, if any."""
+    for name, kind in listed.items():
+        if any(series == name + suffix for suffix in SUFFIXES[kind]):
+            return name
+    return None
+
+
+def _exported() -> dict[str, str]:
+    """Metric names (as queried) and types that Parley's code registers.
+
+    The media node serves its own registry (media_nodes.metrics.MediaMetrics); the event spool
+    (shared.bus.durable) and the long-running consumer (functions.consumer.metrics) register on
+    prometheus_client's default registry.
+    """
+    import functions.consumer.metrics  # noqa: F401
+    import shared.bus.durable  # noqa: F401
+    from media_nodes.metrics import MediaMetrics
+
+    exported = {}
+    registries: list[CollectorRegistry] = [MediaMetrics().registry, REGISTRY]
+    for registry in registries:
+        for family in registry.collect():
+            name = family.name + ("_total" if family.type == "counter" else "")
+            exported[name] = family.type
+    return exported
+
+
+def test_alert_rules_pass_promtool_check() -> None:
+    result = subprocess.run(
+        [_promtool(), "check", "rules", str(ALERT_RULES)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_alerts_fire_on_bad_series_and_stay_quiet_on_good_ones() -> None:
+    """promtool evaluates every alert against synthetic series (tests/infra/alerts_test.yml)."""
+    result = subprocess.run(
+        [_promtool(), "test", "rules", ALERT_TESTS.name],
+        capture_output=True,
+        text=True,
+        cwd=ALERT_TESTS.parent,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    tested = set(re.findall(r"alertname: (\w+)", ALERT_TESTS.read_text()))
+    defined = {
+        r["alert"] for g in yaml.safe_load(ALERT_RULES.read_text())["groups"] for r in g["rules"]
+    }
+    assert tested == defined, f"alerts without a promtool test: {defined - tested}"
+
+
+def test_every_queried_metric_is_listed() -> None:
+    listed = _listed()
+    for source, exprs in _queries().items():
+        for expr in exprs:
+            for series in _names(expr):
+                assert _base(series, listed), f"{source} queries {series}, not in metrics.txt"
+
+
+def test_every_listed_metric_is_queried() -> None:
+    used = {_base(s, _listed()) for exprs in _queries().values() for e in exprs for s in _names(e)}
+    assert set(_listed()) - used == set(), "metrics.txt lists names nothing queries"
+
+
+def test_listed_metrics_are_exported_by_parley_with_their_types() -> None:
+    exported = _exported()
+    for name, kind in _listed().items():
+        assert name in exported, f"{name} is in metrics.txt but no Parley code registers it"
+        assert exported[name] == kind, f"{name} is a {exported[name]}, metrics.txt says {kind}"
+
+
+def test_hpa_metric_is_exported_and_served_by_the_adapter(dev: Evaluation) -> None:
+    assert _listed()[ACTIVE_CALLS_METRIC] == "gauge"
+    hpa = dev.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    assert hpa.inputs["spec"]["metrics"][0]["pods"]["metric"]["name"] == ACTIVE_CALLS_METRIC
+    (rule,) = adapter_values()["rules"]["custom"]
+    assert rule["name"]["as"] == ACTIVE_CALLS_METRIC
+
+
+def test_dashboards_are_valid_grafana_json() -> None:
+    assert DASHBOARDS, "no dashboards in infra/observability/grafana"
+    for dashboard in DASHBOARDS:
+        data = json.loads(dashboard.read_text())
+        assert data["uid"] and data["title"]
+        ids = [p["id"] for p in data["panels"]]
+        assert len(ids) == len(set(ids)), f"{dashboard.name}: duplicate panel ids"
+        for panel in data["panels"]:
+            assert panel["targets"], f"{dashboard.name}: panel {panel['title']} has no query"
+            assert set(panel["gridPos"]) == {"x", "y", "w", "h"}
+
+
+@pytest.mark.parametrize("name", ["PrometheusRule", "PodMonitor"])
+def test_rules_and_scraping_are_deployed(stack: Evaluation, name: str) -> None:
+    resource = stack.one(f"kubernetes:monitoring.coreos.com/v1:{name}")
+    if name == "PrometheusRule":
+        assert resource.inputs["spec"] == yaml.safe_load(ALERT_RULES.read_text())
+    else:
+        (endpoint,) = resource.inputs["spec"]["podMetricsEndpoints"]
+        assert (endpoint["port"], endpoint["path"]) == ("media", "/metrics")
+
+
+def test_dashboards_are_provisioned_and_alerts_reach_sns(stack: Evaluation) -> None:
+    maps = stack.of_type("kubernetes:core/v1:ConfigMap")
+    assert {tuple(m.inputs["data"]) for m in maps} == {(d.name,) for d in DASHBOARDS}
+    assert all(m.inputs["metadata"]["labels"] == {"grafana_dashboard": "1"} for m in maps)
+    release = stack.one("kubernetes:helm.sh/v3:Release", "kube-prometheus-stack")
+    receivers = release.inputs["values"]["alertmanager"]["config"]["receivers"]
+    assert receivers[0]["sns_configs"][0]["topic_arn"].startswith("arn:aws:sns:")
+    alarms = {a.name for a in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    for fn in ("voice", "transfer", "admin", "analytics", "consumer", "rollups"):
+        assert f"parley-{stack.stack}-{fn}-errors" in alarms
+    assert f"parley-{stack.stack}-consumer-lag" in alarms
