@@ -28,12 +28,18 @@ def _register_areas() -> None:
     """Each area's commands (their modules import heavy libraries only inside commands)."""
     from functions.cli import api_app, tenant_app
     from functions.consumer.cli import register as register_event_pipeline
+    from media_nodes.cli import app as media_app
     from media_nodes.dialogue.cli import app as agent_app
+    from media_nodes.simulator.cli import call_command
+    from media_nodes.transports.webrtc_cli import app as webrtc_app
 
     register_event_pipeline(events_app)
     app.add_typer(agent_app, name="agent")
     app.add_typer(api_app, name="api")
     app.add_typer(tenant_app, name="tenant")
+    app.add_typer(media_app, name="media")
+    app.command("call")(call_command)
+    app.add_typer(webrtc_app, name="webrtc")
 
 
 _register_areas()
@@ -140,6 +146,33 @@ def check_servers() -> None:
         failed = failed or error is not None
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(
+        Path(".parley/demo-agent.wav"), help="Where to save what the agent said (8 kHz WAV)."
+    ),
+) -> None:
+    """Place a whole simulated inbound phone call on embedded defaults and show what was stored."""
+    import logging
+    import os
+
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # keep request logs off the demo
+    logging.basicConfig(level=logging.WARNING)
+    from media_nodes.simulator.demo import DemoError, render, run_demo
+    from shared.db import DatabaseUnavailable
+
+    settings = settings_or_exit()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = asyncio.run(run_demo(settings, say=typer.echo, out=out))
+    except DatabaseUnavailable as exc:
+        raise fail(f"{exc}\n  start it with: scripts/services start postgres") from None
+    except DemoError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(render(result))
+    typer.echo(f"\nthe agent's side of the call: {out} ({result.agent_audio_s:.1f} s)")
 
 
 def main() -> None:

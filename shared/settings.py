@@ -13,10 +13,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PARLEY_"
+DEV_SESSION_SECRET = "dev-insecure-session-secret-change-me"
 
 
 class SettingsError(ValueError):
@@ -60,7 +61,7 @@ class Settings(BaseSettings):
 
     # Security.
     session_token_secret: SecretStr = Field(
-        SecretStr("dev-insecure-session-secret-change-me"),
+        SecretStr(DEV_SESSION_SECRET),
         description="HMAC key signing media-stream session tokens (webhook -> media node).",
     )
     session_token_ttl_s: int = Field(120, ge=5, le=3600, description="Session token lifetime.")
@@ -167,6 +168,15 @@ class Settings(BaseSettings):
     def _recording_store(cls, value: str) -> str:
         if value and not value.startswith(("s3://", "file://", "/")):
             raise ValueError("must be empty, an absolute path, file://... or s3://bucket/prefix")
+        return value
+
+    @field_validator("session_token_secret")
+    @classmethod
+    def _strong_secret_in_production(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("env") == "production" and (
+            value.get_secret_value() == DEV_SESSION_SECRET or len(value.get_secret_value()) < 32
+        ):
+            raise ValueError("production needs a random secret of at least 32 characters")
         return value
 
     @property

@@ -18,7 +18,18 @@ runner = CliRunner()
 def test_parley_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("db", "events", "check"):
+    for command in (
+        "demo",
+        "call",
+        "media",
+        "webrtc",
+        "api",
+        "tenant",
+        "agent",
+        "events",
+        "db",
+        "check",
+    ):
         assert command in result.output
 
 

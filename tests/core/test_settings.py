@@ -73,3 +73,12 @@ def test_unreadable_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
     )
     with mock_aws(), pytest.raises(SettingsError, match="PARLEY_TWILIO_AUTH_TOKEN_SECRET_ARN"):
         load_settings()
+
+
+def test_production_refuses_the_development_session_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARLEY_ENV", "production")
+    monkeypatch.delenv("PARLEY_SESSION_TOKEN_SECRET", raising=False)
+    with pytest.raises(SettingsError, match="PARLEY_SESSION_TOKEN_SECRET"):
+        load_settings()
+    monkeypatch.setenv("PARLEY_SESSION_TOKEN_SECRET", "x" * 40)
+    assert load_settings().production

@@ -14,12 +14,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ORDERS = {
     "4567": {"status": "shipped", "eta": "on Friday"},
+    "4572": {"status": "out for delivery", "eta": "this afternoon"},
     "1234": {"status": "being packed", "eta": "next Tuesday"},
     "98765": {"status": "delivered", "eta": "yesterday"},
 }
 
 
 class OrdersHandler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return None  # keep the demo's output to the call itself
+
     def do_GET(self) -> None:
         prefix, _, number = self.path.rpartition("/")
         order = ORDERS.get(number) if prefix == "/orders" else None
