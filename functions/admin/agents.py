@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path
 from psycopg import AsyncConnection
 
+from functions.admin.indexing import reindex_agent
 from functions.admin.models import (
     Activate,
     AgentDetail,
@@ -90,6 +91,8 @@ async def upload_agent(
         version = await save_agent_version(
             conn, principal.tenant_id, definition, activate=body.activate
         )
+        if body.activate:  # the definition's own documents become searchable with it
+            await reindex_agent(conn, principal.tenant_id, definition.id)
         return await _version(conn, principal.tenant_id, definition.id, version)
 
 
@@ -160,6 +163,7 @@ async def _activate(
     if cursor.rowcount == 0:
         await _agent(conn, tenant_id, agent_id)  # 404 for an unknown agent
         raise ApiError(404, f"agent '{agent_id}' has no version {version}")
+    await reindex_agent(conn, tenant_id, agent_id)
 
 
 @router.post(

@@ -6,7 +6,6 @@ documents written inline in its active definition, so the two never overwrite ea
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -14,13 +13,12 @@ from fastapi import APIRouter, Depends, Path, Response
 from psycopg import AsyncConnection
 
 from functions.admin.agents import AgentIdPath
+from functions.admin.indexing import reindex_agent
 from functions.admin.models import DocumentOut, DocumentUpload
 from functions.common.auth import Principal, require
 from functions.common.db import db, fetch_all, fetch_one
 from functions.common.errors import ERROR_RESPONSES, ApiError
-from functions.common.runtime import runtime
-from shared.agents.store import AgentNotFound, load_agent_version
-from shared.knowledge import Document, chunk_text
+from shared.knowledge import chunk_text
 
 router = APIRouter(tags=["knowledge"], responses=ERROR_RESPONSES)
 
@@ -33,24 +31,6 @@ async def _require_agent(conn: AsyncConnection[Any], tenant_id: str, agent_id: s
     )
     if row is None:
         raise ApiError(404, f"no agent '{agent_id}'")
-
-
-async def reindex_agent(conn: AsyncConnection[Any], tenant_id: str, agent_id: str) -> int:
-    """Rebuild the agent's vectors from its documents; return the number of passages."""
-    rows = await fetch_all(
-        conn,
-        "SELECT document_id, title, content FROM knowledge_documents "
-        "WHERE tenant_id = %s AND agent_id = %s ORDER BY created_at, document_id",
-        (tenant_id, agent_id),
-    )
-    documents = [Document(r["document_id"], r["title"], r["content"]) for r in rows]
-    try:
-        loaded = await load_agent_version(conn, tenant_id, agent_id)
-        documents += [Document(k.doc_id, k.title, k.text) for k in loaded.knowledge]
-    except AgentNotFound:
-        pass
-    knowledge = runtime().knowledge()
-    return int(await asyncio.to_thread(knowledge.replace_documents, tenant_id, agent_id, documents))
 
 
 @router.post(

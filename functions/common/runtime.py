@@ -31,12 +31,22 @@ class _LoopResources:
 
 class Runtime:
     def __init__(
-        self, settings: FunctionSettings | None = None, *, cache_prefix: str = "parley:"
+        self,
+        settings: FunctionSettings | None = None,
+        *,
+        cache_prefix: str = "parley:",
+        cache: Cache | None = None,
+        knowledge: Any = None,
     ) -> None:
         self._settings = settings
         self.cache_prefix = cache_prefix
+        # An in-process cache shared with a media node running in the same process (the demo).
+        self._shared_cache = cache
         self._by_loop: _LoopResources | None = None
-        self._knowledge: Any = None
+        # A knowledge base shared with an in-process media node: Qdrant's local mode allows one
+        # client per folder.
+        self._knowledge: Any = knowledge
+        self._own_knowledge = knowledge is None
         self._knowledge_lock = threading.Lock()
 
     @property
@@ -64,6 +74,8 @@ class Runtime:
         return res.pool
 
     def cache(self) -> Cache:
+        if self._shared_cache is not None:
+            return self._shared_cache
         res = self._resources()
         if res.cache is None:
             res.cache = create_cache(self.settings, key_prefix=self.cache_prefix)
@@ -94,7 +106,7 @@ class Runtime:
                 await res.cache.close()
         self._by_loop = None
         with self._knowledge_lock:
-            if self._knowledge is not None:
+            if self._knowledge is not None and self._own_knowledge:
                 self._knowledge.close()
                 self._knowledge = None
 
@@ -119,9 +131,13 @@ def runtime() -> Runtime:
 
 
 def configure(
-    settings: FunctionSettings | None = None, *, cache_prefix: str = "parley:"
+    settings: FunctionSettings | None = None,
+    *,
+    cache_prefix: str = "parley:",
+    cache: Cache | None = None,
+    knowledge: Any = None,
 ) -> Runtime:
-    """Replace the process runtime (tests, the local server); returns the new one."""
+    """Replace the process runtime (tests, the local server, the demo); returns the new one."""
     global _runtime
-    _runtime = Runtime(settings, cache_prefix=cache_prefix)
+    _runtime = Runtime(settings, cache_prefix=cache_prefix, cache=cache, knowledge=knowledge)
     return _runtime

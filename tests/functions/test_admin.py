@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import psycopg
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from functions.admin.app import handler
 from functions.cli import tenant_app
+from functions.samples import load_sample
 from tests.functions.conftest import Tenant, add_key, api_event, invoke, make_tenant, phone
 
 AGENT_YAML = """
@@ -248,3 +250,25 @@ def test_cli_tenant_create_prints_a_working_first_key(
     assert again.exit_code == 1 and "already exists" in again.output
     bad = CliRunner().invoke(cli, ["tenant", "create", "X", "--scope", "root"])
     assert bad.exit_code == 2 and "unknown scope" in bad.output
+
+
+def test_an_active_agent_versions_own_documents_are_indexed(rt: Any, tenant: Tenant) -> None:
+    sample = json.loads(load_sample("admin.post-v1-agents.json")["body"])
+    definition = sample["definition"]
+    definition["knowledge"] = {
+        "documents": [{"title": "Returns", "text": "You can send an item back within 30 days."}]
+    }
+    uploaded = _call("admin.post-v1-agents.json", tenant, body={"definition": definition})
+    assert uploaded.status == 201, uploaded.body
+    passages = rt.knowledge().search(tenant.tenant_id, "acme-shop", "can I send an item back?")
+    assert passages and "30 days" in passages[0].text
+    # A new active version without the document takes it out of the search.
+    definition["knowledge"] = {"documents": []}
+    assert _call("admin.post-v1-agents.json", tenant, body={"definition": definition}).status == 201
+    assert rt.knowledge().search(tenant.tenant_id, "acme-shop", "send an item back") == []
+    # Rolling back brings the first version's document back.
+    back = _call(
+        "admin.post-v1-agents-agent_id-rollback.json", tenant, path="/v1/agents/acme-shop/rollback"
+    )
+    assert back.status == 200, back.body
+    assert rt.knowledge().search(tenant.tenant_id, "acme-shop", "send an item back")
