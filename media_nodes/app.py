@@ -48,12 +48,13 @@ def load_dialogue_factory(settings: Settings, pool: Any) -> DialogueFactory:
     return AgentDialogueFactory(settings, pool=pool)
 
 
-def create_media_bus(settings: Settings) -> EventBus:
-    """Kafka through the durable local spool in production; the in-process bus embedded."""
+def create_media_bus(settings: Settings, pool: Any = None) -> EventBus:
+    """Kafka through the durable local spool in production (PII redacted per tenant before an
+    event leaves the node); the in-process bus embedded."""
     if settings.kafka_bootstrap:
-        from shared.bus.durable import durable_bus_from_settings
+        from shared.privacy.tenants import TenantPrivacy
 
-        return durable_bus_from_settings(settings)
+        return create_bus(settings, redact=TenantPrivacy(pool).apply if pool else None)
     return create_bus(settings)
 
 
@@ -128,14 +129,16 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own_models = models is None
         loaded = models if models is not None else await asyncio.to_thread(load_models, cfg)
-        event_bus = bus or create_media_bus(cfg)
+        pool: Any = None
+        if bus is None and cfg.kafka_bootstrap:
+            pool = await _open_pool(cfg)  # tenants' privacy settings, read by the producer
+        event_bus = bus or create_media_bus(cfg, pool)
         await event_bus.start()
         projector: _Projector | None = None
-        pool: Any = None
         own_factory: Any = None
         try:
             projecting = project if project is not None else isinstance(event_bus, InProcessBus)
-            if projecting or dialogue is None:
+            if (projecting or dialogue is None) and pool is None:
                 pool = await _open_pool(cfg)
             if projecting:
                 projector = _start_projector(event_bus, pool)

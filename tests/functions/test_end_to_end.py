@@ -107,3 +107,77 @@ async def test_a_simulated_call_shows_up_through_the_analytics_api(
     assert "order" in caller_text and "person" in caller_text
     assert "order_status" in call["intents"]
     assert call["latency"] and [h["status"] for h in call["status_history"]] == ["completed"]
+
+
+async def test_a_call_flows_through_kafka_and_the_consumer_into_the_analytics_api(
+    rt: Runtime,
+    sql: psycopg.Connection[Any],
+    tenant: Tenant,
+    heartbeat: Any,
+    start_node: NodeFactory,  # noqa: F811
+    lambda_thread: Callable[..., Any],
+    kafka_bootstrap: str,
+    kafka_topic_prefix: str,
+    tmp_path: Any,
+) -> None:
+    """Production's path: media node -> durable producer -> real Kafka -> consumer -> PostgreSQL
+    -> analytics API, with the tenant's PII redaction on (the caller's order number is a number
+    the redactor keeps; the call must still arrive whole)."""
+    from functions.consumer.service import ConsumerService
+    from shared.bus.durable import DurableBus
+    from shared.bus.kafka import KafkaBus
+    from shared.db import create_pool
+    from shared.privacy.tenants import TenantPrivacy
+
+    sql.execute(
+        "UPDATE tenants SET settings = settings || '{\"redact_pii\": true}' WHERE tenant_id = %s",
+        (tenant.tenant_id,),
+    )
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    pool = await create_pool(rt.settings.database_url, max_size=4)
+    kafka = KafkaBus(kafka_bootstrap, topic_prefix=kafka_topic_prefix, partitions=2)
+    producer = DurableBus(kafka, tmp_path / "spool", redact=TenantPrivacy(pool).apply)
+    consumer_bus = KafkaBus(kafka_bootstrap, topic_prefix=kafka_topic_prefix)
+    await consumer_bus.start()
+    consumer = ConsumerService(consumer_bus, pool, group_id="e2e-projector")
+    stop = asyncio.Event()
+    consuming = asyncio.create_task(consumer.run(stop))
+    sid = call_sid()
+    secret = rt.settings.session_token_secret.get_secret_value()
+    try:
+        async with start_node(bus=producer, session_token_secret=secret, node_id="kafka") as node:
+            base = node.url.removesuffix("/twilio/stream")
+            await asyncio.to_thread(heartbeat, NodeInfo("kafka", base, capacity=2, active_calls=0))
+            answer: Reply = await lambda_thread(
+                invoke, voice_handler, voice_event(inbound_form(sid, number))
+            )
+            stream = ET.fromstring(answer.body).find("./Connect/Stream")
+            assert stream is not None
+            parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+            caller = SimulatedCaller(node.url, parameters=parameters, **PATIENT)
+            await caller.run([clip("order_status"), clip("human")])
+        call_id = parameters["call_id"]
+        for _ in range(200):  # the consumer commits in batches
+            row = sql.execute(
+                "SELECT disposition FROM calls WHERE call_id = %s", (call_id,)
+            ).fetchone()
+            if row and row["disposition"]:
+                break
+            await asyncio.sleep(0.1)
+        reply: Reply = await lambda_thread(
+            invoke,
+            analytics_handler,
+            api_event("analytics.get-v1-calls-call_id.json", tenant, path=f"/v1/calls/{call_id}"),
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(consuming, 30)
+        await consumer_bus.stop()
+        await pool.close()
+    assert reply.status == 200, reply.body
+    call = reply.json()
+    assert call["node_id"] == "kafka" and call["disposition"] == "escalated_to_human"
+    caller_text = " ".join(t["text"] for t in call["turns"] if t["speaker"] == "caller").lower()
+    assert "order" in caller_text and "person" in caller_text
+    assert "order_status" in call["intents"] and call["latency"]
+    assert consumer.stats.applied > 0

@@ -26,7 +26,7 @@ from media_nodes.models import Models, load_models
 from media_nodes.pipeline.node import MediaNode
 from media_nodes.server import DrainingServer
 from media_nodes.simulator.caller import Say, load_wav
-from shared.bus import InProcessBus, call_events_topic
+from shared.bus import EventBus, InProcessBus, call_events_topic
 from shared.cache.memory import InProcessCache
 from shared.cache.registry import NodeRegistry
 from shared.events.models import Event
@@ -71,7 +71,7 @@ class RunningNode:
     http: str
     app: Any
     server: DrainingServer
-    bus: InProcessBus
+    bus: EventBus
     settings: Settings
     registry: NodeRegistry
 
@@ -81,6 +81,7 @@ class RunningNode:
         return node
 
     def events(self, call_id: str | None = None) -> list[Event]:
+        assert isinstance(self.bus, InProcessBus), "events() reads the in-process bus"
         topic = call_events_topic(self.bus.topic_prefix)
         out = [r.event() for r in self.bus.records(topic)]
         return [e for e in out if call_id is None or e.call_id == call_id]
@@ -110,7 +111,9 @@ def start_node(models: Models, tmp_path: Path, request: pytest.FixtureRequest) -
     """Start a node: ``async with start_node(project=False, **setting_overrides) as node``."""
 
     @contextlib.asynccontextmanager
-    async def start(project: bool = False, **overrides: Any) -> AsyncIterator[RunningNode]:
+    async def start(
+        project: bool = False, bus: EventBus | None = None, **overrides: Any
+    ) -> AsyncIterator[RunningNode]:
         database_url = (
             request.getfixturevalue("database_url")
             if project
@@ -121,7 +124,7 @@ def start_node(models: Models, tmp_path: Path, request: pytest.FixtureRequest) -
             database_url=database_url,
             **overrides,
         )
-        bus = InProcessBus(f"media-test-{uuid.uuid4().hex[:8]}")
+        bus = bus or InProcessBus(f"media-test-{uuid.uuid4().hex[:8]}")
         from media_nodes.dialogue.factory import AgentDialogueFactory
 
         factory = AgentDialogueFactory(settings)
