@@ -5,53 +5,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.rest import Client
+from twilio.base.exceptions import TwilioException
 
 from functions.common.config import FunctionSettings
-from functions.voice import twiml
+from shared.twilio_rest import (
+    TRANSFER_MESSAGE,
+    TwilioFailed,
+    TwilioNotConfigured,
+    failed,
+    transfer_call,
+)
+from shared.twilio_rest import rest_client as client_for
 
-TRANSFER_MESSAGE = "Please hold while I connect you to a person."
-
-
-class TwilioNotConfigured(RuntimeError):
-    """PARLEY_TWILIO_ACCOUNT_SID or PARLEY_TWILIO_AUTH_TOKEN is missing."""
-
-
-class TwilioFailed(RuntimeError):
-    """Twilio refused or could not be reached; the message says what it answered."""
-
-
-def client_for(settings: FunctionSettings) -> Client:
-    if not settings.twilio_account_sid or settings.twilio_auth_token is None:
-        raise TwilioNotConfigured(
-            "Twilio REST needs PARLEY_TWILIO_ACCOUNT_SID and PARLEY_TWILIO_AUTH_TOKEN"
-        )
-    client = Client(settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value())
-    client.api.base_url = settings.twilio_api_base.rstrip("/")
-    return client
-
-
-def _failed(exc: Exception) -> TwilioFailed:
-    if isinstance(exc, TwilioRestException):
-        return TwilioFailed(f"Twilio answered {exc.status}: {exc.msg}")
-    return TwilioFailed(f"Twilio could not be reached: {type(exc).__name__}")
-
-
-def transfer_call(
-    settings: FunctionSettings,
-    call_sid: str,
-    target: str,
-    *,
-    caller_id: str | None = None,
-    message: str = TRANSFER_MESSAGE,
-) -> None:
-    """Replace the live call's TwiML (our media stream) with ``<Say>`` + ``<Dial>target``."""
-    body = twiml.dial(target, message=message, caller_id=caller_id)
-    try:
-        client_for(settings).calls(call_sid).update(twiml=body)
-    except (TwilioException, OSError) as exc:
-        raise _failed(exc) from None
+__all__ = [
+    "TRANSFER_MESSAGE",
+    "PlacedCall",
+    "TwilioFailed",
+    "TwilioNotConfigured",
+    "client_for",
+    "place_call",
+    "transfer_call",
+]
 
 
 @dataclass(frozen=True)
@@ -75,5 +49,5 @@ def place_call(
             status_callback_event=["initiated", "ringing", "answered", "completed"],
         )
     except (TwilioException, OSError) as exc:
-        raise _failed(exc) from None
+        raise failed(exc) from None
     return PlacedCall(call_sid=str(call.sid), status=str(call.status or "queued"))

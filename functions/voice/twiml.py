@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi.responses import Response
 from twilio.twiml.voice_response import VoiceResponse
 
+from shared.twilio_rest import dial_twiml
+
 BUSY_MESSAGE = (
     "Sorry, all of our agents are busy right now. Please call back in a few minutes. Goodbye."
 )
@@ -34,9 +36,5 @@ def say_and_hang_up(message: str) -> str:
 
 
 def dial(number: str, *, message: str | None = None, caller_id: str | None = None) -> str:
-    """Say ``message`` (if any) then connect the caller to ``number``."""
-    response = VoiceResponse()
-    if message:
-        response.say(message)
-    response.dial(number, caller_id=caller_id)
-    return str(response)
+    """Say ``message`` (if any) then connect the caller to ``number`` (or a SIP URI)."""
+    return dial_twiml(number, message=message, caller_id=caller_id)

@@ -170,3 +170,13 @@ def test_without_twilio_credentials_outbound_says_what_is_missing(
     rt._settings = rt.settings.model_copy(update={"twilio_account_sid": ""})
     reply = invoke(handler, api_event("transfer.post-v1-calls-outbound.json", tenant))
     assert reply.status == 503 and "PARLEY_TWILIO_ACCOUNT_SID" in reply.json()["error"]["message"]
+
+
+def test_dial_twiml_knows_numbers_from_sip_uris() -> None:
+    from shared.twilio_rest import dial_twiml
+
+    number = dial_twiml("+15550100200", message="One moment.", caller_id="+15550100123")
+    assert "<Say>One moment.</Say>" in number
+    assert '<Dial callerId="+15550100123">+15550100200</Dial>' in number
+    sip = dial_twiml("sip:desk@pbx.example.com")
+    assert "<Dial><Sip>sip:desk@pbx.example.com</Sip></Dial>" in sip
