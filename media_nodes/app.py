@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -214,7 +214,9 @@ def create_app(
         node: MediaNode | None = getattr(request.app.state, "node", None)
         if node is None:
             return Response(status_code=503)
-        return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # The node's own metrics, plus the process-wide ones (event spool, process, GC).
+        body = generate_latest(node.metrics.registry) + generate_latest(REGISTRY)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(
         routes=[

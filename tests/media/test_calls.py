@@ -152,6 +152,8 @@ async def test_socket_drop_mid_sentence_saves_what_was_said(start_node: NodeFact
 
 
 async def test_health_ready_and_metrics(start_node: NodeFactory) -> None:
+    import shared.bus.durable  # noqa: F401  (registers the spool gauges, as with Kafka)
+
     async with start_node() as running:
         async with httpx.AsyncClient(base_url=running.http) as http:
             assert (await http.get("/healthz")).json() == {"status": "ok"}
@@ -170,6 +172,7 @@ async def test_health_ready_and_metrics(start_node: NodeFactory) -> None:
         "parley_endpoint_wait_seconds_count",
         "parley_active_calls",
         "parley_calls_total 1.0",
+        "parley_event_spool_bytes",  # process-wide: alerts on the spool need it here
     ):
         assert name in metrics, name
 
