@@ -50,3 +50,6 @@ class MediaMetrics:
         )
         self.asr_errors = Counter("parley_asr_errors", "Failed transcriptions.", registry=r)
         self.tts_errors = Counter("parley_tts_errors", "Failed syntheses.", registry=r)
+        self.backchannels = Counter(
+            "parley_backchannels", "Speech over the agent that let it go on.", registry=r
+        )

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Regenerate the caller audio in examples/audio/ with Piper (the packaged CC0 voice).
+"""Make the caller audio in examples/audio/ with Piper (the packaged CC0 voice).
 
 Real phone callers are what Parley hears, so the clips are 8 kHz mono 16-bit WAV, a few seconds
 each. ``manifest.json`` keeps each clip's text so tests can check transcripts word by word.
+Piper samples its voice randomly, so a clip made again sounds a little different: existing clips
+are kept unless ``--force`` is given.
 
-    .venv/bin/python scripts/make_caller_audio.py
+    .venv/bin/python scripts/make_caller_audio.py [--force]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import wave
@@ -32,6 +35,7 @@ LINES = {
     "opening_hours": "What are your opening hours?",
     "interrupt": "Hold on, I want to talk to a person.",
     "backchannel": "Mm-hmm.",
+    "stop": "No, stop.",
 }
 
 
@@ -39,14 +43,20 @@ def main() -> None:
     from media_nodes.audio.resample import resample
     from media_nodes.tts.piper import PiperTts
 
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--force", action="store_true", help="Make every clip again.")
+    args = parser.parse_args()
     tts = PiperTts()
     OUT.mkdir(parents=True, exist_ok=True)
-    manifest = {}
+    manifest_path = OUT / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     for name, text in LINES.items():
+        path = OUT / f"{name}.wav"
+        if not args.force and path.exists() and manifest.get(name, {}).get("text") == text:
+            continue
         audio = np.concatenate(tts._synthesize(text))
         phone = resample(audio, tts.sample_rate, RATE)
         tail = np.zeros(RATE // 10, dtype=np.int16)  # 100 ms of room after the last word
-        path = OUT / f"{name}.wav"
         with wave.open(str(path), "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(2)
@@ -54,7 +64,7 @@ def main() -> None:
             wav.writeframes(np.concatenate([phone, tail]).astype("<i2").tobytes())
         manifest[name] = {"file": path.name, "text": text, "seconds": round(len(phone) / RATE, 2)}
         print(f"{path.relative_to(ROOT)}  {manifest[name]['seconds']:.2f} s  {text}")
-    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 if __name__ == "__main__":

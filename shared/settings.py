@@ -99,8 +99,21 @@ class Settings(BaseSettings):
         160, ge=0, le=5000, description="Silence after which ASR starts speculatively."
     )
     barge_in_min_speech_ms: int = Field(
-        240, ge=0, le=5000, description="Speech over the agent needed to interrupt (backchannels)."
+        160, ge=0, le=5000, description="Speech over the agent that stops its audio (held)."
     )
+    backchannel_max_ms: int = Field(
+        900,
+        ge=0,
+        le=10000,
+        description="Held speech shorter than this, of backchannel words only, resumes the agent.",
+    )
+    backchannel_words: list[str] = Field(
+        [
+            "mm-hmm", "mhm", "mm", "mmm", "hmm", "uh-huh", "uh", "um", "ah", "oh", "yeah", "yes",
+            "yep", "okay", "ok", "right", "sure", "alright", "i see", "got it", "go on",
+        ],
+        description="Backchannels (JSON list): said over the agent, they do not interrupt it.",
+    )  # fmt: skip
     recording_store: str = Field(
         "", description="Where recordings go: empty = data_dir/recordings, or s3://bucket/prefix."
     )

@@ -49,6 +49,7 @@ from media_nodes.dialogue.protocol import (
     UserTurn,
 )
 from media_nodes.memory import release_memory
+from media_nodes.pipeline.backchannel import is_backchannel
 from media_nodes.pipeline.caller_audio import CallerAudio
 from media_nodes.pipeline.events import CallEvents
 from media_nodes.pipeline.latency import TurnTiming
@@ -97,7 +98,9 @@ class CallOptions:
     # sentence (ends in . ? !). Off by default: Whisper punctuates "Yes," as "Yes." and a comma
     # pause then splits the caller's turn.
     early_endpoint_ms: int | None = None
-    barge_in_min_speech_ms: int = 240
+    barge_in_min_speech_ms: int = 160  # speech over the agent that holds its audio
+    backchannel_max_ms: int = 900  # held speech longer than this is a barge-in, whatever it says
+    backchannel_words: frozenset[str] = frozenset({"mm-hmm", "uh-huh", "yeah", "okay"})
     dtmf_timeout_s: float = 1.2
     no_input_s: float = 8.0
     play_timeout_s: float = 60.0  # longest we wait for marks of one agent turn
@@ -122,6 +125,8 @@ class CallSession:
             endpoint_ms=settings.endpoint_silence_ms,
             speculative_ms=settings.speculative_asr_ms,
             barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
+            backchannel_max_ms=settings.backchannel_max_ms,
+            backchannel_words=frozenset(w.lower() for w in settings.backchannel_words),
         )
         self._hangup = hangup
         self.events = CallEvents(
@@ -213,12 +218,8 @@ class CallSession:
         for probability in self._vad.process(samples):
             for event in self._turns.push(probability):
                 await self._on_turn_event(event)
-            if (
-                self._turns.in_speech
-                and self._turns.voiced_ms >= self.options.barge_in_min_speech_ms
-                and self._agent_busy()
-            ):
-                await self._barge_in()
+            if self._turns.in_speech and self._agent_busy():
+                await self._speech_over_agent_grew(self._turns.voiced_ms)
             self._maybe_end_early()
         if not self._turns.in_speech:
             self._audio.trim_before(self._audio.end_ms - 1000)  # keep a second of pre-roll
@@ -229,13 +230,18 @@ class CallSession:
                 self._cancel(self._no_input_task)
                 self._speech_over_agent = self._agent_busy()
             case SpeechPaused(start_ms=start, end_ms=end):
-                if not self._speech_over_agent:
+                if not self._speech_over_agent or self.playout.held_at is not None:
                     self._start_speculative(start, end)
             case SpeechResumed():
                 self._drop_speculative()
             case NoiseDiscarded():
                 self._drop_speculative()
+                if self.playout.held_at is not None:
+                    await self._resume_agent("")
             case TurnEnded(start_ms=start, end_ms=end):
+                if self.playout.held_at is not None:
+                    self._settle_hold(start, end)
+                    return
                 if self._speech_over_agent and self._agent_busy():
                     # A backchannel ("uh-huh") under the agent: too short to barge in, not a turn.
                     log.debug("call %s: backchannel ignored", self.identity.call_id)
@@ -544,11 +550,55 @@ class CallSession:
         self._no_input_task = None
         self._launch(self._respond(index, self._dialogue.handle(NoInput()), timing))
 
+    async def _speech_over_agent_grew(self, voiced_ms: int) -> None:
+        """The caller talks over the agent: hold its audio at once; past the longest
+        backchannel it is a barge-in whatever the words turn out to be."""
+        if self.playout.held_at is None:
+            if voiced_ms >= self.options.barge_in_min_speech_ms:
+                await self.playout.hold()
+                if self.recorder is not None:
+                    self.recorder.cut_agent()
+                log.info("call %s: agent held for the caller", self.identity.call_id)
+        elif voiced_ms >= self.options.backchannel_max_ms:
+            await self._barge_in()
+
+    def _settle_hold(self, start_ms: int, end_ms: int) -> None:
+        """The caller stopped while the agent was held: backchannel (resume) or barge-in?"""
+        if self._speculative is not None and self._speculative[0] == end_ms:
+            asr_task = self._speculative[1]
+            self._speculative = None
+        else:
+            self._drop_speculative()
+            asr_task = asyncio.create_task(self.node.asr.transcribe(self._span(start_ms, end_ms)))
+        settle = asyncio.create_task(self._settle(asr_task, start_ms, end_ms))
+        self._transcribing.add(settle)
+        settle.add_done_callback(self._transcribing.discard)
+
+    async def _settle(self, asr_task: asyncio.Task[Transcript], start_ms: int, end_ms: int) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asr_task)
+        if self.playout.held_at is None or self._finishing:
+            return  # settled meanwhile (too long for a backchannel, or the call ended)
+        failed = asr_task.cancelled() or asr_task.exception() is not None
+        text = "" if failed else asr_task.result().text
+        if not failed and is_backchannel(text, self.options.backchannel_words):
+            await self._resume_agent(text)
+            return
+        await self._barge_in()
+        self._speculative = (end_ms, asr_task)  # the caller's turn: its transcript is ready
+        self._end_caller_turn(start_ms, end_ms)
+
+    async def _resume_agent(self, said: str) -> None:
+        log.info("call %s: backchannel %r, the agent goes on", self.identity.call_id, said)
+        self.node.metrics.backchannels.inc()
+        await self.playout.resume(self._agent_turn)
+
     async def _barge_in(self) -> None:
         """The caller talks over the agent: silence it now, keep only what was heard."""
         turn = self._agent_turn
-        heard = self.playout.heard_text(turn) if turn is not None else ""
-        if self.playout.speaking:
+        held_at = self.playout.held_at
+        heard = self.playout.heard_text(turn, at=held_at) if turn is not None else ""
+        if held_at is None and self.playout.speaking:
             await self.playout.clear()
             if self.recorder is not None:
                 self.recorder.cut_agent()
@@ -558,6 +608,8 @@ class CallSession:
             response.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await response
+        if held_at is not None:
+            self.playout.drop_hold()
         if turn is not None and turn.pieces:
             if self._dialogue is not None:
                 self._dialogue.interrupted(heard)

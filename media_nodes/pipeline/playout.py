@@ -5,6 +5,10 @@ queued there: enough to ride out scheduling jitter, little enough that ``clear``
 nothing we must account for. Twilio echoes each mark when the audio before it has been played; the
 marks tell us which pieces the caller heard, and the pacing clock says how far into the current
 piece playback had got when the caller barged in.
+
+When the caller starts talking over the agent, the audio is *held*: ``clear`` stops it at once,
+but every frame sent is kept, so if the caller only said "mm-hmm" the turn *resumes* from the
+start of the piece they were hearing. Otherwise the hold is *dropped* and the turn is cut there.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Piece:
     play_start: float | None = None  # monotonic time its first frame starts playing
     sent_all: bool = False
     played: bool = False
+    frames: list[npt.NDArray[np.int16]] = field(default_factory=list, repr=False)  # for a resume
 
     @property
     def duration_s(self) -> float:
@@ -84,6 +89,9 @@ class Playout:
         self._drained = asyncio.Event()
         self._drained.set()
         self._remainder = np.zeros(0, dtype=np.int16)
+        self._held_at: float | None = None
+        self._resumed = asyncio.Event()  # cleared while held: the turn's sender waits on it
+        self._resumed.set()
 
     # ---- sending ------------------------------------------------------------------------------
 
@@ -104,6 +112,7 @@ class Playout:
 
     async def finish_piece(self, turn: PlayoutTurn, piece: Piece) -> None:
         """Flush the piece's last partial frame (padded with silence) and mark its end."""
+        await self._resumed.wait()
         if len(self._remainder):
             frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
             frame[: len(self._remainder)] = self._remainder
@@ -113,8 +122,10 @@ class Playout:
         await self._sink.send_mark(piece.mark)
 
     async def _send_frame(
-        self, turn: PlayoutTurn, piece: Piece, frame: npt.NDArray[np.int16]
+        self, turn: PlayoutTurn, piece: Piece, frame: npt.NDArray[np.int16], *, replay: bool = False
     ) -> None:
+        if not replay:
+            await self._resumed.wait()
         now = self._clock()
         ahead = self._play_until - now
         if ahead > self._lead_s:
@@ -129,6 +140,7 @@ class Playout:
         if self._on_audio is not None:
             self._on_audio(frame)
         piece.samples += FRAME_SAMPLES
+        piece.frames.append(frame)
         self._play_until += FRAME_S
 
     # ---- feedback -----------------------------------------------------------------------------
@@ -166,6 +178,75 @@ class Playout:
         self._drained.set()
         self._remainder = np.zeros(0, dtype=np.int16)
         self._play_until = self._clock()
+        self._held_at = None
+        self._resumed.set()
+
+    # ---- holding for the caller ---------------------------------------------------------------
+
+    @property
+    def held_at(self) -> float | None:
+        """When the audio was held (the caller stopped hearing it), or None."""
+        return self._held_at
+
+    async def hold(self) -> float:
+        """The caller talks over the agent: stop the audio now, keep it for a resume."""
+        if self._held_at is None:
+            self._held_at = self._clock()
+            self._resumed.clear()
+            await self._sink.send_clear()
+            # Twilio echoes the marks of the audio it discarded: they prove nothing now. The
+            # turn is not drained either: its audio is still owed to the caller.
+            for name, piece in list(self._marks.items()):
+                if piece.sent_all:
+                    del self._marks[name]
+            self._play_until = self._held_at
+        return self._held_at
+
+    async def resume(self, turn: PlayoutTurn | None) -> None:
+        """Only a backchannel: play ``turn`` again from the start of the piece being heard."""
+        held_at = self._held_at
+        if held_at is None:
+            return
+        self._held_at = None
+        self._play_until = self._clock()
+        if turn is not None and not await self._replay(turn, held_at):
+            return  # held again meanwhile
+        if not self._marks:
+            self._drained.set()
+        self._resumed.set()
+
+    async def _replay(self, turn: PlayoutTurn, held_at: float) -> bool:
+        replaying = False
+        for piece in turn.pieces:
+            if not replaying and self._heard_whole(piece, held_at):
+                continue
+            replaying = True
+            frames, piece.frames = piece.frames, []
+            piece.samples, piece.play_start, piece.played = 0, None, False
+            for sent, frame in enumerate(frames):
+                if self._held_at is not None:  # held again while replaying: keep the rest
+                    piece.frames.extend(frames[sent:])
+                    return False
+                await self._send_frame(turn, piece, frame, replay=True)
+            if piece.sent_all:
+                # A new name: a late echo of the old mark (from the clear) must not count.
+                self._marks.pop(piece.mark, None)
+                piece.mark = f"t{turn.index}-p{next(self._ids)}"
+                self._marks[piece.mark] = piece
+                self._drained.clear()
+                await self._sink.send_mark(piece.mark)
+        return self._held_at is None
+
+    def drop_hold(self) -> None:
+        """It was a real barge-in: the held audio is never played (the clear already went out)."""
+        self.forget()
+
+    @staticmethod
+    def _heard_whole(piece: Piece, at: float) -> bool:
+        if piece.played:
+            return True
+        start = piece.play_start
+        return piece.sent_all and start is not None and start + piece.duration_s <= at
 
     def heard_text(self, turn: PlayoutTurn, at: float | None = None) -> str:
         """What the caller heard of ``turn`` by time ``at``: whole pieces whose mark came back,

@@ -96,16 +96,37 @@ async def test_barge_in_clears_and_cuts_the_transcript(start_node: NodeFactory) 
 
 
 async def test_backchannel_does_not_stop_the_agent(start_node: NodeFactory) -> None:
-    """A short "mm-hmm" under the agent's speech is tolerated when barge-in needs more speech."""
-    async with start_node(barge_in_min_speech_ms=900) as running:
+    """A short "mm-hmm" under the agent's speech (default settings): the agent's audio is held
+    while the caller speaks, then goes on from the sentence being heard; nothing is cut."""
+    async with start_node() as running:
         result = await call(running.url, [clip("backchannel", barge_in_after_ms=1200)], **PATIENT)
         events = await running.wait_call_ended(result.call_sid)
+        backchannels = running.node.metrics.registry.get_sample_value("parley_backchannels_total")
 
-    assert result.clears == 0
+    assert backchannels == 1
+    assert result.clears == 1, "the agent is held at once, as for a barge-in"
     greeting = next(e.payload for e in events if isinstance(e.payload, TurnAgent))
     assert not greeting.interrupted
-    assert GREETING_WORDS <= words(greeting.text)
+    assert greeting.planned_text is None  # only a cut turn has a plan apart from its text
+    assert GREETING_WORDS | {"help", "today"} <= words(greeting.text)
     assert not [e for e in events if e.type == "turn.user"]
+
+
+async def test_a_short_interruption_is_a_barge_in(start_node: NodeFactory) -> None:
+    """ "No, stop." is as short as a backchannel, but its words make it a barge-in."""
+    async with start_node() as running:
+        result = await call(running.url, [clip("stop", barge_in_after_ms=1500)], **PATIENT)
+        events = await running.wait_call_ended(result.call_sid)
+        backchannels = running.node.metrics.registry.get_sample_value("parley_backchannels_total")
+
+    assert backchannels == 0
+    assert result.clears == 1
+    greeting = next(e.payload for e in events if isinstance(e.payload, TurnAgent))
+    assert greeting.interrupted
+    assert greeting.planned_text and greeting.planned_text.startswith(greeting.text)
+    assert len(greeting.text) < len(greeting.planned_text)
+    user = next(e.payload for e in events if isinstance(e.payload, TurnUser))
+    assert "stop" in words(user.text)
 
 
 async def test_dtmf_drives_the_dialogue(start_node: NodeFactory) -> None:

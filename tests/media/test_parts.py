@@ -27,6 +27,7 @@ from media_nodes.audio.turn import (
 )
 from media_nodes.audio.vad import StreamingVad
 from media_nodes.models import Models
+from media_nodes.pipeline.backchannel import is_backchannel
 from media_nodes.pipeline.playout import Playout, PlayoutTurn
 from media_nodes.recording.recorder import CallRecorder
 from media_nodes.recording.store import LocalStore, S3Store, create_store
@@ -35,6 +36,7 @@ from media_nodes.transports import twilio
 from media_nodes.tts.espeak import EspeakTts
 from media_nodes.tts.sentences import SentenceSplitter
 from media_nodes.tts.voice import Voice
+from shared.settings import Settings
 from shared.tokens import TokenError, sign, verify
 from tests.media.conftest import AUDIO, MANIFEST, words
 
@@ -278,6 +280,78 @@ async def test_playout_frames_marks_and_heard_text() -> None:
     assert playout.speaking
     await playout.clear()
     assert sink.sent[-1] == ("clear", None) and not playout.speaking
+
+
+async def test_playout_hold_resumes_from_the_piece_being_heard() -> None:
+    """A backchannel: clear at once, then the interrupted piece again, then the rest."""
+    now = [100.0]
+    sink = RecordingSink()
+    playout = Playout(sink, lead_s=10.0, clock=lambda: now[0])
+    turn = PlayoutTurn(index=1)
+    first = playout.new_piece(turn, "one two three four")
+    await playout.send(turn, first, np.ones(8000, dtype=np.int16))  # 1 s
+    await playout.finish_piece(turn, first)
+    second = playout.new_piece(turn, "five six")
+    await playout.send(turn, second, np.ones(4000, dtype=np.int16))  # 0.5 s
+    await playout.finish_piece(turn, second)
+    third = playout.new_piece(turn, "seven")
+    old_second_mark = second.mark
+
+    now[0] = 101.2  # the first piece was heard whole, the second is playing
+    held_at = await playout.hold()
+    assert sink.sent[-1] == ("clear", None) and held_at == 101.2
+    sent_before = len(sink.sent)
+    producer = asyncio.ensure_future(playout.send(turn, third, np.ones(1600, dtype=np.int16)))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(sink.sent) == sent_before and not producer.done(), "nothing goes out while held"
+    assert not playout.on_mark(old_second_mark), "the clear's echo of a mark proves nothing"
+    assert playout.heard_text(turn, at=held_at) == "one two three four five"
+
+    await playout.resume(turn)
+    await producer
+    await playout.finish_piece(turn, third)
+    after = sink.sent[sent_before:]
+    assert [k for k, _ in after] == ["media"] * 25 + ["mark"] + ["media"] * 10 + ["mark"]
+    assert after[25][1] == second.mark != old_second_mark
+    assert after[-1][1] == third.mark
+    assert playout.on_mark(second.mark) and playout.on_mark(third.mark)
+    assert await playout.wait_played(0.1)
+    assert playout.heard_text(turn) == "one two three four five six seven"
+
+
+async def test_playout_hold_dropped_for_a_barge_in() -> None:
+    now = [100.0]
+    sink = RecordingSink()
+    playout = Playout(sink, lead_s=10.0, clock=lambda: now[0])
+    turn = PlayoutTurn(index=1)
+    piece = playout.new_piece(turn, "one two three four")
+    await playout.send(turn, piece, np.ones(8000, dtype=np.int16))
+    await playout.finish_piece(turn, piece)
+    now[0] = 100.5
+    await playout.hold()
+    assert not await playout.wait_played(0.05), "held audio is still owed to the caller"
+    playout.drop_hold()
+    assert playout.held_at is None and await playout.wait_played(0.05)
+    assert playout.heard_text(turn, at=100.5) == "one two"
+    assert [k for k, _ in sink.sent].count("clear") == 1
+
+
+@pytest.mark.parametrize(
+    ("said", "backchannel"),
+    [
+        ("Mm-hmm.", True),
+        ("Mm hmm", True),
+        ("Uh-huh, yeah.", True),
+        ("Okay, got it.", True),
+        ("", True),
+        ("No, stop.", False),
+        ("Wait", False),
+        ("Yeah, but what about my refund?", False),
+    ],
+)
+def test_backchannels_are_told_from_interruptions(said: str, backchannel: bool) -> None:
+    assert is_backchannel(said, Settings().backchannel_words) is backchannel
 
 
 async def test_playout_paces_to_real_time() -> None:
