@@ -40,6 +40,11 @@ class PiperTts:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Every sentence has its own input length, and onnxruntime's arena and memory patterns
+        # keep what each new shape needed: measured +110 MB over 300 syntheses and still
+        # climbing, flat without them, for about 12 % more synthesis time.
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         voice = PiperVoice(
             config=PiperConfig.from_dict(config),
             session=onnxruntime.InferenceSession(

@@ -64,6 +64,28 @@ async def test_in_process_uncommitted_records_are_redelivered() -> None:
     assert [e.seq for e in await drain(bus, "g", 1)] == [0]
 
 
+async def test_in_process_retention_drops_only_what_every_group_committed() -> None:
+    bus = InProcessBus(retain_records=3)
+    topic = call_events_topic(bus.topic_prefix)
+    slow = bus.consumer("slow")
+    await slow.start()  # subscribed, nothing committed yet
+    for seq in range(6):
+        await bus.publish(turn("a", seq))
+    assert len(await drain(bus, "fast", 6)) == 6
+    assert len(bus.records(topic)) == 6, "the slow group has not consumed anything yet"
+
+    batch = await slow.poll(timeout_ms=100, max_records=4)
+    await slow.commit()
+    assert [r.event().seq for r in batch] == [0, 1, 2, 3]
+    kept = bus.records(topic)
+    assert [r.event().seq for r in kept] == [3, 4, 5]  # the retention: 3 records
+    assert [r.offset for r in kept] == [3, 4, 5]  # offsets never shift
+    assert [r.event().seq for r in await slow.poll(timeout_ms=100)] == [4, 5]
+    await slow.stop()
+    # A group that starts after the trim begins at the earliest record kept.
+    assert [e.seq for e in await drain(bus, "late", 3)] == [3, 4, 5]
+
+
 @pytest.mark.integration
 async def test_kafka_round_trip_with_committed_offsets(
     kafka_bootstrap: str, kafka_topic_prefix: str
