@@ -208,6 +208,24 @@ async def place_barge_ins(url: str, calls: int) -> list[float]:
     return out
 
 
+async def place_backchannels(url: str, calls: int) -> list[float]:
+    """Calls that say "mm-hmm" over the greeting: how long the agent is silent (held) before it
+    goes on (``clear`` -> voiced agent audio again)."""
+    backchannel = Say(load_wav(AUDIO / "backchannel.wav"), label="mm-hmm", barge_in_after_ms=1500)
+    out = []
+    for _ in range(calls):
+        result = await call(url, [backchannel])
+        gap = (
+            result.back_after_clear_ms[0]
+            if result.clears == 1 and result.back_after_clear_ms
+            else None
+        )
+        print(f"backchannel: {result.clears} clear(s), agent back after {gap} ms")
+        if gap is not None:
+            out.append(gap)
+    return out
+
+
 def report(results: list[CallResult], stages: list[dict[str, Any]]) -> dict[str, Any]:
     missing = sum(1 for r in results for t in r.turns if t.latency_ms is None)
     greeting = [r.greeting_ms for r in results if r.greeting_ms is not None]
@@ -237,6 +255,8 @@ def print_report(out: dict[str, Any]) -> None:
     print(f"greeting first audio:  p50 {out['greeting_first_audio_ms']['p50']} ms after start")
     barge = out["barge_in_clear_ms"]
     print(f"barge-in clear:        p50 {barge['p50']} ms after caller speech onset")
+    held = out["backchannel_held_ms"]
+    print(f"backchannel held:      p50 {held['p50']} ms of agent silence (n={held['n']})")
     for stage, s in out["node_stages_ms"].items():
         print(f"  node {stage:<24} p50 {s['p50']!s:>7}  p95 {s['p95']!s:>7}")
 
@@ -246,7 +266,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--turns", type=int, default=4, choices=range(1, len(SCRIPT) + 1))
     parser.add_argument("--url", help="Use a running node instead of starting one.")
-    parser.add_argument("--barge-ins", type=int, default=3, help="Barge-in calls to time.")
+    parser.add_argument(
+        "--barge-ins", type=int, default=3, help="Barge-in (and backchannel) calls to time."
+    )
     parser.add_argument(
         "--same-number",
         action="store_true",
@@ -267,6 +289,7 @@ def main() -> None:
     if args.url:
         results = asyncio.run(place_calls(args.url, args.calls, args.turns, not args.same_number))
         barge = asyncio.run(place_barge_ins(args.url, args.barge_ins))
+        held = asyncio.run(place_backchannels(args.url, args.barge_ins))
         stages: list[dict[str, Any]] = []
     else:
         with scratch_database() as database_url:
@@ -277,6 +300,7 @@ def main() -> None:
                     place_calls(url, args.calls, args.turns, not args.same_number)
                 )
                 barge = asyncio.run(place_barge_ins(url, args.barge_ins))
+                held = asyncio.run(place_backchannels(url, args.barge_ins))
             stages = stage_rows(database_url, [r.call_sid for r in results])
     out = {
         "benchmark": "latency",
@@ -288,6 +312,7 @@ def main() -> None:
         "seconds": round(time.time() - started, 1),
         **report(results, stages),
         "barge_in_clear_ms": summary(barge),
+        "backchannel_held_ms": summary(held),
     }
     print_report(out)
     args.out.parent.mkdir(parents=True, exist_ok=True)

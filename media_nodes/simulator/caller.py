@@ -115,6 +115,9 @@ class CallResult:
     closed_by_agent: bool = False
     close_code: int | None = None
     underruns: int = 0  # times the agent's audio ran dry in the middle of an answer
+    # After each clear, how long until voiced agent audio arrived again (a resume after a
+    # backchannel, or the answer after a barge-in).
+    back_after_clear_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +131,7 @@ class CallResult:
             "clears": self.clears,
             "closed_by_agent": self.closed_by_agent,
             "underruns": self.underruns,
+            "back_after_clear_ms": self.back_after_clear_ms,
             "agent_audio_s": len(self.agent_audio) / RATE,
         }
 
@@ -167,6 +171,7 @@ class SimulatedCaller:
         self._started_at = 0.0
         self._closed = asyncio.Event()
         self._starved_at: float | None = None
+        self._cleared_at: float | None = None
 
     # ---- wire ---------------------------------------------------------------------------------
 
@@ -191,6 +196,7 @@ class SimulatedCaller:
                         self._pending_marks.append((self._received, name))
                 elif event == "clear":
                     self.result.clears += 1
+                    self._cleared_at = time.monotonic()
                     self._playback.clear()
                     self._starved_at = None
                     self._received = self._played
@@ -223,6 +229,9 @@ class SimulatedCaller:
         voiced = int(np.abs(mulaw_to_pcm(mulaw).astype(np.int32)).max()) > VOICED_PEAK
         if not voiced:
             return
+        if self._cleared_at is not None:
+            self.result.back_after_clear_ms.append(round((now - self._cleared_at) * 1000, 1))
+            self._cleared_at = None
         if self.result.greeting_ms is None:
             self.result.greeting_ms = round((now - self._started_at) * 1000, 1)
         turn = self._waiting_turn
