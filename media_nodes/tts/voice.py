@@ -1,9 +1,10 @@
 """The media node's voice: an engine, resampled to the phone's 8 kHz, with a cache.
 
 Agents say the same sentences over and over (the greeting, "Is there anything else I can help you
-with?"), so every short piece is kept in a bounded LRU cache shared by all calls: a repeated
-sentence costs no synthesis at all. The greeting is put there at startup, so a call's first words
-go out the moment it starts.
+with?"), so short pieces are kept in a bounded LRU cache shared by all calls: a repeated sentence
+costs no synthesis at all. A piece is kept the second time it is said: sentences quoting one
+caller's order number or name are said once and would only push useful prompts out (and fill
+memory). The greeting is put there at startup, so a call's first words go out the moment it starts.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ class Voice:
         self.engine = engine
         self._cache: OrderedDict[str, npt.NDArray[np.int16]] = OrderedDict()
         self._cache_entries = cache_entries
+        self._said_once: OrderedDict[str, None] = OrderedDict()  # candidates for the cache
 
     async def speak(self, text: str, *, cache: bool = True) -> AsyncIterator[npt.NDArray[np.int16]]:
-        """8 kHz int16 chunks of ``text``; short pieces are kept for the next time."""
+        """8 kHz int16 chunks of ``text``; short pieces said before are kept for the next time."""
         cached = self._cache.get(text)
         if cached is not None:
             self._cache.move_to_end(text)
@@ -66,13 +68,23 @@ class Voice:
         if len(tail):
             kept.append(tail)
             yield tail
-        if cache and kept and len(text) <= CACHEABLE_CHARS:
+        if cache and kept and len(text) <= CACHEABLE_CHARS and self._said_before(text):
             self._cache[text] = np.concatenate(kept)
             while len(self._cache) > self._cache_entries:
                 self._cache.popitem(last=False)
 
+    def _said_before(self, text: str) -> bool:
+        if text in self._said_once:
+            del self._said_once[text]
+            return True
+        self._said_once[text] = None
+        while len(self._said_once) > 4 * self._cache_entries:
+            self._said_once.popitem(last=False)
+        return False
+
     async def prepare(self, text: str) -> None:
         """Synthesize a fixed prompt into the cache ahead of time."""
+        self._said_once[text] = None  # a fixed prompt: keep it the first time
         async for _ in self.speak(text, cache=True):
             pass
 

@@ -105,6 +105,7 @@ async def test_backchannel_does_not_stop_the_agent(start_node: NodeFactory) -> N
 
     assert backchannels == 1
     assert result.clears == 1, "the agent is held at once, as for a barge-in"
+    assert len(result.back_after_clear_ms) == 1, "then its voice comes back"
     greeting = next(e.payload for e in events if isinstance(e.payload, TurnAgent))
     assert not greeting.interrupted
     assert greeting.planned_text is None  # only a cut turn has a plan apart from its text

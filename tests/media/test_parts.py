@@ -241,6 +241,16 @@ async def test_greeting_cache_serves_fixed_prompts(models: Models) -> None:
     assert len(cached) == 1 and len(cached[0]) > 4000
 
 
+async def test_voice_caches_a_piece_the_second_time_it_is_said(models: Models) -> None:
+    voice = Voice(models.voice.engine)
+    for _ in range(2):
+        [c async for c in voice.speak("Order one two three ships today.")]
+    assert not voice.is_cached("Order four five six ships today."), "never said"
+    assert voice.is_cached("Order one two three ships today.")
+    [c async for c in voice.speak("Order four five six ships today.")]
+    assert not voice.is_cached("Order four five six ships today."), "said once: not kept"
+
+
 # ---- playout -------------------------------------------------------------------------------------
 
 
