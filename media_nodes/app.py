@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket
 
 from media_nodes.dialogue.protocol import AgentText, DialogueFactory
 from media_nodes.heartbeat import run_heartbeat
+from media_nodes.memory import freeze_startup_objects
 from media_nodes.metrics import MediaMetrics
 from media_nodes.models import Models, load_models
 from media_nodes.pipeline.node import MediaNode, default_node_id
@@ -169,6 +170,8 @@ def create_app(
                 node_registry = NodeRegistry(create_cache(cfg))
             stop_heartbeat = asyncio.Event()
             heartbeat = asyncio.create_task(run_heartbeat(node, node_registry, stop_heartbeat))
+            if own_models:  # this process is the node (tests share models between many apps)
+                freeze_startup_objects()
             yield
             node.draining = True
             stop_heartbeat.set()
