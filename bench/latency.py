@@ -241,7 +241,25 @@ def report(results: list[CallResult], stages: list[dict[str, Any]]) -> dict[str,
         "node_stages_ms": {
             s: summary([r[s] for r in stages if r.get(s) is not None]) for s in STAGES
         },
+        # Per turn, caller-measured minus node-measured voice-to-voice: the caller's last voiced
+        # frame -> the frame the VAD last called speech, plus delivery of the first agent frame.
+        "outside_node_ms": summary(_outside_node(results, stages)),
     }
+
+
+def _outside_node(results: list[CallResult], stages: list[dict[str, Any]]) -> list[float]:
+    node = {
+        (r["call_id"], r["turn_index"]): r["voice_to_voice_ms"]
+        for r in stages
+        if r.get("voice_to_voice_ms") is not None
+    }
+    out = []
+    for result in results:
+        for index, turn in enumerate(result.turns, start=1):
+            inside = node.get((result.call_sid, index))
+            if turn.latency_ms is not None and inside is not None:
+                out.append(round(turn.latency_ms - inside, 1))
+    return out
 
 
 def print_report(out: dict[str, Any]) -> None:
@@ -259,6 +277,8 @@ def print_report(out: dict[str, Any]) -> None:
     print(f"backchannel held:      p50 {held['p50']} ms of agent silence (n={held['n']})")
     for stage, s in out["node_stages_ms"].items():
         print(f"  node {stage:<24} p50 {s['p50']!s:>7}  p95 {s['p95']!s:>7}")
+    outside = out["outside_node_ms"]
+    print(f"  outside the node (caller - node) p50 {outside['p50']}  p95 {outside['p95']}")
 
 
 def main() -> None:
