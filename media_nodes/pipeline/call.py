@@ -577,15 +577,24 @@ class CallSession:
     async def _settle(self, asr_task: asyncio.Task[Transcript], start_ms: int, end_ms: int) -> None:
         with contextlib.suppress(Exception):
             await asyncio.shield(asr_task)
-        if self.playout.held_at is None or self._finishing:
-            return  # settled meanwhile (too long for a backchannel, or the call ended)
         failed = asr_task.cancelled() or asr_task.exception() is not None
-        text = "" if failed else asr_task.result().text
-        if not failed and is_backchannel(text, self.options.backchannel_words):
-            await self._resume_agent(text)
+        said = "" if failed else asr_task.result().text
+        held = self.playout.held_at is not None
+        if held and not self._finishing and not failed:
+            if is_backchannel(said, self.options.backchannel_words):
+                await self._resume_agent(said)
+                return
+        if self._finishing:  # the call ended while we listened: keep the words, answer nothing
+            self._turn_index += 1
+            start, end = (self._ms(self._audio.arrival_of(ms)) for ms in (start_ms, end_ms))
+            timing = TurnTiming(turn_index=self._turn_index)
+            await self._transcribed(self._turn_index, asr_task, start, end, timing)
             return
-        await self._barge_in()
-        self._speculative = (end_ms, asr_task)  # the caller's turn: its transcript is ready
+        if held:
+            await self._barge_in()
+        # A barge-in (now, or already for speech too long to be a backchannel): the caller's
+        # turn, with its transcript ready.
+        self._speculative = (end_ms, asr_task)
         self._end_caller_turn(start_ms, end_ms)
 
     async def _resume_agent(self, said: str) -> None:
@@ -650,8 +659,9 @@ class CallSession:
         self._cancel(self._dtmf_task)
         self._flush_dtmf()
         turn = self._agent_turn
-        if turn is not None and turn.pieces and self.playout.speaking:
-            heard = self.playout.heard_text(turn)
+        held_at = self.playout.held_at
+        if turn is not None and turn.pieces and (self.playout.speaking or held_at is not None):
+            heard = self.playout.heard_text(turn, at=held_at)
             self._emit_agent_turn(turn, self._ms(turn.started_at), heard, interrupted=True)
             self._agent_turn = None
         if self._response is not None and not self._response.done():

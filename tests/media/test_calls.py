@@ -130,6 +130,25 @@ async def test_a_short_interruption_is_a_barge_in(start_node: NodeFactory) -> No
     assert "stop" in words(user.text)
 
 
+async def test_hanging_up_while_the_agent_is_held_keeps_both_sides(
+    start_node: NodeFactory,
+) -> None:
+    """The caller talks over the agent and hangs up before their turn ends: the agent's turn
+    is stored cut where it was held, and the caller's words are transcribed."""
+    async with start_node() as running:
+        say = clip("stop", barge_in_after_ms=1500, hang_up_after_ms=1250)
+        result = await call(running.url, [say], **PATIENT)
+        events = await running.wait_call_ended(result.call_sid)
+
+    assert result.clears == 1
+    greeting = next(e.payload for e in events if isinstance(e.payload, TurnAgent))
+    assert greeting.interrupted and greeting.planned_text
+    assert len(greeting.text) < len(greeting.planned_text)
+    user = next(e.payload for e in events if isinstance(e.payload, TurnUser))
+    assert "stop" in words(user.text)
+    assert [e.type for e in events].count("disposition.set") == 1
+
+
 async def test_dtmf_drives_the_dialogue(start_node: NodeFactory) -> None:
     async with start_node() as running:
         result = await call(running.url, [Press("1"), Press("4572#")], **PATIENT)
