@@ -94,22 +94,50 @@ def _start_projector(bus: EventBus, pool: Any) -> _Projector:
     return _Projector(stop=stop, task=task)
 
 
+def _pieces(text: str, *, first_clause: bool) -> list[str]:
+    """``text`` cut as the pipeline cuts it: as a turn's first text (which may end its first
+    piece at a comma) or as a later one."""
+    splitter = SentenceSplitter(first_clause_min_chars=8 if first_clause else len(text) + 1)
+    pieces = splitter.push(text)
+    rest = splitter.flush()
+    return [*pieces, rest] if rest else pieces
+
+
 async def warm_greeting(node: MediaNode, agent_id: str, tenant_id: str = "default") -> int:
     """Synthesize an agent's greeting into the TTS cache; returns the pieces cached."""
     session = await node.dialogue.new_session(
         tenant_id=tenant_id, agent_id=agent_id, call_id="greeting-warmup", variables={}
     )
-    splitter = SentenceSplitter()
-    pieces: list[str] = []
-    async for output in session.greeting():
-        if isinstance(output, AgentText):
-            pieces.extend(splitter.push(output.text))
-    rest = splitter.flush()
-    if rest:
-        pieces.append(rest)
+    text = "".join([o.text async for o in session.greeting() if isinstance(o, AgentText)])
+    pieces = _pieces(text, first_clause=True)
     for piece in pieces:
         await node.voice.prepare(piece)
     return len(pieces)
+
+
+async def warm_fixed_texts(node: MediaNode, agent_id: str, tenant_id: str = "default") -> int:
+    """Synthesize what the agent says word for word (prompts, reprompts, goodbyes) into the TTS
+    cache, so even the first calls hear them without a synthesis wait. Runs in the background
+    after startup; returns the pieces cached."""
+    session = await node.dialogue.new_session(
+        tenant_id=tenant_id, agent_id=agent_id, call_id="prompt-warmup", variables={}
+    )
+    pieces: dict[str, None] = {}
+    for text in session.fixed_texts():
+        for first_clause in (True, False):
+            pieces.update(dict.fromkeys(_pieces(text, first_clause=first_clause)))
+    for piece in pieces:
+        if not node.voice.is_cached(piece):
+            await node.voice.prepare(piece)
+    return len(pieces)
+
+
+async def _warm_quietly(node: MediaNode, agent_id: str) -> None:
+    try:
+        count = await warm_fixed_texts(node, agent_id)
+        log.info("TTS cache: %d fixed pieces of %s prepared", count, agent_id)
+    except Exception as exc:  # calls still work, they just synthesize these on first use
+        log.warning("fixed texts of %s not cached: %s", agent_id, exc)
 
 
 def create_app(
@@ -161,6 +189,7 @@ def create_app(
                 await warm_greeting(node, cfg.default_agent)
             except Exception as exc:  # a missing default agent must not stop the node
                 log.warning("greeting of %s not cached: %s", cfg.default_agent, exc)
+            prompts = asyncio.create_task(_warm_quietly(node, cfg.default_agent))
             app.state.node = node
             if registry is not None:
                 node_registry = registry
@@ -174,6 +203,7 @@ def create_app(
                 freeze_startup_objects()
             yield
             node.draining = True
+            prompts.cancel()
             stop_heartbeat.set()
             await heartbeat
             for call in list(node.calls):

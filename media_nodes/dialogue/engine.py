@@ -46,6 +46,7 @@ from shared.agents.models import (
     State,
     TransferAction,
 )
+from shared.agents.phrases import fixed_texts
 from shared.knowledge.embedder import Vectors
 from shared.knowledge.store import Passage
 
@@ -187,6 +188,9 @@ class AgentSession:
         if self._ended:
             return [i for i in backlog if not isinstance(i, _Stream)]
         return [i for i in backlog if not isinstance(i, AgentText | _Stream)]
+
+    def fixed_texts(self) -> list[str]:
+        return fixed_texts(self.agent)
 
     def interrupted(self, heard_text: str) -> None:
         heard = Message("assistant", heard_text.strip() + " ...")

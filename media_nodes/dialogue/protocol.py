@@ -121,6 +121,10 @@ class DialogueSession(Protocol):
         """The caller barged in; only ``heard_text`` of the last agent turn was played."""
         ...
 
+    def fixed_texts(self) -> list[str]:
+        """What the agent says word for word, for the TTS to prepare before calls (may be [])."""
+        ...
+
     def finish(self, reason: EndReason) -> Outcome:
         """The call is over: return its single disposition (an earlier Outcome wins)."""
         ...

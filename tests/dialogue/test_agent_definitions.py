@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.agents.loader import AgentDefinitionError, load_agent_file, load_agent_text
+from shared.agents.phrases import fixed_texts
 from shared.agents.schema import SCHEMA_FILE, render_agent_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,3 +177,13 @@ def test_transfer_targets_and_tool_urls_are_checked() -> None:
         "    action:\n      type: http\n      url: ftp://x\n      on_success: menu\n",
     )
     assert problems_of(tool)[0][1] == "states.bye.action.http.url"
+
+
+def test_fixed_texts_are_what_the_agent_says_word_for_word() -> None:
+    definition = load_agent_file(ROOT / "examples/agents/acme-shop").definition
+    texts = fixed_texts(definition)
+    assert texts[0] == definition.greeting.strip()
+    assert "Is there anything else I can help you with?" in texts
+    assert definition.messages.no_input in texts
+    assert not [t for t in texts if "{{" in t], "templated texts differ per call"
+    assert len(texts) == len(set(texts))

@@ -15,7 +15,9 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from media_nodes.app import warm_fixed_texts
 from media_nodes.simulator.caller import Press, SimulatedCaller, call
+from media_nodes.tts.voice import Voice
 from shared.events.models import TurnAgent, TurnUser
 from tests.media.conftest import MANIFEST, PATIENT, NodeFactory, clip, words
 
@@ -190,6 +192,20 @@ async def test_socket_drop_mid_sentence_saves_what_was_said(start_node: NodeFact
     assert said, "the interrupted utterance is transcribed, not lost"
     assert {"check", "status"} & words(said[0].text)
     assert [e.type for e in events].count("disposition.set") == 1
+
+
+async def test_fixed_texts_are_synthesized_before_calls(start_node: NodeFactory) -> None:
+    """Prompts the agent says word for word go into the TTS cache at startup (the greeting
+    before the node is ready, the rest in the background)."""
+    async with start_node() as running:
+        node = running.node
+        node.voice = Voice(node.voice.engine)  # an empty cache, as on a fresh node
+        assert not node.voice.is_cached("Is there anything else I can help you with?")
+        prepared = await warm_fixed_texts(node, "acme-shop")
+    assert prepared > 10
+    assert node.voice.is_cached("Is there anything else I can help you with?")
+    assert node.voice.is_cached("Let me connect you with one of our team.")
+    assert not any("{{" in text for text in node.voice._cache)
 
 
 async def test_health_ready_and_metrics(start_node: NodeFactory) -> None:
