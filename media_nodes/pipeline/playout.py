@@ -124,13 +124,14 @@ class Playout:
     async def _send_frame(
         self, turn: PlayoutTurn, piece: Piece, frame: npt.NDArray[np.int16], *, replay: bool = False
     ) -> None:
-        if not replay:
-            await self._resumed.wait()
-        now = self._clock()
-        ahead = self._play_until - now
-        if ahead > self._lead_s:
-            await asyncio.sleep(ahead - self._lead_s)
+        while True:  # a hold may come while we wait for the pacing clock: check again after
+            if not replay:
+                await self._resumed.wait()
             now = self._clock()
+            ahead = self._play_until - now
+            if ahead <= self._lead_s:
+                break
+            await asyncio.sleep(ahead - self._lead_s)
         self._play_until = max(self._play_until, now)
         if piece.play_start is None:
             piece.play_start = self._play_until

@@ -108,6 +108,8 @@ async def test_backchannel_does_not_stop_the_agent(start_node: NodeFactory) -> N
     assert backchannels == 1
     assert result.clears == 1, "the agent is held at once, as for a barge-in"
     assert len(result.back_after_clear_ms) == 1, "then its voice comes back"
+    # ... only once the caller's turn was over: held, not a frame sent meanwhile.
+    assert result.back_after_clear_ms[0] >= 400  # at least the endpoint wait
     greeting = next(e.payload for e in events if isinstance(e.payload, TurnAgent))
     assert not greeting.interrupted
     assert greeting.planned_text is None  # only a cut turn has a plan apart from its text

@@ -330,6 +330,25 @@ async def test_playout_hold_resumes_from_the_piece_being_heard() -> None:
     assert playout.heard_text(turn) == "one two three four five six seven"
 
 
+async def test_nothing_slips_out_after_a_hold_while_pacing() -> None:
+    """The sender is asleep on the pacing clock when the hold comes: it must not wake up and
+    send the frame it was holding."""
+    sink = RecordingSink()
+    playout = Playout(sink, lead_s=0.05)
+    turn = PlayoutTurn(index=1)
+    piece = playout.new_piece(turn, "one two three")
+    sender = asyncio.ensure_future(playout.send(turn, piece, np.ones(4000, dtype=np.int16)))
+    await asyncio.sleep(0.15)  # 0.5 s of audio, 0.05 s ahead: the sender is pacing
+    await playout.hold()
+    cleared_at = len(sink.sent)
+    await asyncio.sleep(0.2)
+    assert sink.sent[cleared_at - 1] == ("clear", None)
+    assert len(sink.sent) == cleared_at, "a frame went out after the clear"
+    await playout.resume(turn)
+    await sender
+    assert [k for k, _ in sink.sent[cleared_at:]].count("media") == 25  # the piece, again
+
+
 async def test_playout_hold_dropped_for_a_barge_in() -> None:
     now = [100.0]
     sink = RecordingSink()
