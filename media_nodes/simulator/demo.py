@@ -132,6 +132,12 @@ async def _setup_tenant(api: httpx.AsyncClient, settings: Settings, say: Printer
 
     conn = await connect(settings.database_url, autocommit=True)
     try:
+        # The demo number belongs to one demo tenant at a time: an earlier run's lets it go
+        # (its calls and analytics stay), so `make demo` can run again and again.
+        await conn.execute(
+            "DELETE FROM phone_numbers WHERE number = %s AND tenant_id LIKE 'demo-%%'",
+            (DEMO_NUMBER,),
+        )
         created = await create_tenant(
             conn, "Demo Shop", tenant_id=f"demo-{uuid.uuid4().hex[:6]}", key_name="demo"
         )
