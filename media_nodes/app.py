@@ -97,7 +97,7 @@ def _start_projector(bus: EventBus, pool: Any) -> _Projector:
 def _pieces(text: str, *, first_clause: bool) -> list[str]:
     """``text`` cut as the pipeline cuts it: as a turn's first text (which may end its first
     piece at a comma) or as a later one."""
-    splitter = SentenceSplitter(first_clause_min_chars=8 if first_clause else len(text) + 1)
+    splitter = SentenceSplitter() if first_clause else SentenceSplitter(len(text) + 1)
     pieces = splitter.push(text)
     rest = splitter.flush()
     return [*pieces, rest] if rest else pieces

@@ -69,6 +69,7 @@ from shared.events.models import (
     TurnAgent,
     TurnUser,
 )
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ class CallIdentity:
     channel: str = "twilio"
 
 
+BACKCHANNEL_WORDS = frozenset(Settings.model_fields["backchannel_words"].default)
+
+
 @dataclass(frozen=True)
 class CallOptions:
     endpoint_ms: int = 400
@@ -100,7 +104,7 @@ class CallOptions:
     early_endpoint_ms: int | None = None
     barge_in_min_speech_ms: int = 160  # speech over the agent that holds its audio
     backchannel_max_ms: int = 900  # held speech longer than this is a barge-in, whatever it says
-    backchannel_words: frozenset[str] = frozenset({"mm-hmm", "uh-huh", "yeah", "okay"})
+    backchannel_words: frozenset[str] = BACKCHANNEL_WORDS
     dtmf_timeout_s: float = 1.2
     no_input_s: float = 8.0
     play_timeout_s: float = 60.0  # longest we wait for marks of one agent turn
@@ -282,6 +286,16 @@ class CallSession:
             self._speculative[1].cancel()
             self._speculative = None
 
+    def _transcript_task(self, start_ms: int, end_ms: int) -> asyncio.Task[Transcript]:
+        """The transcription of ``start_ms``..``end_ms``: the speculative one when it covers
+        exactly that span, else a new one."""
+        spec, self._speculative = self._speculative, None
+        if spec is not None and spec[0] == end_ms:
+            return spec[1]
+        if spec is not None:
+            spec[1].cancel()
+        return asyncio.create_task(self.node.asr.transcribe(self._span(start_ms, end_ms)))
+
     def _end_caller_turn(self, start_ms: int, end_ms: int) -> None:
         """The caller finished: transcribe (or reuse the speculative transcript), then answer."""
         now = time.monotonic()
@@ -290,12 +304,7 @@ class CallSession:
         timing = TurnTiming(
             turn_index=index, last_voiced_at=self._audio.arrival_of(end_ms), confirmed_at=now
         )
-        if self._speculative is not None and self._speculative[0] == end_ms:
-            asr_task = self._speculative[1]
-        else:
-            self._drop_speculative()
-            asr_task = asyncio.create_task(self.node.asr.transcribe(self._span(start_ms, end_ms)))
-        self._speculative = None
+        asr_task = self._transcript_task(start_ms, end_ms)
         audio_start = self._ms(self._audio.arrival_of(start_ms))
         audio_end = self._ms(timing.last_voiced_at)
         self._audio.trim_before(end_ms)
@@ -564,12 +573,7 @@ class CallSession:
 
     def _settle_hold(self, start_ms: int, end_ms: int) -> None:
         """The caller stopped while the agent was held: backchannel (resume) or barge-in?"""
-        if self._speculative is not None and self._speculative[0] == end_ms:
-            asr_task = self._speculative[1]
-            self._speculative = None
-        else:
-            self._drop_speculative()
-            asr_task = asyncio.create_task(self.node.asr.transcribe(self._span(start_ms, end_ms)))
+        asr_task = self._transcript_task(start_ms, end_ms)
         settle = asyncio.create_task(self._settle(asr_task, start_ms, end_ms))
         self._transcribing.add(settle)
         settle.add_done_callback(self._transcribing.discard)
@@ -618,7 +622,7 @@ class CallSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await response
         if held_at is not None:
-            self.playout.drop_hold()
+            self.playout.forget()  # a real barge-in: the held audio is never played
         if turn is not None and turn.pieces:
             if self._dialogue is not None:
                 self._dialogue.interrupted(heard)

@@ -238,10 +238,6 @@ class Playout:
                 await self._sink.send_mark(piece.mark)
         return self._held_at is None
 
-    def drop_hold(self) -> None:
-        """It was a real barge-in: the held audio is never played (the clear already went out)."""
-        self.forget()
-
     @staticmethod
     def _heard_whole(piece: Piece, at: float) -> bool:
         if piece.played:

@@ -28,7 +28,7 @@ from media_nodes.audio.turn import (
 from media_nodes.audio.vad import StreamingVad
 from media_nodes.models import Models
 from media_nodes.pipeline.backchannel import is_backchannel
-from media_nodes.pipeline.playout import Playout, PlayoutTurn
+from media_nodes.pipeline.playout import Piece, Playout, PlayoutTurn
 from media_nodes.recording.recorder import CallRecorder
 from media_nodes.recording.store import LocalStore, S3Store, create_store
 from media_nodes.simulator.caller import load_wav
@@ -268,17 +268,21 @@ class RecordingSink:
         self.sent.append(("clear", None))
 
 
+async def say(playout: Playout, turn: PlayoutTurn, text: str, samples: int) -> Piece:
+    """One whole piece of ``samples`` of audio, sent and marked."""
+    piece = playout.new_piece(turn, text)
+    await playout.send(turn, piece, np.ones(samples, dtype=np.int16))
+    await playout.finish_piece(turn, piece)
+    return piece
+
+
 async def test_playout_frames_marks_and_heard_text() -> None:
     now = [100.0]
     sink = RecordingSink()
     playout = Playout(sink, lead_s=10.0, clock=lambda: now[0])
     turn = PlayoutTurn(index=1)
-    first = playout.new_piece(turn, "one two three four")
-    await playout.send(turn, first, np.ones(8000, dtype=np.int16))  # 1 s
-    await playout.finish_piece(turn, first)
-    second = playout.new_piece(turn, "five six")
-    await playout.send(turn, second, np.ones(4100, dtype=np.int16))
-    await playout.finish_piece(turn, second)
+    first = await say(playout, turn, "one two three four", 8000)  # 1 s
+    second = await say(playout, turn, "five six", 4100)
     assert [k for k, _ in sink.sent].count("media") == 50 + 26  # 20 ms frames, last one padded
     assert [v for k, v in sink.sent if k == "mark"] == [first.mark, second.mark]
     assert {v for k, v in sink.sent if k == "media"} == {160}
@@ -298,12 +302,8 @@ async def test_playout_hold_resumes_from_the_piece_being_heard() -> None:
     sink = RecordingSink()
     playout = Playout(sink, lead_s=10.0, clock=lambda: now[0])
     turn = PlayoutTurn(index=1)
-    first = playout.new_piece(turn, "one two three four")
-    await playout.send(turn, first, np.ones(8000, dtype=np.int16))  # 1 s
-    await playout.finish_piece(turn, first)
-    second = playout.new_piece(turn, "five six")
-    await playout.send(turn, second, np.ones(4000, dtype=np.int16))  # 0.5 s
-    await playout.finish_piece(turn, second)
+    await say(playout, turn, "one two three four", 8000)  # 1 s
+    second = await say(playout, turn, "five six", 4000)  # 0.5 s
     third = playout.new_piece(turn, "seven")
     old_second_mark = second.mark
 
@@ -354,13 +354,11 @@ async def test_playout_hold_dropped_for_a_barge_in() -> None:
     sink = RecordingSink()
     playout = Playout(sink, lead_s=10.0, clock=lambda: now[0])
     turn = PlayoutTurn(index=1)
-    piece = playout.new_piece(turn, "one two three four")
-    await playout.send(turn, piece, np.ones(8000, dtype=np.int16))
-    await playout.finish_piece(turn, piece)
+    await say(playout, turn, "one two three four", 8000)
     now[0] = 100.5
     await playout.hold()
     assert not await playout.wait_played(0.05), "held audio is still owed to the caller"
-    playout.drop_hold()
+    playout.forget()  # a barge-in after all
     assert playout.held_at is None and await playout.wait_played(0.05)
     assert playout.heard_text(turn, at=100.5) == "one two"
     assert [k for k, _ in sink.sent].count("clear") == 1
