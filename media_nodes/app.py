@@ -33,6 +33,7 @@ from media_nodes.transports.webrtc_routes import webrtc_routes
 from media_nodes.tts.sentences import SentenceSplitter
 from shared.bus import EventBus, InProcessBus, create_bus
 from shared.cache.registry import NodeRegistry
+from shared.cache.streams import StreamClaims
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,12 @@ def create_app(
             factory = dialogue
             if factory is None:
                 factory = own_factory = load_dialogue_factory(cfg, pool)
+            if registry is not None:
+                node_registry = registry
+            else:
+                from shared.cache.factory import create_cache
+
+                node_registry = NodeRegistry(create_cache(cfg))
             node = MediaNode(
                 settings=cfg,
                 asr=loaded.asr,
@@ -184,6 +191,7 @@ def create_app(
                 store=store or create_store(cfg.recording_store, cfg.data_dir),
                 metrics=metrics or MediaMetrics(),
                 node_id=cfg.node_id or default_node_id(),
+                streams=StreamClaims(node_registry.cache),
             )
             try:
                 await warm_greeting(node, cfg.default_agent)
@@ -191,12 +199,6 @@ def create_app(
                 log.warning("greeting of %s not cached: %s", cfg.default_agent, exc)
             prompts = asyncio.create_task(_warm_quietly(node, cfg.default_agent))
             app.state.node = node
-            if registry is not None:
-                node_registry = registry
-            else:
-                from shared.cache.factory import create_cache
-
-                node_registry = NodeRegistry(create_cache(cfg))
             stop_heartbeat = asyncio.Event()
             heartbeat = asyncio.create_task(run_heartbeat(node, node_registry, stop_heartbeat))
             if own_models:  # this process is the node (tests share models between many apps)

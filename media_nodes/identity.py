@@ -50,6 +50,8 @@ def identify(start: Start, settings: Settings) -> CallIdentity:
     }
     if token:
         claims = verify(token, secret=settings.session_token_secret)
+        if claims.call_sid is not None and claims.call_sid != start.call_sid:
+            raise TokenError("session token is for another Twilio call")
         return CallIdentity(
             call_id=claims.call_id,
             tenant_id=claims.tenant_id,

@@ -2,7 +2,9 @@
 
 A token is a JWT (HS256, PyJWT) keyed with ``settings.session_token_secret`` (or an explicit
 ``secret``), for the audience ``parley-media-stream``. It proves that a media stream was started by
-our own webhook for one call, tenant and agent, and only for a short while (``exp``).
+our own webhook for one call, tenant and agent, and only for a short while (``exp``). A token
+signed with the call's Twilio CallSid is only good for a stream of that CallSid; the media node
+also lets only one stream ever start per call (``shared.cache.streams``), so a token is used once.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class SessionClaims:
     tenant_id: str
     agent_id: str
     expires_at: int
+    call_sid: str | None = None
 
 
 def _key(secret: SecretStr | str | None) -> str:
@@ -49,10 +52,11 @@ def sign(
     *,
     secret: SecretStr | str | None = None,
     now: float | None = None,
+    call_sid: str | None = None,
 ) -> str:
-    """A token for one call, valid for ``ttl`` seconds."""
+    """A token for one call (and, given, only its Twilio CallSid), valid for ``ttl`` seconds."""
     issued = time.time() if now is None else now
-    claims = {
+    claims: dict[str, object] = {
         "v": TOKEN_VERSION,
         "aud": AUDIENCE,
         "call_id": call_id,
@@ -61,6 +65,8 @@ def sign(
         "iat": int(issued),
         "exp": int(issued + ttl),
     }
+    if call_sid:
+        claims["call_sid"] = call_sid
     return jwt.encode(claims, _key(secret), algorithm=ALGORITHM)
 
 
@@ -91,6 +97,7 @@ def verify(
             tenant_id=str(claims["tenant_id"]),
             agent_id=str(claims["agent_id"]),
             expires_at=int(claims["exp"]),
+            call_sid=str(claims["call_sid"]) if claims.get("call_sid") else None,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise TokenError("malformed session token claims") from exc

@@ -260,7 +260,9 @@ async def get_call(
             history = await fetch_all(
                 conn,
                 """SELECT status, sequence_number, callback_at, received_at
-                   FROM call_status_events WHERE call_sid = %s ORDER BY received_at, status""",
+                   FROM call_status_events WHERE call_sid = %s AND in_history
+                   ORDER BY sequence_number NULLS LAST, callback_at NULLS LAST, received_at,
+                            status_rank""",
                 (call["twilio_call_sid"],),
             )
     return CallDetail(

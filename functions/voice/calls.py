@@ -82,6 +82,13 @@ async def agent_route(conn: AsyncConnection[Any], tenant_id: str, agent_id: str)
     return _route(row)
 
 
+@dataclass(frozen=True)
+class RecordedCall:
+    call_id: str
+    known: bool  # the row was there before this webhook (a retry, a replay, an outbound call)
+    settled: bool  # it already had a media stream or is over: nothing may change it now
+
+
 async def record_call(
     conn: AsyncConnection[Any],
     call: NewCall,
@@ -89,13 +96,14 @@ async def record_call(
     *,
     node_id: str | None = None,
     end: tuple[str, str] | None = None,
-) -> str:
+) -> RecordedCall:
     """Insert the call (one row per CallSid) and return its id.
 
     A retried webhook finds the row and gets the same id; until the media stream has started,
     the retry's outcome (a node, or ``end`` = disposition and reason) replaces the earlier one,
     because Twilio acts on the last answer. A row without either (an outbound call we just
-    placed) leaves what the webhook already recorded.
+    placed) leaves what the webhook already recorded. A call that already had a stream, or is
+    over, is left exactly as it is (``settled``): a replayed webhook must not rewrite it.
     """
     disposition, reason = end if end else (None, None)
     row = await fetch_one(
@@ -107,17 +115,16 @@ async def record_call(
            ON CONFLICT (twilio_call_sid) DO UPDATE SET
                node_id = COALESCE(EXCLUDED.node_id, calls.node_id),
                disposition = CASE
-                   WHEN calls.stream_sid IS NOT NULL THEN calls.disposition
                    WHEN EXCLUDED.disposition IS NOT NULL THEN EXCLUDED.disposition
                    WHEN EXCLUDED.node_id IS NOT NULL THEN NULL
                    ELSE calls.disposition END,
                end_reason = CASE
-                   WHEN calls.stream_sid IS NOT NULL THEN calls.end_reason
                    WHEN EXCLUDED.disposition IS NOT NULL THEN EXCLUDED.end_reason
                    WHEN EXCLUDED.node_id IS NOT NULL THEN NULL
                    ELSE calls.end_reason END,
                updated_at = now()
-           RETURNING call_id""",
+           WHERE calls.stream_sid IS NULL AND calls.status_rank < 3 AND calls.ended_at IS NULL
+           RETURNING call_id, xmax <> 0 AS known""",
         (
             new_call_id(),
             route.tenant_id if route else UNROUTED_TENANT,
@@ -134,8 +141,20 @@ async def record_call(
             reason,
         ),
     )
-    assert row is not None
-    return str(row["call_id"])
+    if row is not None:
+        return RecordedCall(str(row["call_id"]), known=bool(row["known"]), settled=False)
+    settled = await fetch_one(
+        conn, "SELECT call_id FROM calls WHERE twilio_call_sid = %s", (call.call_sid,)
+    )
+    assert settled is not None
+    return RecordedCall(str(settled["call_id"]), known=True, settled=True)
+
+
+@dataclass(frozen=True)
+class StatusApplied:
+    known: bool  # the CallSid is one of our calls (nothing is stored for others)
+    changed: bool  # the call row changed
+    in_history: bool  # shown in the call's status history (not a duplicate, not late)
 
 
 async def apply_status(
@@ -146,23 +165,51 @@ async def apply_status(
     sequence_number: int | None,
     at: datetime | None,
     duration_ms: int | None,
-) -> bool:
-    """Record a status callback; move the call forward only. True if the call changed."""
+) -> StatusApplied:
+    """Record a status callback and move the call forward only.
+
+    Every callback of a known call is kept as received; it is part of the visible history only
+    if it comes in order: after no shown callback that is terminal, of a later status, or later
+    by Twilio's ``SequenceNumber`` / ``Timestamp``. A late ``in-progress`` still says when the
+    call was answered. The call row is locked first, so concurrent callbacks take turns."""
+    call = await fetch_one(
+        conn, "SELECT call_id FROM calls WHERE twilio_call_sid = %s FOR UPDATE", (call_sid,)
+    )
+    if call is None:
+        return StatusApplied(known=False, changed=False, in_history=False)
     rank = STATUS_RANK[status]
-    await conn.execute(
-        """INSERT INTO call_status_events (call_sid, status, sequence_number, callback_at)
-           VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-        (call_sid, status, sequence_number, at),
+    values = {
+        "rank": rank,
+        "status": status,
+        "seq": sequence_number,
+        "at": at,
+        "duration": duration_ms,
+        "sid": call_sid,
+    }
+    recorded = await fetch_one(
+        conn,
+        """INSERT INTO call_status_events
+               (call_sid, status, status_rank, sequence_number, callback_at, in_history)
+           SELECT %(sid)s, %(status)s, %(rank)s, %(seq)s, %(at)s, NOT EXISTS (
+               SELECT 1 FROM call_status_events e
+               WHERE e.call_sid = %(sid)s AND e.in_history
+                 AND (e.status_rank >= 3 OR e.status_rank > %(rank)s
+                      OR e.sequence_number > %(seq)s::integer
+                      OR e.callback_at > %(at)s::timestamptz))
+           ON CONFLICT DO NOTHING
+           RETURNING in_history""",
+        values,
     )
     cursor = await conn.execute(
         """WITH s AS (SELECT %(status)s::text AS status, %(rank)s::smallint AS rank,
                              COALESCE(%(at)s::timestamptz, now()) AS at,
+                             %(at)s::timestamptz IS NOT NULL AS stamped,
                              %(duration)s::integer AS duration)
            UPDATE calls c SET
-               status = s.status,
-               status_rank = s.rank,
-               answered_at = COALESCE(c.answered_at,
-                   CASE WHEN s.status = 'in-progress' THEN s.at END),
+               status = CASE WHEN c.status_rank < s.rank THEN s.status ELSE c.status END,
+               status_rank = GREATEST(c.status_rank, s.rank),
+               answered_at = COALESCE(c.answered_at, CASE WHEN s.status = 'in-progress'
+                   AND (c.status_rank < s.rank OR s.stamped) THEN s.at END),
                ended_at = COALESCE(c.ended_at, CASE WHEN s.rank = 3 THEN s.at END),
                duration_ms = COALESCE(c.duration_ms, CASE WHEN s.rank = 3 THEN s.duration END),
                end_reason = COALESCE(c.end_reason,
@@ -170,7 +217,12 @@ async def apply_status(
                disposition = COALESCE(c.disposition, CASE s.status
                    WHEN 'failed' THEN 'failed' WHEN 'canceled' THEN 'caller_hung_up' END),
                updated_at = now()
-           FROM s WHERE c.twilio_call_sid = %(sid)s AND c.status_rank < s.rank""",
-        {"rank": rank, "status": status, "at": at, "duration": duration_ms, "sid": call_sid},
+           FROM s WHERE c.twilio_call_sid = %(sid)s AND (c.status_rank < s.rank
+               OR (s.status = 'in-progress' AND c.answered_at IS NULL AND s.stamped))""",
+        values,
     )
-    return cursor.rowcount == 1
+    return StatusApplied(
+        known=True,
+        changed=cursor.rowcount == 1,
+        in_history=bool(recorded and recorded["in_history"]),
+    )

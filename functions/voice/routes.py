@@ -18,7 +18,7 @@ from functions.common.runtime import runtime
 from functions.voice import calls, twiml
 from functions.voice.signature import verified_form
 from shared.agents.dispositions import ESCALATED, FAILED
-from shared.cache import CacheUnavailable, NodeInfo
+from shared.cache import CacheUnavailable, NodeInfo, StreamClaims
 from shared.db.projection import STATUS_RANK
 from shared.tokens import sign
 
@@ -112,24 +112,35 @@ async def voice_webhook(request: Request) -> Response:
             calls.lookup_route(conn, call_sid, our_number), _pick_node()
         )
         if route is None:
-            await calls.record_call(conn, call, None, end=(FAILED, "unknown_number"))
+            recorded = await calls.record_call(conn, call, None, end=(FAILED, "unknown_number"))
+            if recorded.settled:
+                return _already_connected(recorded)
             logger.warning("call to an unknown number", number=dialled, call_sid=call_sid)
             metrics.add_metric(name="UnknownNumber", unit=MetricUnit.Count, value=1)
             return _xml(twiml.say_and_hang_up(twiml.NOT_IN_SERVICE_MESSAGE))
         if route.active_version is None:
-            await calls.record_call(conn, call, route, end=(FAILED, "agent_inactive"))
+            recorded = await calls.record_call(conn, call, route, end=(FAILED, "agent_inactive"))
+            if recorded.settled:
+                return _already_connected(recorded)
             return _xml(twiml.say_and_hang_up(twiml.UNAVAILABLE_MESSAGE))
         if node is None:
             metrics.add_metric(name="NoCapacity", unit=MetricUnit.Count, value=1)
             overflow = str(route.tenant_settings.get("overflow_number") or "")
             if overflow:
-                call_id = await calls.record_call(conn, call, route, end=(ESCALATED, "overflow"))
-                logger.warning("no media node capacity: overflow", call_id=call_id)
+                recorded = await calls.record_call(conn, call, route, end=(ESCALATED, "overflow"))
+                if recorded.settled:
+                    return _already_connected(recorded)
+                logger.warning("no media node capacity: overflow", call_id=recorded.call_id)
                 return _xml(twiml.dial(overflow, caller_id=our_number))
-            call_id = await calls.record_call(conn, call, route, end=(FAILED, "no_capacity"))
-            logger.warning("no media node capacity", call_id=call_id)
+            recorded = await calls.record_call(conn, call, route, end=(FAILED, "no_capacity"))
+            if recorded.settled:
+                return _already_connected(recorded)
+            logger.warning("no media node capacity", call_id=recorded.call_id)
             return _xml(twiml.say_and_hang_up(twiml.BUSY_MESSAGE))
-        call_id = await calls.record_call(conn, call, route, node_id=node.node_id)
+        recorded = await calls.record_call(conn, call, route, node_id=node.node_id)
+    if recorded.settled or (recorded.known and await _stream_started(recorded.call_id)):
+        return _already_connected(recorded)
+    call_id = recorded.call_id
 
     token = sign(
         call_id,
@@ -137,6 +148,7 @@ async def voice_webhook(request: Request) -> Response:
         route.agent_id,
         settings.session_token_ttl_s,
         secret=settings.session_token_secret,
+        call_sid=call_sid,
     )
     record = route.recording or bool(route.tenant_settings.get("recording_enabled"))
     # The media node reads these names (media_nodes/identity.py); it trusts only the token's claims.
@@ -151,6 +163,25 @@ async def voice_webhook(request: Request) -> Response:
     }
     logger.info("call routed", call_id=call_id, node_id=node.node_id, agent=route.agent_id)
     return _xml(twiml.stream(node.url, parameters))
+
+
+def _already_connected(recorded: calls.RecordedCall) -> Response:
+    """A webhook for a call that already had its stream, or is over (a replay, or Twilio asking
+    again): no new session token, nothing about the call changes; the line is hung up."""
+    logger.warning("voice webhook for a call already connected", call_id=recorded.call_id)
+    metrics.add_metric(name="WebhookForConnectedCall", unit=MetricUnit.Count, value=1)
+    return _xml(twiml.say_and_hang_up(twiml.ALREADY_CONNECTED_MESSAGE))
+
+
+async def _stream_started(call_id: str) -> bool:
+    """Has a media node already taken a stream for this call? (Its row may not say so yet: the
+    events that record the stream can still be on their way.) Unknown counts as started: a
+    token is never issued when we cannot tell."""
+    try:
+        return await StreamClaims(runtime().cache()).claimed(call_id)
+    except CacheUnavailable as exc:
+        logger.error("stream registry unavailable", error=str(exc))
+        return True
 
 
 async def _pick_node() -> NodeInfo | None:
@@ -193,7 +224,7 @@ async def status_callback(request: Request) -> Response:
     if (sequence and not sequence.isdigit()) or len(sequence) > 9:
         raise invalid("form.SequenceNumber", "must be a whole number")
     async with db() as conn:
-        changed = await calls.apply_status(
+        applied = await calls.apply_status(
             conn,
             call_sid=call_sid,
             status=status,
@@ -201,5 +232,17 @@ async def status_callback(request: Request) -> Response:
             at=_timestamp(form.get("Timestamp", "")),
             duration_ms=int(duration) * 1000 if duration else None,
         )
-    logger.info("call status", call_sid=call_sid, status=status, applied=changed)
+    if not applied.known:
+        # Not a call we know (a callback URL set on a number we never routed, a stale retry):
+        # acknowledged, so Twilio does not retry, counted, and nothing is stored for it.
+        logger.warning("status callback for an unknown call", call_sid=call_sid, status=status)
+        metrics.add_metric(name="UnknownCallSid", unit=MetricUnit.Count, value=1)
+        return Response(status_code=204)
+    logger.info(
+        "call status",
+        call_sid=call_sid,
+        status=status,
+        changed=applied.changed,
+        in_history=applied.in_history,
+    )
     return Response(status_code=204)

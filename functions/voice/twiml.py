@@ -11,6 +11,7 @@ BUSY_MESSAGE = (
     "Sorry, all of our agents are busy right now. Please call back in a few minutes. Goodbye."
 )
 NOT_IN_SERVICE_MESSAGE = "Sorry, this number is not in service. Goodbye."
+ALREADY_CONNECTED_MESSAGE = "This call is already connected. Goodbye."
 UNAVAILABLE_MESSAGE = "Sorry, we cannot take your call right now. Please try again later. Goodbye."
 
 

@@ -136,6 +136,10 @@ class AgentSession:
         return self._state
 
     @property
+    def agent_version(self) -> int | None:
+        return self.runtime.loaded.version
+
+    @property
     def ended(self) -> bool:
         return self._ended
 

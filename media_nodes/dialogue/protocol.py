@@ -109,6 +109,11 @@ class DialogueSession(Protocol):
     @property
     def state(self) -> str: ...
 
+    @property
+    def agent_version(self) -> int | None:
+        """The stored version of the agent answering (None for an agent read from a file)."""
+        ...
+
     def greeting(self) -> AsyncIterator[AgentOutput]:
         """What the agent says when the call is answered (fixed text: cacheable by TTS)."""
         ...

@@ -51,6 +51,7 @@ from media_nodes.dialogue.protocol import (
 from media_nodes.memory import release_memory
 from media_nodes.pipeline.backchannel import is_backchannel
 from media_nodes.pipeline.caller_audio import CallerAudio
+from media_nodes.pipeline.caller_speech import Heard, PendingSpeech
 from media_nodes.pipeline.events import CallEvents
 from media_nodes.pipeline.latency import TurnTiming
 from media_nodes.pipeline.node import MediaNode
@@ -160,6 +161,7 @@ class CallSession:
         self._speculative: tuple[int, asyncio.Task[Transcript]] | None = None
         self._transcribing: set[asyncio.Task[None]] = set()
         self._unanswered: list[str] = []  # caller text the dialogue has not yet seen
+        self._pending = PendingSpeech()  # caller words waiting for the turn they belong to
         self._speech_over_agent = False
         self._dtmf = ""
         self._dtmf_task: asyncio.Task[None] | None = None
@@ -181,23 +183,28 @@ class CallSession:
         identity = self.identity
         self.node.metrics.calls.inc()
         self.node.metrics.active_calls.inc()
-        self.events.emit(
-            CallStarted(
+        try:
+            self._dialogue = await self.node.dialogue.new_session(
+                tenant_id=identity.tenant_id,
                 agent_id=identity.agent_id,
-                channel=identity.channel,
-                from_number=identity.from_number,
-                to_number=identity.to_number,
-                twilio_call_sid=identity.call_sid or None,
-                stream_sid=identity.stream_sid,
-                node_id=self.node.node_id,
+                call_id=identity.call_id,
+                variables=identity.variables,
             )
-        )
-        self._dialogue = await self.node.dialogue.new_session(
-            tenant_id=identity.tenant_id,
-            agent_id=identity.agent_id,
-            call_id=identity.call_id,
-            variables=identity.variables,
-        )
+        finally:
+            # Emitted once the agent is loaded, so it names the version that answers (and
+            # still emitted when it cannot be: the call's end is recorded against a start).
+            self.events.emit(
+                CallStarted(
+                    agent_id=identity.agent_id,
+                    agent_version=self._dialogue.agent_version if self._dialogue else None,
+                    channel=identity.channel,
+                    from_number=identity.from_number,
+                    to_number=identity.to_number,
+                    twilio_call_sid=identity.call_sid or None,
+                    stream_sid=identity.stream_sid,
+                    node_id=self.node.node_id,
+                )
+            )
         timing = TurnTiming(turn_index=0, last_voiced_at=self._started_at)
         self._launch(self._respond(0, self._dialogue.greeting(), timing))
 
@@ -334,16 +341,20 @@ class CallSession:
         timing.asr_s = transcript.duration_s
         if not transcript.text:
             return
+        said = Heard(transcript.text, start_ms, max(end_ms, start_ms), transcript.confidence)
+        self._emit_caller_turn(index, self._pending.into(said))
+        self._unanswered.append(transcript.text)
+
+    def _emit_caller_turn(self, index: int, heard: Heard) -> None:
         self.events.emit(
             TurnUser(
                 turn_index=index,
-                text=transcript.text,
-                start_ms=start_ms,
-                end_ms=max(end_ms, start_ms),
-                confidence=transcript.confidence,
+                text=heard.text,
+                start_ms=heard.start_ms,
+                end_ms=heard.end_ms,
+                confidence=heard.confidence,
             )
         )
-        self._unanswered.append(transcript.text)
 
     async def _answer(self, index: int, heard: asyncio.Task[None], timing: TurnTiming) -> None:
         await asyncio.shield(heard)
@@ -586,6 +597,10 @@ class CallSession:
         held = self.playout.held_at is not None
         if held and not self._finishing and not failed:
             if is_backchannel(said, self.options.backchannel_words):
+                # Not a turn, but the caller's words all the same: kept for the next turn.
+                start, end = (self._ms(self._audio.arrival_of(ms)) for ms in (start_ms, end_ms))
+                confidence = asr_task.result().confidence
+                self._pending.hold(Heard(said, start, max(start, end), confidence))
                 await self._resume_agent(said)
                 return
         if self._finishing:  # the call ended while we listened: keep the words, answer nothing
@@ -676,6 +691,10 @@ class CallSession:
         await self._save_unfinished_speech()
         if self._transcribing:
             await asyncio.wait(set(self._transcribing), timeout=self.options.final_asr_timeout_s)
+        unanswered = self._pending.take()
+        if unanswered is not None:  # words no later turn took in (a last "okay")
+            self._turn_index += 1
+            self._emit_caller_turn(self._turn_index, unanswered)
         outcome = self._dialogue.finish(reason) if self._dialogue is not None else None
         outcome = outcome or self.outcome or Outcome(disposition="abandoned")
         self.outcome = outcome

@@ -15,6 +15,8 @@ from media_nodes.metrics import MediaMetrics
 from media_nodes.recording.store import RecordingStore
 from media_nodes.tts.voice import Voice
 from shared.bus import EventBus
+from shared.cache.memory import InProcessCache
+from shared.cache.streams import StreamClaims
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ class MediaNode:
     metrics: MediaMetrics
     node_id: str = field(default_factory=default_node_id)
     calls: set[CallSession] = field(default_factory=set)
+    # Which calls already had a stream; shared through Redis by every node in production.
+    streams: StreamClaims = field(default_factory=lambda: StreamClaims(InProcessCache()))
     draining: bool = False
 
     @property

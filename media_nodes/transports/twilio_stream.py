@@ -3,7 +3,8 @@
 Bad frames are dropped and counted (``parley_dropped_frames_total{reason}``), never fatal. A
 stream is refused (policy-violation close) without a valid session token unless the development
 setting allows unsigned streams. Whatever ends the call - ``stop``, a dropped socket, the agent
-hanging up, shutdown - the session's transcript, disposition and recording are saved.
+hanging up, shutdown - the socket is closed at once (answering the caller's close handshake)
+and then the session's transcript, disposition and recording are saved.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from media_nodes.transports.twilio import (
     media_message,
     parse_message,
 )
+from shared.cache.base import CacheUnavailable
 from shared.tokens import TokenError
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class TwilioSink:
         self._ws = websocket
         self._sid = stream_sid
         self.closed = False
+        self._close_sent = False
 
     async def _send(self, text: str) -> None:
         if self.closed:
@@ -65,11 +68,25 @@ class TwilioSink:
         await self._send(clear_message(self._sid))
 
     async def close(self) -> None:
-        if self.closed:
-            return
+        """Close the socket once (also after a failed send: the close frame is still owed)."""
         self.closed = True
+        if self._close_sent:
+            return
+        self._close_sent = True
         with contextlib.suppress(Exception):
             await self._ws.close()
+
+
+async def _claim_stream(node: MediaNode, call_id: str, stream_sid: str) -> tuple[int, str] | None:
+    """None if this is the call's first stream, else the close code and reason. A call that
+    already had a stream (a replayed webhook or token) must never get another: its record
+    would be rewritten by a conversation the caller never had."""
+    try:
+        if await node.streams.claim(call_id, stream_sid):
+            return None
+    except CacheUnavailable as exc:
+        return CLOSE_TRY_AGAIN, f"stream registry unavailable: {exc}"[:120]
+    return CLOSE_POLICY, "this call already had a media stream"
 
 
 async def serve_twilio_stream(websocket: WebSocket, node: MediaNode) -> None:
@@ -118,6 +135,13 @@ async def serve_twilio_stream(websocket: WebSocket, node: MediaNode) -> None:
                         drop("unauthorized", str(exc))
                         await websocket.close(code=CLOSE_POLICY, reason=str(exc)[:120])
                         return
+                    refusal = await _claim_stream(node, identity.call_id, frame.stream_sid)
+                    if refusal is not None:
+                        code, why = refusal
+                        drop("second_stream" if code == CLOSE_POLICY else "claims_unavailable")
+                        log.warning("call %s: stream refused: %s", identity.call_id, why)
+                        await websocket.close(code=code, reason=why)
+                        return
                     sink = TwilioSink(websocket, frame.stream_sid)
                     session = CallSession(node, sink, identity, hangup=sink.close)
                     node.calls.add(session)
@@ -145,13 +169,17 @@ async def serve_twilio_stream(websocket: WebSocket, node: MediaNode) -> None:
         log.exception("twilio stream failed")
         reason = "error"
     finally:
-        if session is not None:
-            try:
-                await session.finish(reason)
-            finally:
-                node.calls.discard(session)
+        # The socket first: the stream is over, and the caller's side is owed the close
+        # handshake now, not after the call is saved (transcribing its last words, handing its
+        # events to a slow broker). While we are not reading, a close frame from the caller
+        # would wait unanswered for all of that.
         if sink is not None:
             await sink.close()
         elif websocket.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close()
+        if session is not None:
+            try:
+                await session.finish(reason)
+            finally:
+                node.calls.discard(session)

@@ -5,6 +5,7 @@ from shared.cache.factory import create_cache
 from shared.cache.memory import InProcessCache
 from shared.cache.ratelimit import RateLimiter
 from shared.cache.registry import NodeInfo, NodeRegistry
+from shared.cache.streams import StreamClaims
 
 __all__ = [
     "Cache",
@@ -13,5 +14,6 @@ __all__ = [
     "NodeInfo",
     "NodeRegistry",
     "RateLimiter",
+    "StreamClaims",
     "create_cache",
 ]

@@ -23,6 +23,10 @@ class Cache(ABC):
     async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None: ...
 
     @abstractmethod
+    async def claim(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Set ``key`` only if it is absent (atomically); True if this call set it."""
+
+    @abstractmethod
     async def delete(self, key: str) -> None: ...
 
     @abstractmethod

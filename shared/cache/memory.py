@@ -36,6 +36,12 @@ class InProcessCache(Cache):
     async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
         self._values[key] = (value, None if ttl_s is None else self._now() + ttl_s)
 
+    async def claim(self, key: str, value: bytes, ttl_s: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._values[key] = (value, self._now() + ttl_s)
+        return True
+
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)
         self._sets.pop(key, None)

@@ -52,6 +52,13 @@ class RedisCache(Cache):
         except _DOWN as exc:
             raise self._down(exc) from None
 
+    async def claim(self, key: str, value: bytes, ttl_s: float) -> bool:
+        try:
+            done = await self._redis.set(self._k(key), value, px=max(1, int(ttl_s * 1000)), nx=True)
+        except _DOWN as exc:
+            raise self._down(exc) from None
+        return bool(done)
+
     async def delete(self, key: str) -> None:
         try:
             await self._redis.delete(self._k(key))

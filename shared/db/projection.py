@@ -2,13 +2,22 @@
 
 Idempotent by construction: an event is applied only if its ``event_id`` is new to
 ``call_events``; call-level facts (status, disposition) only move forward in ``seq`` so a late or
-replayed event cannot move a call backwards. Both the media node (embedded mode) and the Kafka
-consumer use this one function, inside the caller's transaction.
+replayed event cannot move a call backwards.
+
+A call has one media stream. A node numbers a stream's events 0, 1, ... and ``call.ended`` is its
+last, so an event that reuses a number another event of the call already has, or comes after the
+call's ``call.ended``, is from a second stream for the same call (a replayed webhook or token that
+got through): it is neither recorded nor projected, and what the first stream stored stays as it
+is. A known value (agent version, stream SID, node) is never replaced by an unknown one.
+
+Both the media node (embedded mode) and the Kafka consumer use this one function, inside the
+caller's transaction.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +37,8 @@ from shared.events import (
     TurnAgent,
     TurnUser,
 )
+
+log = logging.getLogger(__name__)
 
 # Events that change the calls row itself; they are applied one by one, in order.
 _CALL_LEVEL = (CallStarted, SlotFilled, DispositionSet, CallEnded)
@@ -59,6 +70,7 @@ async def apply_events(conn: AsyncConnection[Any], events: Iterable[Event]) -> i
         if event.event_id not in seen:  # a repeat inside the batch is a duplicate too
             seen.add(event.event_id)
             batch.append(event)
+    batch = _first_stream_only(batch)
     if not batch:
         return 0
     new_ids = await _record(conn, batch)
@@ -71,6 +83,30 @@ async def apply_events(conn: AsyncConnection[Any], events: Iterable[Event]) -> i
                 for event in call_level:
                     await _project(conn, event)
     return len(fresh)
+
+
+def _first_stream_only(events: list[Event]) -> list[Event]:
+    """The batch without events of a second stream of a call (see the module docstring); the
+    database check in :func:`_record` does the same against earlier batches."""
+    kept: list[Event] = []
+    seqs: dict[str, set[int]] = {}
+    ended: dict[str, int] = {}
+    for event in events:
+        taken = seqs.setdefault(event.call_id, set())
+        end = ended.get(event.call_id)
+        if event.seq in taken or (end is not None and event.seq > end):
+            log.warning(
+                "call %s: %s seq %d is from a second stream; not applied",
+                event.call_id,
+                event.type,
+                event.seq,
+            )
+            continue
+        taken.add(event.seq)
+        if isinstance(event.payload, CallEnded) and end is None:
+            ended[event.call_id] = event.seq
+        kept.append(event)
+    return kept
 
 
 async def _project_rows(conn: AsyncConnection[Any], events: list[Event]) -> None:
@@ -165,7 +201,12 @@ async def _record(conn: AsyncConnection[Any], events: list[Event]) -> set[uuid.U
            INSERT INTO call_events
                (event_id, call_id, tenant_id, seq, type, schema_version, occurred_at, payload)
            SELECT event_id, call_id, tenant_id, seq, type, schema_version, occurred_at, payload
-           FROM e ON CONFLICT (event_id) DO NOTHING
+           FROM e
+           WHERE NOT EXISTS (  -- a second stream of the call: its number is taken or it is over
+               SELECT 1 FROM call_events o
+               WHERE o.call_id = e.call_id AND o.event_id <> e.event_id
+                 AND (o.seq = e.seq OR (o.type = 'call.ended' AND o.seq < e.seq)))
+           ON CONFLICT (event_id) DO NOTHING
            RETURNING event_id""",
         ("[" + ",".join(e.model_dump_json() for e in events) + "]",),
     )
@@ -178,11 +219,12 @@ async def _project(conn: AsyncConnection[Any], event: Event) -> None:
     match p:
         case CallStarted():
             await conn.execute(
-                """UPDATE calls SET agent_id = %s, agent_version = %s, channel = %s,
-                       from_number = COALESCE(NULLIF(%s, ''), from_number),
-                       to_number = COALESCE(NULLIF(%s, ''), to_number),
-                       twilio_call_sid = COALESCE(%s, twilio_call_sid),
-                       stream_sid = %s, node_id = %s,
+                """UPDATE calls SET agent_id = COALESCE(agent_id, %s),
+                       agent_version = COALESCE(%s, agent_version), channel = %s,
+                       from_number = COALESCE(NULLIF(from_number, ''), %s),
+                       to_number = COALESCE(NULLIF(to_number, ''), %s),
+                       twilio_call_sid = COALESCE(twilio_call_sid, %s),
+                       stream_sid = COALESCE(stream_sid, %s), node_id = COALESCE(%s, node_id),
                        answered_at = COALESCE(answered_at, %s),
                        status = CASE WHEN status_rank < 2 THEN 'in-progress' ELSE status END,
                        status_rank = GREATEST(status_rank, 2),
@@ -217,7 +259,8 @@ async def _project(conn: AsyncConnection[Any], event: Event) -> None:
         case CallEnded():
             await conn.execute(
                 """UPDATE calls SET ended_at = COALESCE(ended_at, %s), duration_ms = %s,
-                       end_reason = %s, recording_url = COALESCE(%s, recording_url),
+                       end_reason = COALESCE(end_reason, %s),
+                       recording_url = COALESCE(%s, recording_url),
                        status = CASE WHEN status_rank < 3 THEN 'completed' ELSE status END,
                        status_rank = 3, last_seq = GREATEST(last_seq, %s), updated_at = now()
                    WHERE call_id = %s""",
