@@ -7,12 +7,15 @@ from typing import Any
 
 import psycopg
 
+from functions.analytics.app import handler as analytics_handler
 from functions.samples import SAMPLE_CALL_SID, load_sample, twilio_event
 from functions.voice.app import handler
 from shared.cache import NodeInfo
+from shared.cache.streams import StreamClaims
 from shared.tokens import verify
 from tests.functions.conftest import (
     Tenant,
+    api_event,
     call_sid,
     inbound_form,
     invoke,
@@ -284,3 +287,104 @@ def test_an_unreachable_registry_gets_the_polite_busy_answer(
     assert reply.status == 200 and ET.fromstring(reply.body).find("Hangup") is not None
     (row,) = _calls(sql, sid)
     assert row["end_reason"] == "no_capacity"
+
+
+def _status(sid: str, number: str, value: str, **extra: str) -> int:
+    form = inbound_form(sid, number, CallStatus=value, **extra)
+    return invoke(handler, voice_event(form, path="/twilio/status")).status
+
+
+def test_late_status_callbacks_stay_out_of_the_visible_history(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, node: NodeInfo
+) -> None:
+    """Twilio's own order decides: after `completed`, a late `in-progress` only says when the
+    call was answered and a late `busy` changes nothing; both are kept for audit, not shown."""
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    sid = call_sid()
+    invoke(handler, voice_event(inbound_form(sid, number)))
+    stamp = "Sat, 28 Nov 2026 15:00:{:02d} +0000".format
+    assert _status(sid, number, "ringing", SequenceNumber="0", Timestamp=stamp(1)) == 204
+    assert (
+        _status(
+            sid, number, "completed", SequenceNumber="2", Timestamp=stamp(42), CallDuration="40"
+        )
+        == 204
+    )
+    assert _status(sid, number, "in-progress", SequenceNumber="1", Timestamp=stamp(2)) == 204
+    assert _status(sid, number, "busy", SequenceNumber="3", Timestamp=stamp(43)) == 204
+
+    (row,) = _calls(sql, sid)
+    assert (row["status"], row["end_reason"], row["duration_ms"]) == ("completed", None, 40_000)
+    assert row["answered_at"].isoformat() == "2026-11-28T15:00:02+00:00"
+    reply = invoke(
+        analytics_handler,
+        api_event(
+            "analytics.get-v1-calls-call_id.json", tenant, path=f"/v1/calls/{row['call_id']}"
+        ),
+    )
+    assert reply.status == 200, reply.body
+    assert [h["status"] for h in reply.json()["status_history"]] == ["ringing", "completed"]
+    audit = sql.execute(
+        "SELECT status FROM call_status_events WHERE call_sid = %s ORDER BY sequence_number",
+        (sid,),
+    ).fetchall()
+    assert [a["status"] for a in audit] == ["ringing", "in-progress", "completed", "busy"]
+
+
+def test_status_callbacks_for_an_unknown_call_store_nothing(
+    rt: Any, sql: psycopg.Connection[Any]
+) -> None:
+    sid = call_sid()
+    assert _status(sid, phone(), "completed", SequenceNumber="4", CallDuration="9") == 204
+    assert _calls(sql, sid) == []
+    stored = sql.execute(
+        "SELECT count(*) AS n FROM call_status_events WHERE call_sid = %s", (sid,)
+    ).fetchone()
+    assert stored["n"] == 0
+
+
+def test_a_webhook_for_a_call_that_already_streamed_gets_no_token(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, node: NodeInfo
+) -> None:
+    """A replayed (validly signed) webhook of a call that has its stream, or is over: a hang-up,
+    no session token, and the call row exactly as it was."""
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    for settle in (
+        "UPDATE calls SET stream_sid = 'MZ' || md5(call_id) WHERE twilio_call_sid = %s",
+        "UPDATE calls SET status = 'completed', status_rank = 3 WHERE twilio_call_sid = %s",
+    ):
+        sid = call_sid()
+        event = voice_event(inbound_form(sid, number))
+        assert "token" in invoke(handler, event).body
+        sql.execute(settle, (sid,))
+        (before,) = _calls(sql, sid)
+
+        replay = invoke(handler, event)
+
+        assert replay.status == 200 and replay.headers["content-type"].startswith("application/xml")
+        answer = ET.fromstring(replay.body)
+        assert answer.find("./Connect") is None and answer.find("./Hangup") is not None
+        assert "token" not in replay.body
+        assert _calls(sql, sid) == [before]
+
+
+def test_a_webhook_retry_after_the_node_took_the_stream_gets_no_token(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, node: NodeInfo, run: Any
+) -> None:
+    """The stream started but its events are not in the database yet: the node's claim (in
+    Redis, shared with the webhook) is enough to refuse a second token."""
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    sid = call_sid()
+    event = voice_event(inbound_form(sid, number))
+    first = invoke(handler, event)
+    (row,) = _calls(sql, sid)
+
+    async def take_the_stream() -> bool:
+        return await StreamClaims(rt.cache()).claim(row["call_id"], "MZ" + "1" * 32)
+
+    assert run(take_the_stream())
+
+    again = invoke(handler, event)
+
+    assert "token" in first.body and "token" not in again.body
+    assert ET.fromstring(again.body).find("./Hangup") is not None
