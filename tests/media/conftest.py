@@ -29,6 +29,7 @@ from media_nodes.simulator.caller import Say, load_wav
 from shared.bus import EventBus, InProcessBus, call_events_topic
 from shared.cache.memory import InProcessCache
 from shared.cache.registry import NodeRegistry
+from shared.db import create_pool
 from shared.events.models import Event
 from shared.settings import Settings, load_settings
 
@@ -108,15 +109,24 @@ NodeFactory = Callable[..., "contextlib.AbstractAsyncContextManager[RunningNode]
 
 @pytest.fixture
 def start_node(models: Models, tmp_path: Path, request: pytest.FixtureRequest) -> NodeFactory:
-    """Start a node: ``async with start_node(project=False, **setting_overrides) as node``."""
+    """Start a node: ``async with start_node(project=False, **setting_overrides) as node``.
+
+    ``agents_from_db`` reads agents from PostgreSQL (their stored versions) instead of the
+    example files; ``registry`` shares the node registry (and the calls' stream claims) with
+    other nodes or the functions, as Redis does in production."""
 
     @contextlib.asynccontextmanager
     async def start(
-        project: bool = False, bus: EventBus | None = None, **overrides: Any
+        project: bool = False,
+        bus: EventBus | None = None,
+        *,
+        agents_from_db: bool = False,
+        registry: NodeRegistry | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[RunningNode]:
         database_url = (
             request.getfixturevalue("database_url")
-            if project
+            if project or agents_from_db
             else overrides.pop("database_url", "postgresql://postgres@127.0.0.1:54329/unused")
         )
         settings = load_settings(
@@ -127,8 +137,9 @@ def start_node(models: Models, tmp_path: Path, request: pytest.FixtureRequest) -
         bus = bus or InProcessBus(f"media-test-{uuid.uuid4().hex[:8]}")
         from media_nodes.dialogue.factory import AgentDialogueFactory
 
-        factory = AgentDialogueFactory(settings)
-        registry = NodeRegistry(InProcessCache())
+        pool = await create_pool(database_url, max_size=2) if agents_from_db else None
+        factory = AgentDialogueFactory(settings, pool=pool)
+        registry = registry or NodeRegistry(InProcessCache())
         app = create_app(
             settings,
             models=models,
@@ -171,5 +182,7 @@ def start_node(models: Models, tmp_path: Path, request: pytest.FixtureRequest) -
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 30)
             await factory.aclose()
+            if pool is not None:
+                await pool.close()
 
     return start
