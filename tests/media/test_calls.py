@@ -12,11 +12,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
 from media_nodes.app import warm_fixed_texts
-from media_nodes.simulator.caller import Press, SimulatedCaller, call
+from media_nodes.simulator.caller import Press, Say, SimulatedCaller, call
 from media_nodes.tts.voice import Voice
 from shared.events.models import TurnAgent, TurnUser
 from tests.media.conftest import MANIFEST, PATIENT, NodeFactory, clip, words
@@ -99,7 +100,8 @@ async def test_barge_in_clears_and_cuts_the_transcript(start_node: NodeFactory) 
 
 async def test_backchannel_does_not_stop_the_agent(start_node: NodeFactory) -> None:
     """A short "mm-hmm" under the agent's speech (default settings): the agent's audio is held
-    while the caller speaks, then goes on from the sentence being heard; nothing is cut."""
+    while the caller speaks, then goes on from the sentence being heard; nothing is cut, and
+    the caller's "mm-hmm" is still stored (no later turn took it in)."""
     async with start_node() as running:
         result = await call(running.url, [clip("backchannel", barge_in_after_ms=1200)], **PATIENT)
         events = await running.wait_call_ended(result.call_sid)
@@ -114,7 +116,41 @@ async def test_backchannel_does_not_stop_the_agent(start_node: NodeFactory) -> N
     assert not greeting.interrupted
     assert greeting.planned_text is None  # only a cut turn has a plan apart from its text
     assert GREETING_WORDS | {"help", "today"} <= words(greeting.text)
-    assert not [e for e in events if e.type == "turn.user"]
+    said = [e.payload for e in events if isinstance(e.payload, TurnUser)]
+    assert len(said) == 1 and words(said[0].text) & {"mm-hmm", "mmhmm", "mm", "hmm", "mhm"}, said
+
+
+async def test_words_taken_for_a_backchannel_join_the_turn_they_begin(
+    start_node: NodeFactory,
+) -> None:
+    """ "Mm-hmm." over the greeting, a pause long enough to end a turn, then a question: the
+    first words let the agent go on, the question barges in, and the caller's turn holds both
+    (nothing the caller said is lost between the two)."""
+    first, second = clip("backchannel"), clip("opening_hours")
+    pause = np.zeros(int(0.8 * 8000), dtype=np.int16)  # well past the 400 ms endpoint
+    spoken = Say(
+        np.concatenate([first.audio, pause, second.audio]),
+        label="split",
+        barge_in_after_ms=1200,
+    )
+    async with start_node(project=True) as running:
+        result = await call(running.url, [spoken], **PATIENT)
+        events = await running.wait_call_ended(result.call_sid)
+        await asyncio.sleep(0.5)  # the projector commits in small batches
+        with psycopg.connect(running.settings.database_url, row_factory=dict_row) as conn:
+            stored = conn.execute(
+                "SELECT turn_index, text FROM call_turns WHERE call_id = %s AND speaker = 'caller'",
+                (result.call_sid,),
+            ).fetchall()
+
+    backchannels = running.node.metrics.registry.get_sample_value("parley_backchannels_total")
+    assert backchannels == 1, "the first words were taken for a backchannel"
+    said = [e.payload for e in events if isinstance(e.payload, TurnUser)]
+    assert len(said) == 1, said
+    heard = words(said[0].text)
+    assert heard & {"mm-hmm", "mmhmm", "mm", "hmm", "mhm"}, said[0].text
+    assert {"opening", "hours"} <= heard, said[0].text
+    assert [(r["turn_index"], r["text"]) for r in stored] == [(said[0].turn_index, said[0].text)]
 
 
 async def test_a_short_interruption_is_a_barge_in(start_node: NodeFactory) -> None:

@@ -28,6 +28,7 @@ from media_nodes.audio.turn import (
 from media_nodes.audio.vad import StreamingVad
 from media_nodes.models import Models
 from media_nodes.pipeline.backchannel import is_backchannel
+from media_nodes.pipeline.caller_speech import Heard, PendingSpeech, merge
 from media_nodes.pipeline.playout import Piece, Playout, PlayoutTurn
 from media_nodes.recording.recorder import CallRecorder
 from media_nodes.recording.store import LocalStore, S3Store, create_store
@@ -458,3 +459,24 @@ def test_session_tokens_round_trip_and_refuse_tampering() -> None:
     ]:
         with pytest.raises(TokenError, match=message):
             verify(bad, secret=secret, now=now)
+
+
+def test_held_words_are_merged_into_the_next_turn_in_the_order_said() -> None:
+    pending = PendingSpeech()
+    pending.hold(Heard("Yes,", 1000, 1300, 0.9))
+    pending.hold(Heard("  ", 1500, 1600, 0.1))  # nothing written: nothing to keep
+    turn = pending.into(Heard("I've been there before.", 1800, 3100, 0.7))
+    assert turn == Heard("Yes, I've been there before.", 1000, 3100, 0.7)
+    assert not pending and pending.take() is None  # taken in: not stored twice
+    alone = Heard("Where is my order?", 0, 900, None)
+    assert pending.into(alone) is alone
+
+
+def test_words_no_turn_took_in_are_kept_as_one_piece() -> None:
+    pending = PendingSpeech()
+    pending.hold(Heard("mm-hmm", 100, 400, None))
+    pending.hold(Heard("okay", 2000, 2300, 0.8))
+    assert pending.take() == Heard("mm-hmm okay", 100, 2300, 0.8)
+    assert pending.take() is None
+    with pytest.raises(ValueError):
+        merge([])
