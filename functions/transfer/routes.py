@@ -132,7 +132,7 @@ async def outbound(
     )
     assert isinstance(placed, service.PlacedCall)
     async with db() as conn:
-        call_id = await calls.record_call(
+        recorded = await calls.record_call(
             conn,
             calls.NewCall(
                 call_sid=placed.call_sid,
@@ -143,4 +143,4 @@ async def outbound(
             ),
             route,
         )
-    return OutboundResult(call_id=call_id, twilio_call_sid=placed.call_sid, status=placed.status)
+    return OutboundResult(call_id=recorded.call_id, twilio_call_sid=placed.call_sid, status=placed.status)
