@@ -77,16 +77,25 @@ async def test_forged_or_expired_token_refused(start_node: NodeFactory) -> None:
         expired = sign(
             "c2", "t1", "acme-shop", 5, secret=running.settings.session_token_secret, now=0
         )
+        another_call = sign(
+            "c3",
+            "t1",
+            "acme-shop",
+            60,
+            secret=running.settings.session_token_secret,
+            call_sid="CA" + "f" * 32,  # the simulated caller's CallSid is another
+        )
         for parameters in (
             {"token": forged},
             {"token": expired},
+            {"token": another_call},
             {"token": "garbage"},
             {"call_id": "../../etc/passwd"},
             {"tenant_id": "x" * 300},
         ):
             result = await call(running.url, [], parameters=parameters)
             assert result.close_code == 1008, parameters
-        assert running.dropped("unauthorized") == 5
+        assert running.dropped("unauthorized") == 6
         assert not running.events()
 
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import websockets
@@ -51,6 +52,17 @@ async def read_everything(ws: websockets.ClientConnection) -> None:
             pass
 
 
+@contextlib.asynccontextmanager
+async def started_stream(
+    url: str, stream_sid: str, call_sid: str
+) -> AsyncIterator[tuple[websockets.ClientConnection, asyncio.Task[None]]]:
+    """A stream as Twilio starts it, with a task reading everything the node sends."""
+    async with websockets.connect(url, close_timeout=CLIENT_CLOSE_TIMEOUT_S) as ws:
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1"}))
+        await ws.send(start_frame(stream_sid, call_sid))
+        yield ws, asyncio.create_task(read_everything(ws))
+
+
 class SlowBroker(InProcessBus):
     """A broker that takes a call's closing events only when the test lets it: saving the call
     takes as long as the test wants."""
@@ -74,10 +86,7 @@ async def test_a_close_from_the_caller_is_answered_promptly(
     stream_sid, call_sid = "MZ" + uuid.uuid4().hex, "CA" + uuid.uuid4().hex
     broker = SlowBroker()
     async with start_node(bus=broker) as running:
-        async with websockets.connect(running.url, close_timeout=CLIENT_CLOSE_TIMEOUT_S) as ws:
-            await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1"}))
-            await ws.send(start_frame(stream_sid, call_sid))
-            reader = asyncio.create_task(read_everything(ws))
+        async with started_stream(running.url, stream_sid, call_sid) as (ws, reader):
             for _ in range(25):  # half a second of the caller's line
                 await ws.send(
                     json.dumps(
@@ -109,10 +118,7 @@ async def test_after_stop_the_node_closes_the_socket_before_saving_the_call(
     stream_sid, call_sid = "MZ" + uuid.uuid4().hex, "CA" + uuid.uuid4().hex
     broker = SlowBroker()
     async with start_node(bus=broker) as running:
-        async with websockets.connect(running.url, close_timeout=CLIENT_CLOSE_TIMEOUT_S) as ws:
-            await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1"}))
-            await ws.send(start_frame(stream_sid, call_sid))
-            reader = asyncio.create_task(read_everything(ws))
+        async with started_stream(running.url, stream_sid, call_sid) as (ws, reader):
             stop = {"event": "stop", "streamSid": stream_sid, "stop": {"callSid": call_sid}}
             await ws.send(json.dumps(stop))
             await asyncio.wait_for(reader, PROMPT_S)  # the node's close ends the read
