@@ -143,4 +143,6 @@ async def outbound(
             ),
             route,
         )
-    return OutboundResult(call_id=recorded.call_id, twilio_call_sid=placed.call_sid, status=placed.status)
+    return OutboundResult(
+        call_id=recorded.call_id, twilio_call_sid=placed.call_sid, status=placed.status
+    )
