@@ -3,24 +3,18 @@ on one port) survives schemathesis fuzzing of every operation with zero server e
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from functions import openapi, samples
-from functions.local import create_local_app
-from tests.functions.conftest import FakeTwilio, Tenant, make_agent, make_tenant
+from tests.functions.conftest import Tenant, make_agent, make_tenant
 
 schema = schemathesis.openapi.from_path(str(openapi.OPENAPI_FILE))
 
@@ -41,30 +35,6 @@ def test_every_route_has_a_current_sample_event() -> None:
     routes = {(m.upper(), p) for p, ops in openapi.openapi_document()["paths"].items() for m in ops}
     sampled = {(method, route) for _, method, route, *_ in samples.ROUTES}
     assert routes == sampled
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def live_api(rt: Any, fake_twilio: FakeTwilio) -> Iterator[str]:
-    """``parley api serve`` in a thread: the local app on a real port."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_local_app(), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "local API server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 @pytest.fixture
