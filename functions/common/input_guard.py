@@ -77,11 +77,16 @@ def _check_url(scope: Scope) -> None:
             raise InputRefused(400, "a header contains a NUL character")
 
 
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers") or []:
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
 def _content_type(scope: Scope) -> str:
-    for name, value in scope.get("headers") or []:
-        if name.lower() == b"content-type":
-            return value.decode("latin-1").split(";")[0].strip().lower()
-    return ""
+    value = _header(scope, b"content-type") or b""
+    return value.decode("latin-1").split(";")[0].strip().lower()
 
 
 def _check_body(body: bytes, content_type: str) -> None:
@@ -103,13 +108,11 @@ def _check_body(body: bytes, content_type: str) -> None:
 
 
 def _declared_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers") or []:
-        if name.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    value = _header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 class InputGuard:

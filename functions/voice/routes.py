@@ -65,6 +65,7 @@ _STATUS_FIELDS = _VOICE_FIELDS | {
 }
 
 
+_TWIML = {"schema": {"type": "string"}}
 _UNSUPPORTED_MEDIA = {415: {"model": ErrorResponse, "description": "not form data"}}
 
 
@@ -91,9 +92,7 @@ def _required(form: dict[str, str], name: str, pattern: re.Pattern[str]) -> str:
     summary="Twilio voice webhook: answer a call with a media stream",
     # A plain Response class, so the error responses are documented as the JSON they are.
     response_class=Response,
-    responses=_responses(
-        {200: {"content": {"application/xml": {"schema": {"type": "string"}}}, "description": "TwiML"}}
-    ),
+    responses=_responses({200: {"content": {"application/xml": _TWIML}, "description": "TwiML"}}),
     openapi_extra=_form_schema(["CallSid", "From", "To"], _VOICE_FIELDS),
 )
 async def voice_webhook(request: Request) -> Response:

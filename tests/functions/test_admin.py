@@ -220,9 +220,7 @@ def test_a_tenant_cannot_revoke_its_last_admin_key(
     rt: Any, sql: psycopg.Connection[Any], tenant: Tenant
 ) -> None:
     def revoke(caller: Tenant, key_id: str) -> Any:
-        return _call(
-            "admin.delete-v1-api-keys-key_id.json", caller, path=f"/v1/api-keys/{key_id}"
-        )
+        return _call("admin.delete-v1-api-keys-key_id.json", caller, path=f"/v1/api-keys/{key_id}")
 
     reader = add_key(sql, tenant.tenant_id, ["read"])
     last = revoke(tenant, tenant.key_id)
@@ -259,9 +257,7 @@ def test_settings_patch_changes_only_what_is_sent_and_put_replaces_everything(
 
 @pytest.mark.parametrize("value", ["no", 0, "false", "", None, 1, "off"])
 @pytest.mark.parametrize("method", ["put", "patch"])
-def test_redaction_is_a_strict_boolean(
-    rt: Any, tenant: Tenant, value: Any, method: str
-) -> None:
+def test_redaction_is_a_strict_boolean(rt: Any, tenant: Tenant, value: Any, method: str) -> None:
     sample = f"admin.{method}-v1-tenant-settings.json"
     body = json.loads(load_sample(sample)["body"]) | {"redact_pii": value}
     reply = _call(sample, tenant, body=body)
@@ -343,9 +339,7 @@ def test_tenant_settings_hold_recording_and_overflow(
     assert reply.status == 200
     assert reply.json()["settings"]["overflow_number"] == "+15550001111"
     assert reply.json()["settings"]["recording_enabled"] is True
-    bad = _call(
-        "admin.patch-v1-tenant-settings.json", tenant, body={"overflow_number": "call me"}
-    )
+    bad = _call("admin.patch-v1-tenant-settings.json", tenant, body={"overflow_number": "call me"})
     assert (
         bad.status == 422 and bad.json()["error"]["details"][0]["field"] == "body.overflow_number"
     )

@@ -382,7 +382,9 @@ def test_a_local_recording_is_served_through_the_api_and_its_path_never_shown(
     )
     detail = _get("analytics.get-v1-calls-call_id.json", tenant, path=f"/v1/calls/{call_id}")
     link = detail.json()["recording_url"]
-    assert link == f"https://abc123.execute-api.us-east-1.amazonaws.com/v1/calls/{call_id}/recording"
+    assert (
+        link == f"https://abc123.execute-api.us-east-1.amazonaws.com/v1/calls/{call_id}/recording"
+    )
     assert str(rt.settings.data_dir) not in detail.body and "file:" not in detail.body
     sample = "analytics.get-v1-calls-call_id-recording.json"
     path = f"/v1/calls/{call_id}/recording"

@@ -28,9 +28,7 @@ AGENT = {
 def api(live_api: str, sql: psycopg.Connection[Any]) -> tuple[httpx.Client, Tenant]:
     tenant = make_tenant(sql, ["admin"])
     make_agent(sql, tenant.tenant_id)
-    client = httpx.Client(
-        base_url=live_api, headers={"Authorization": tenant.auth}, timeout=30
-    )
+    client = httpx.Client(base_url=live_api, headers={"Authorization": tenant.auth}, timeout=30)
     return client, tenant
 
 
