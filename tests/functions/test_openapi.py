@@ -148,3 +148,18 @@ def test_the_local_server_serves_docs_and_every_function(live_api: str, fuzz_key
 def test_fuzzing_finds_no_server_errors(case: Any, live_api: str, fuzz_key: Tenant) -> None:
     response = case.call(base_url=live_api, headers={"Authorization": fuzz_key.auth}, timeout=30)
     case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+
+
+def test_the_document_says_what_the_server_answers() -> None:
+    document = openapi.openapi_document()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "400" in responses, (method, path)  # the input guard's answer
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    assert set(response["content"]) == {"application/json"}, (method, path)
+    for webhook in ("/twilio/voice", "/twilio/status"):
+        assert {"403", "413", "415", "422"} <= set(document["paths"][webhook]["post"]["responses"])
+    voice_ok = document["paths"]["/twilio/voice"]["post"]["responses"]["200"]
+    assert set(voice_ok["content"]) == {"application/xml"}
