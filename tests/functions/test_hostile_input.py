@@ -180,3 +180,28 @@ def test_a_cursor_with_the_wrong_types_is_a_422(api: tuple[httpx.Client, Tenant]
     assert _refused(client.get(f"/v1/calls?cursor={cursor}"), 422)["details"][0]["field"] == (
         "query.cursor"
     )
+
+
+@pytest.mark.parametrize("path", ["/v1/calls/x%00", "/v1/calls/x\x00"])
+def test_the_lambda_handler_refuses_a_nul_too(rt: Any, tenant: Tenant, path: str) -> None:
+    from functions.analytics.app import handler
+    from tests.functions.conftest import api_event, invoke
+
+    reply = invoke(handler, api_event("analytics.get-v1-calls-call_id.json", tenant, path=path))
+    assert reply.status == 400 and reply.json()["error"]["code"] == "bad_request"
+
+
+def test_forwarded_headers_from_an_untrusted_peer_do_not_change_links(
+    api: tuple[httpx.Client, Tenant], sql: psycopg.Connection[Any], live_api: str, rt: Any
+) -> None:
+    client, tenant = api
+    sql.execute(
+        "INSERT INTO calls (call_id, tenant_id, recording_url) VALUES ('fwd-1', %s, %s)",
+        (tenant.tenant_id, (rt.settings.data_dir / "recordings" / "x.wav").resolve().as_uri()),
+    )
+    forged = {"X-Forwarded-Host": "evil.example.com", "X-Forwarded-Proto": "https"}
+    link = client.get("/v1/calls/fwd-1", headers=forged).json()["recording_url"]
+    assert link == f"{live_api}/v1/calls/fwd-1/recording"
+    rt._settings = rt.settings.model_copy(update={"trusted_proxies": ["127.0.0.0/8"]})
+    link = client.get("/v1/calls/fwd-1", headers=forged).json()["recording_url"]
+    assert link == "https://evil.example.com/v1/calls/fwd-1/recording"
