@@ -41,7 +41,9 @@ def serve(
     import uvicorn
 
     _settings()
-    uvicorn.run("functions.local:app", host=host, port=port, log_level="info", proxy_headers=True)
+    # Forwarded headers are judged by PARLEY_TRUSTED_PROXIES (functions/common/public_url.py),
+    # not by uvicorn, which would believe any client on the loopback address.
+    uvicorn.run("functions.local:app", host=host, port=port, log_level="info", proxy_headers=False)
 
 
 @api_app.command("openapi")

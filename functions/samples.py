@@ -86,6 +86,14 @@ ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
     ),
     (
         "admin",
+        "PATCH",
+        "/v1/tenant/settings",
+        "/v1/tenant/settings",
+        {},
+        {"recording_enabled": False},
+    ),
+    (
+        "admin",
         "POST",
         "/v1/api-keys",
         "/v1/api-keys",
@@ -122,6 +130,14 @@ ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
         "/v1/agents/acme-shop/recording",
         {},
         {"enabled": True},
+    ),
+    (
+        "admin",
+        "PUT",
+        "/v1/tenants/{tenant_id}/phone-numbers/{number}",
+        "/v1/tenants/acme-inc/phone-numbers/+15559870000",
+        {},
+        {"agent_id": "acme-shop"},
     ),
     (
         "admin",
@@ -163,6 +179,14 @@ ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
         None,
     ),
     ("analytics", "GET", "/v1/calls/{call_id}", "/v1/calls/call-sample-1", {}, None),
+    (
+        "analytics",
+        "GET",
+        "/v1/calls/{call_id}/recording",
+        "/v1/calls/call-sample-1/recording",
+        {},
+        None,
+    ),
     (
         "analytics",
         "GET",

@@ -27,6 +27,41 @@ class TenantSettings(Body):
     )
 
 
+class SettingsReplace(Body):
+    """All settings at once: a full replacement, so every field is required (PATCH changes some).
+
+    Strict types: ``"no"``, ``0`` or ``"false"`` are not booleans here.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    recording_enabled: bool = Field(description="Record every call of the tenant.")
+    recording_retention_days: int = Field(ge=1, le=3650, description="Keep recordings for.")
+    redact_pii: bool = Field(description="Redact card numbers and the like in transcripts.")
+    overflow_number: E164 | None = Field(
+        description="Where calls go when no media node has capacity (null: a polite hangup)."
+    )
+    confirm_redaction_off: bool = Field(
+        False,
+        description="Must be true in the request that turns redact_pii off (an audited action).",
+    )
+
+
+class SettingsUpdate(Body):
+    """The settings to change; those not sent keep their value. Strict types, as for PUT."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    recording_enabled: bool | None = None
+    recording_retention_days: int | None = Field(None, ge=1, le=3650)
+    redact_pii: bool | None = None
+    overflow_number: E164 | None = Field(None, description="null removes the overflow number.")
+    confirm_redaction_off: bool = Field(
+        False,
+        description="Must be true in the request that turns redact_pii off (an audited action).",
+    )
+
+
 class TenantCreate(Body):
     name: str = Field(min_length=1, max_length=200)
     tenant_id: TenantIdField | None = Field(None, description="Chosen id; generated if absent.")

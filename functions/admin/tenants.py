@@ -15,6 +15,8 @@ from functions.admin.models import (
     CreatedKey,
     KeyCreate,
     KeyOut,
+    SettingsReplace,
+    SettingsUpdate,
     TenantCreate,
     TenantCreated,
     TenantOut,
@@ -22,7 +24,8 @@ from functions.admin.models import (
 )
 from functions.common.auth import Principal, require, store_key
 from functions.common.db import db, fetch_all, fetch_one
-from functions.common.errors import ERROR_RESPONSES, ApiError
+from functions.common.errors import ERROR_RESPONSES, ApiError, invalid
+from functions.common.observability import logger
 
 router = APIRouter(tags=["tenants"], responses=ERROR_RESPONSES)
 
@@ -100,23 +103,77 @@ async def get_tenant(principal: Principal = Depends(require("read"))) -> TenantO
     return tenant_out(row)
 
 
+REDACTION_OFF_NEEDS_CONFIRMATION = (
+    "turning PII redaction off exposes callers' card numbers and the like in transcripts: "
+    "send confirm_redaction_off: true with it"
+)
+
+
+async def _change_settings(
+    principal: Principal, changes: dict[str, Any], *, confirmed: bool
+) -> TenantOut:
+    """Apply ``changes`` to the stored settings and record who did what, in one transaction.
+
+    Turning redaction off must be confirmed in the request, and is logged and audited as its own
+    action."""
+    async with db() as conn, conn.transaction():
+        row = await fetch_one(
+            conn,
+            "SELECT settings FROM tenants WHERE tenant_id = %s FOR UPDATE",
+            (principal.tenant_id,),
+        )
+        if row is None:
+            raise ApiError(404, "tenant not found")
+        before = TenantSettings.model_validate(row["settings"] or {})
+        after = before.model_copy(update=changes)
+        turned_off = before.redact_pii and not after.redact_pii
+        if turned_off and not confirmed:
+            raise invalid("body.confirm_redaction_off", REDACTION_OFF_NEEDS_CONFIRMATION)
+        old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
+        changed = {k: {"from": old[k], "to": new[k]} for k in new if old[k] != new[k]}
+        updated = await fetch_one(
+            conn,
+            "UPDATE tenants SET settings = %s WHERE tenant_id = %s RETURNING *",
+            (Jsonb(new), principal.tenant_id),
+        )
+        if changed:
+            action = "redaction_disabled" if turned_off else "settings_changed"
+            await conn.execute(
+                "INSERT INTO tenant_audit_log (tenant_id, key_id, action, detail) "
+                "VALUES (%s, %s, %s, %s)",
+                (principal.tenant_id, principal.key_id, action, Jsonb(changed)),
+            )
+            log = logger.warning if turned_off else logger.info
+            log(action, tenant_id=principal.tenant_id, key_id=principal.key_id, changed=changed)
+    assert updated is not None
+    return tenant_out(updated)
+
+
 @router.put(
     "/v1/tenant/settings",
     response_model=TenantOut,
-    summary="Replace the tenant's settings (recording, redaction, overflow number)",
+    summary="Replace all of the tenant's settings (every field required; PATCH changes some)",
 )
 async def put_tenant_settings(
-    body: TenantSettings, principal: Principal = Depends(require("admin"))
+    body: SettingsReplace, principal: Principal = Depends(require("admin"))
 ) -> TenantOut:
-    async with db() as conn:
-        row = await fetch_one(
-            conn,
-            "UPDATE tenants SET settings = %s WHERE tenant_id = %s RETURNING *",
-            (Jsonb(body.model_dump(mode="json")), principal.tenant_id),
-        )
-    if row is None:
-        raise ApiError(404, "tenant not found")
-    return tenant_out(row)
+    changes = body.model_dump(exclude={"confirm_redaction_off"})
+    return await _change_settings(principal, changes, confirmed=body.confirm_redaction_off)
+
+
+@router.patch(
+    "/v1/tenant/settings",
+    response_model=TenantOut,
+    summary="Change some of the tenant's settings; the others keep their value",
+)
+async def patch_tenant_settings(
+    body: SettingsUpdate, principal: Principal = Depends(require("admin"))
+) -> TenantOut:
+    changes = body.model_dump(exclude={"confirm_redaction_off"}, exclude_unset=True)
+    for name in ("recording_enabled", "recording_retention_days", "redact_pii"):
+        if name in changes and changes[name] is None:
+            raise invalid(f"body.{name}", "cannot be null")
+    return await _change_settings(principal, changes, confirmed=body.confirm_redaction_off)
 
 
 @router.post(
@@ -155,7 +212,21 @@ async def list_keys(principal: Principal = Depends(require("admin"))) -> list[Ke
     summary="Revoke an API key (at once; it cannot be restored)",
 )
 async def revoke_key(key_id: str, principal: Principal = Depends(require("admin"))) -> Response:
-    async with db() as conn:
+    async with db() as conn, conn.transaction():
+        # The tenant's live keys, locked: two revocations at once cannot both pass the check.
+        live = await fetch_all(
+            conn,
+            "SELECT key_id, scopes FROM api_keys WHERE tenant_id = %s AND revoked_at IS NULL "
+            "ORDER BY key_id FOR UPDATE",
+            (principal.tenant_id,),
+        )
+        admins = {r["key_id"] for r in live if "admin" in r["scopes"]}
+        if admins == {key_id}:
+            raise ApiError(
+                409,
+                "this is the tenant's last admin key: create another admin key before revoking it",
+                code="last_admin_key",
+            )
         cursor = await conn.execute(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) "
             "WHERE key_id = %s AND tenant_id = %s",

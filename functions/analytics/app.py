@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter, Depends
 
-from functions.analytics import calls, summaries
+from functions.analytics import calls, recording, summaries
 from functions.common.app import create_app, lambda_handler
 from functions.common.query import reject_unknown_query
 
 router = APIRouter(dependencies=[Depends(reject_unknown_query)])
 router.include_router(calls.router)
+router.include_router(recording.router)
 router.include_router(summaries.router)
 
 app = create_app(router, title="Parley analytics API")

@@ -74,9 +74,13 @@ CSV_COLUMNS = _COLUMNS
 def _aware(value: datetime | None, field: str) -> datetime | None:
     if value is None:
         return None
-    if value.year < 1970 or value.year > 9999:
-        raise invalid(field, "out of range")
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:  # in UTC, so an offset cannot carry the instant past year 9999 (or before 1970)
+        utc = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not 1970 <= utc.year <= 9999:
+        raise invalid(field, "must be between 1970 and 9999 (UTC)")
+    return utc
 
 
 def _wants_csv(request: Request, format: str | None) -> bool:
@@ -219,6 +223,7 @@ def _csv(items: list[CallSummary], next_cursor: str | None) -> Response:
     summary="One call: transcript, intents, slots, disposition, latency, recording",
 )
 async def get_call(
+    request: Request,
     call_id: str = Path(min_length=1, max_length=128),
     principal: Principal = Depends(require("read")),
 ) -> CallDetail:
@@ -275,5 +280,5 @@ async def get_call(
         latency=[LatencyTurn(**row) for row in latency],
         voice_to_voice_p50_ms=median["p50"] if median else None,
         status_history=[StatusChange(**h) for h in history],
-        recording_url=recording_link(call["recording_url"]),
+        recording_url=recording_link(request, call_id, call["recording_url"]),
     )

@@ -23,7 +23,7 @@ def decode(cursor: str, sort: str) -> tuple[Key, str]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         cursor_sort, raw, call_id = data
-        if not isinstance(call_id, str) or len(call_id) > 128:
+        if not isinstance(cursor_sort, str) or not isinstance(call_id, str) or len(call_id) > 128:
             raise ValueError
         value: Key
         if cursor_sort.endswith("started_at"):

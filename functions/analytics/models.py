@@ -78,7 +78,9 @@ class CallDetail(CallSummary):
     latency: list[LatencyTurn]
     voice_to_voice_p50_ms: float | None
     status_history: list[StatusChange]
-    recording_url: str | None = Field(description="A pre-signed URL when stored in S3.")
+    recording_url: str | None = Field(
+        description="A pre-signed URL when stored in S3, else this API's /recording route."
+    )
 
 
 class CountRate(BaseModel):

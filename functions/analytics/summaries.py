@@ -29,6 +29,8 @@ router = APIRouter(tags=["summaries"], responses=ERROR_RESPONSES)
 
 GroupBy = Literal["day", "week", "agent", "total"]
 MAX_DAYS = 366
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9999, 12, 31)
 COMPACT_AFTER = 20_000
 LATENCY_BUCKET_BASE = 1.025  # parley_latency_bucket(): buckets 2.5% wide
 AgentQuery = Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -50,9 +52,16 @@ def bucket_middle(bucket: int) -> float:
     return round(float(LATENCY_BUCKET_BASE ** (bucket + 0.5)), 1)
 
 
+def _day(value: date | None, field: str) -> date | None:
+    if value is not None and not FIRST_DAY <= value <= LAST_DAY:
+        raise invalid(field, f"must be between {FIRST_DAY} and {LAST_DAY}")
+    return value
+
+
 def _range(start: date | None, end: date | None) -> tuple[date, date]:
-    end = end or datetime.now(UTC).date()
-    start = start or end - timedelta(days=29)
+    end = _day(end, "query.end") or datetime.now(UTC).date()
+    # Bounded days keep the default start (and PostgreSQL's date range) from overflowing.
+    start = _day(start, "query.start") or max(end - timedelta(days=29), FIRST_DAY)
     if start > end:
         raise invalid("query.start", "must not be after end")
     if (end - start).days + 1 > MAX_DAYS:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from mangum import Mangum
 
 from functions.common.errors import install_error_handlers
+from functions.common.input_guard import InputGuard
 from functions.common.observability import logger, metrics, tracer
 
 API_TITLE = "Parley API"
@@ -29,6 +30,7 @@ def create_app(*routers: APIRouter, title: str = API_TITLE, lifespan: Any = None
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
+    app.add_middleware(InputGuard)
 
     @app.middleware("http")
     async def _observe(

@@ -7,6 +7,7 @@ the request id and no stack trace (the trace goes to the log).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -108,6 +109,26 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def _allowed_methods(request: Request, fallback: str) -> str:
+    """Every method some operation takes on this path (Starlette names only the first route's),
+    from the app's OpenAPI paths; ``fallback`` for paths outside the document (/docs)."""
+    app = request.app
+    table: list[tuple[re.Pattern[str], str]] | None = getattr(app.state, "methods_by_path", None)
+    if table is None:
+        table = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$"),
+                ", ".join(sorted(method.upper() for method in operations)),
+            )
+            for path, operations in app.openapi().get("paths", {}).items()
+        ]
+        app.state.methods_by_path = table
+    for pattern, methods in table:
+        if pattern.match(request.url.path):
+            return methods
+    return fallback
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -133,6 +154,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request, (headers or {}).get("Allow", ""))
+            headers = {**(headers or {}), "Allow": allowed}
         return error_response(request, exc.status_code, message, headers=headers)
 
     @app.exception_handler(DatabaseUnavailable)
@@ -149,5 +173,6 @@ def install_error_handlers(app: FastAPI) -> None:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": code.replace("_", " ")}
     for status, code in _CODES.items()
-    if status in (401, 403, 404, 409, 422)
+    if status in (400, 401, 403, 404, 409, 413, 422)
 }
+"""The errors any /v1 route can answer (400 and 413 come from the input guard)."""

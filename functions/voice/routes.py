@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Request, Response
 
 from functions.common.db import db
-from functions.common.errors import ERROR_RESPONSES, invalid
+from functions.common.errors import ERROR_RESPONSES, ErrorResponse, invalid
 from functions.common.observability import logger, metrics
 from functions.common.runtime import runtime
 from functions.voice import calls, twiml
@@ -65,8 +65,15 @@ _STATUS_FIELDS = _VOICE_FIELDS | {
 }
 
 
+_TWIML = {"schema": {"type": "string"}}
+_UNSUPPORTED_MEDIA = {415: {"model": ErrorResponse, "description": "not form data"}}
+
+
 def _responses(extra: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
-    return extra | {k: v for k, v in ERROR_RESPONSES.items() if k in (403, 422)}
+    """What a webhook answers besides success: errors are JSON in the one shape, even where
+    success is TwiML (Twilio reads only the status of a failed webhook)."""
+    errors = {k: v for k, v in ERROR_RESPONSES.items() if k in (400, 403, 413, 422)}
+    return extra | errors | _UNSUPPORTED_MEDIA
 
 
 def _xml(body: str) -> Response:
@@ -83,8 +90,9 @@ def _required(form: dict[str, str], name: str, pattern: re.Pattern[str]) -> str:
 @router.post(
     "/twilio/voice",
     summary="Twilio voice webhook: answer a call with a media stream",
-    response_class=twiml.TwiMLResponse,
-    responses=_responses({200: {"content": {"application/xml": {}}, "description": "TwiML"}}),
+    # A plain Response class, so the error responses are documented as the JSON they are.
+    response_class=Response,
+    responses=_responses({200: {"content": {"application/xml": _TWIML}, "description": "TwiML"}}),
     openapi_extra=_form_schema(["CallSid", "From", "To"], _VOICE_FIELDS),
 )
 async def voice_webhook(request: Request) -> Response:

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+from shared.recordings import local_root
+
 
 class RecordingStore(Protocol):
     async def save(self, key: str, data: bytes, content_type: str) -> str:
@@ -56,11 +58,8 @@ class S3Store:
 
 def create_store(location: str, data_dir: Path) -> RecordingStore:
     """``''`` -> data_dir/recordings; ``/abs/path`` or ``file://...``; ``s3://bucket/prefix``."""
-    if not location:
-        return LocalStore(data_dir / "recordings")
+    root = local_root(location, data_dir)
+    if root is not None:
+        return LocalStore(root)
     parsed = urlparse(location)
-    if parsed.scheme == "s3":
-        return S3Store(parsed.netloc, parsed.path)
-    if parsed.scheme == "file":
-        return LocalStore(Path(parsed.path))
-    return LocalStore(Path(location))
+    return S3Store(parsed.netloc, parsed.path)

@@ -127,6 +127,7 @@ def _check(response: httpx.Response, what: str) -> Any:
 async def _setup_tenant(api: httpx.AsyncClient, settings: Settings, say: Printer) -> str:
     """A fresh tenant (one per demo run), the agent uploaded and a number routed to it."""
     from functions.admin.tenants import create_tenant
+    from functions.common.auth import store_key
     from shared.agents.loader import inline_knowledge, load_agent_file
     from shared.db import connect
 
@@ -141,6 +142,8 @@ async def _setup_tenant(api: httpx.AsyncClient, settings: Settings, say: Printer
         created = await create_tenant(
             conn, "Demo Shop", tenant_id=f"demo-{uuid.uuid4().hex[:6]}", key_name="demo"
         )
+        # Only the platform operator gives numbers to tenants: the demo plays that part too.
+        operator = await store_key(conn, created.tenant.tenant_id, ["platform"], "demo operator")
     finally:
         await conn.close()
     key = created.api_key.key
@@ -155,8 +158,12 @@ async def _setup_tenant(api: httpx.AsyncClient, settings: Settings, say: Printer
     )
     say(f"agent acme-shop uploaded through the admin API (version {body['version']})")
     _check(
-        await api.put(f"/v1/phone-numbers/{DEMO_NUMBER}", json={"agent_id": "acme-shop"}),
-        "routing the demo number",
+        await api.put(
+            f"/v1/tenants/{created.tenant.tenant_id}/phone-numbers/{DEMO_NUMBER}",
+            json={"agent_id": "acme-shop"},
+            headers={"Authorization": f"Bearer {operator.secret}"},
+        ),
+        "giving the demo number to the tenant",
     )
     say(f"number {DEMO_NUMBER} routes to acme-shop")
     return str(created.tenant.tenant_id)

@@ -20,6 +20,11 @@ from shared.agents.validation import validate_agent
 
 AGENT_FILE_NAMES = ("agent.yaml", "agent.yml", "agent.json")
 MAX_DEFINITION_BYTES = 2_000_000
+# A real definition nests about six levels and has a few thousand nodes; the limits stop
+# documents that would exhaust the stack (deep nesting, recursive aliases) or memory (aliases
+# that expand exponentially) before PyYAML builds them.
+MAX_NESTING = 32
+MAX_NODES = 200_000
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,54 @@ def parse_agent(
     return agent
 
 
+def _too_complex(source: str, mark: Any, message: str) -> AgentDefinitionError:
+    return AgentDefinitionError([LocatedProblem(source, mark.line + 1, "", message)])
+
+
+def _check_shape(text: str, source: str) -> None:
+    """Nesting depth and node count with every alias expanded, from the parser's event stream
+    (which, unlike the composer, does not recurse)."""
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, nodes so far) per open collection
+    sizes: dict[str, int] = {}  # anchor -> nodes it stands for
+    total = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_nodes) >= MAX_NESTING:
+                raise _too_complex(
+                    source, event.start_mark, f"nested deeper than {MAX_NESTING} levels"
+                )
+            open_nodes.append((event.anchor, 1))
+            added = 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+            if open_nodes:
+                parent_anchor, parent_size = open_nodes[-1]
+                open_nodes[-1] = (parent_anchor, parent_size + size)
+            continue
+        elif isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for anchor, _ in open_nodes):
+                raise _too_complex(
+                    source, event.start_mark, f"alias *{event.anchor} refers to a node holding it"
+                )
+            added = sizes.get(str(event.anchor), 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+            added = 1
+        else:
+            continue
+        total += added
+        if total > MAX_NODES:
+            raise _too_complex(
+                source, event.start_mark, f"more than {MAX_NODES} nodes with aliases expanded"
+            )
+        if open_nodes and not isinstance(event, yaml.CollectionStartEvent):
+            anchor, size = open_nodes[-1]
+            open_nodes[-1] = (anchor, size + added)
+
+
 def load_agent_text(text: str, *, source: str = "<definition>") -> AgentDefinition:
     """Parse YAML or JSON text into a validated definition."""
     if len(text.encode()) > MAX_DEFINITION_BYTES:
@@ -142,6 +195,7 @@ def load_agent_text(text: str, *, source: str = "<definition>") -> AgentDefiniti
             [LocatedProblem(source, None, "", f"larger than {MAX_DEFINITION_BYTES} bytes")]
         )
     try:
+        _check_shape(text, source)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -187,3 +187,46 @@ def test_fixed_texts_are_what_the_agent_says_word_for_word() -> None:
     assert definition.messages.no_input in texts
     assert not [t for t in texts if "{{" in t], "templated texts differ per call"
     assert len(texts) == len(set(texts))
+
+
+ALIAS_BOMB = "\n".join(
+    [
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+        *(
+            f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]"
+            for prev, name in zip("abcde", "bcdef", strict=True)
+        ),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &a [*a]", "alias *a refers to a node holding it"),
+        ("x: &x {y: {z: *x}}", "alias *x refers to a node holding it"),
+        ("[" * 5000 + "]" * 5000, "nested deeper than 32 levels"),
+        ("- " * 5000 + "x", "nested deeper than 32 levels"),
+        ("{a: " * 5000 + "1" + "}" * 5000, "nested deeper than 32 levels"),
+        (ALIAS_BOMB, "more than 200000 nodes with aliases expanded"),
+    ],
+    ids=["recursive-alias", "recursive-mapping", "deep-brackets", "deep-list", "deep-map", "bomb"],
+)
+def test_hostile_yaml_is_refused_before_it_is_built(text: str, message: str) -> None:
+    assert len(ALIAS_BOMB) < 300  # about 600,000 nodes once expanded
+    with pytest.raises(AgentDefinitionError) as caught:
+        load_agent_text(text)
+    (problem,) = caught.value.problems
+    assert problem.message == message and problem.line is not None
+
+
+def test_the_cli_names_a_hostile_definitions_problem(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from media_nodes.dialogue.cli import app
+
+    path = tmp_path / "agent.yaml"
+    path.write_text("a: &a [*a]\n")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:1: (document): alias *a refers to a node holding it" in result.output

@@ -9,7 +9,9 @@ import base64
 import copy
 import json
 import random
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import psycopg
 import pytest
+import uvicorn
 from psycopg.rows import dict_row
 
 from functions.common import runtime as runtime_module
@@ -365,3 +368,35 @@ def fake_twilio(rt: runtime_module.Runtime) -> Iterator[FakeTwilio]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_api(rt: Any, fake_twilio: FakeTwilio) -> Iterator[str]:
+    """``parley api serve`` in a thread: the local app on a real port, as the CLI runs it."""
+    from functions.local import create_local_app
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_local_app(),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            proxy_headers=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "local API server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

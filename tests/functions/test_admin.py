@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import psycopg
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -163,15 +164,23 @@ def test_invalid_definitions_get_located_problems(
 def test_numbers_route_to_agents_and_belong_to_one_tenant(
     rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, other_tenant: Tenant
 ) -> None:
+    platform = make_tenant(sql, ["platform"])
     number = phone()
     path = f"/v1/phone-numbers/{number}"
-    assert _call("admin.put-v1-phone-numbers-number.json", tenant, path=path).status == 404
+    give = f"/v1/tenants/{tenant.tenant_id}/phone-numbers/{number}"
+    give_event = "admin.put-v1-tenants-tenant_id-phone-numbers-number.json"
+    assert _call(give_event, platform, path=give).status == 404  # the tenant has no such agent
     _call("admin.post-v1-agents.json", tenant)
     _call("admin.post-v1-agents.json", other_tenant)
-    assigned = _call("admin.put-v1-phone-numbers-number.json", tenant, path=path)
-    assert assigned.status == 200 and assigned.json()["number"] == number
-    taken = _call("admin.put-v1-phone-numbers-number.json", other_tenant, path=path)
-    assert taken.status == 409
+    given = _call(give_event, platform, path=give)
+    assert given.status == 200 and given.json()["number"] == number
+    routed = _call("admin.put-v1-phone-numbers-number.json", tenant, path=path)
+    assert routed.status == 200 and routed.json()["agent_id"] == "acme-shop"
+    assert _call(give_event, tenant, path=give).status == 403  # a tenant key cannot give numbers
+    taken = _call(
+        give_event, platform, path=f"/v1/tenants/{other_tenant.tenant_id}/phone-numbers/{number}"
+    )
+    assert taken.status == 409 and tenant.tenant_id not in taken.body
     assert _call("admin.delete-v1-phone-numbers-number.json", other_tenant, path=path).status == 404
     listed = _call("admin.get-v1-phone-numbers.json", tenant).json()
     assert [n["number"] for n in listed] == [number]
@@ -179,6 +188,112 @@ def test_numbers_route_to_agents_and_belong_to_one_tenant(
     assert bad.status == 422
     assert _call("admin.delete-v1-phone-numbers-number.json", tenant, path=path).status == 204
     assert _call("admin.get-v1-phone-numbers.json", tenant).json() == []
+
+
+def test_a_tenant_cannot_claim_a_number_and_learns_nothing_about_other_tenants(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, other_tenant: Tenant
+) -> None:
+    _call("admin.post-v1-agents.json", tenant)
+    _call("admin.post-v1-agents.json", other_tenant)
+    free, owned = phone(), phone()
+    sql.execute(
+        "INSERT INTO phone_numbers (number, tenant_id, agent_id) VALUES (%s, %s, 'acme-shop')",
+        (owned, other_tenant.tenant_id),
+    )
+    answers = []
+    for number in (free, owned):
+        reply = _call(
+            "admin.put-v1-phone-numbers-number.json", tenant, path=f"/v1/phone-numbers/{number}"
+        )
+        assert reply.status == 404, reply.body
+        error = reply.json()["error"]
+        answers.append((error["code"], error["message"].replace(number, "N")))
+        assert other_tenant.tenant_id not in reply.body
+    assert answers[0] == answers[1]  # a free number and another tenant's look the same
+    rows = sql.execute(
+        "SELECT number, tenant_id FROM phone_numbers WHERE number IN (%s, %s)", (free, owned)
+    ).fetchall()
+    assert rows == [{"number": owned, "tenant_id": other_tenant.tenant_id}]
+
+
+def test_a_tenant_cannot_revoke_its_last_admin_key(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant
+) -> None:
+    def revoke(caller: Tenant, key_id: str) -> Any:
+        return _call("admin.delete-v1-api-keys-key_id.json", caller, path=f"/v1/api-keys/{key_id}")
+
+    reader = add_key(sql, tenant.tenant_id, ["read"])
+    last = revoke(tenant, tenant.key_id)
+    assert last.status == 409 and last.json()["error"]["code"] == "last_admin_key"
+    assert _call("admin.get-v1-tenant.json", tenant).status == 200  # still works
+    assert revoke(tenant, reader.key_id).status == 204  # other keys go as before
+    second = add_key(sql, tenant.tenant_id, ["admin"])
+    assert revoke(second, tenant.key_id).status == 204
+    assert revoke(second, second.key_id).status == 409  # now it is the last one
+    assert _call("admin.get-v1-tenant.json", second).status == 200
+
+
+def test_settings_patch_changes_only_what_is_sent_and_put_replaces_everything(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant
+) -> None:
+    assert _call("admin.put-v1-tenant-settings.json", tenant).status == 200
+    patched = _call(
+        "admin.patch-v1-tenant-settings.json", tenant, body={"recording_retention_days": 90}
+    )
+    assert patched.status == 200, patched.body
+    assert patched.json()["settings"] == {
+        "recording_enabled": True,
+        "recording_retention_days": 90,
+        "redact_pii": True,
+        "overflow_number": "+15550001111",
+    }
+    partial_put = _call("admin.put-v1-tenant-settings.json", tenant, body={"redact_pii": True})
+    assert partial_put.status == 422
+    missing = {d["field"] for d in partial_put.json()["error"]["details"]}
+    assert {"body.recording_enabled", "body.overflow_number"} <= missing
+    stored = _call("admin.get-v1-tenant.json", tenant).json()["settings"]
+    assert stored["recording_retention_days"] == 90 and stored["overflow_number"]
+
+
+@pytest.mark.parametrize("value", ["no", 0, "false", "", None, 1, "off"])
+@pytest.mark.parametrize("method", ["put", "patch"])
+def test_redaction_is_a_strict_boolean(rt: Any, tenant: Tenant, value: Any, method: str) -> None:
+    sample = f"admin.{method}-v1-tenant-settings.json"
+    body = json.loads(load_sample(sample)["body"]) | {"redact_pii": value}
+    reply = _call(sample, tenant, body=body)
+    assert reply.status == 422, reply.body
+    assert reply.json()["error"]["details"][0]["field"].startswith("body.redact_pii")
+    assert _call("admin.get-v1-tenant.json", tenant).json()["settings"]["redact_pii"] is True
+
+
+def test_turning_redaction_off_must_be_confirmed_and_is_audited(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant
+) -> None:
+    sample = "admin.patch-v1-tenant-settings.json"
+    unconfirmed = _call(sample, tenant, body={"redact_pii": False})
+    assert unconfirmed.status == 422
+    assert unconfirmed.json()["error"]["details"][0]["field"] == "body.confirm_redaction_off"
+    assert _call("admin.get-v1-tenant.json", tenant).json()["settings"]["redact_pii"] is True
+    confirmed = _call(sample, tenant, body={"redact_pii": False, "confirm_redaction_off": True})
+    assert confirmed.status == 200 and confirmed.json()["settings"]["redact_pii"] is False
+    assert _call(sample, tenant, body={"recording_enabled": True}).status == 200
+    audit = sql.execute(
+        "SELECT key_id, action, detail FROM tenant_audit_log WHERE tenant_id = %s "
+        "ORDER BY entry_id",
+        (tenant.tenant_id,),
+    ).fetchall()
+    assert audit == [
+        {
+            "key_id": tenant.key_id,
+            "action": "redaction_disabled",
+            "detail": {"redact_pii": {"from": True, "to": False}},
+        },
+        {
+            "key_id": tenant.key_id,
+            "action": "settings_changed",
+            "detail": {"recording_enabled": {"from": False, "to": True}},
+        },
+    ]
 
 
 def test_knowledge_documents_are_indexed_searchable_and_deleted(
@@ -224,7 +339,7 @@ def test_tenant_settings_hold_recording_and_overflow(
     assert reply.status == 200
     assert reply.json()["settings"]["overflow_number"] == "+15550001111"
     assert reply.json()["settings"]["recording_enabled"] is True
-    bad = _call("admin.put-v1-tenant-settings.json", tenant, body={"overflow_number": "call me"})
+    bad = _call("admin.patch-v1-tenant-settings.json", tenant, body={"overflow_number": "call me"})
     assert (
         bad.status == 422 and bad.json()["error"]["details"][0]["field"] == "body.overflow_number"
     )

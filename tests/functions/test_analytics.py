@@ -190,6 +190,13 @@ def test_recordings_in_s3_get_a_presigned_link(
         "recording_url"
     ]
     assert url.startswith("https://parley-recordings.s3") and "Signature" in url
+    redirect = _get(
+        "analytics.get-v1-calls-call_id-recording.json",
+        tenant,
+        path=f"/v1/calls/{call_id}/recording",
+    )
+    assert redirect.status == 307
+    assert redirect.headers["location"].startswith("https://parley-recordings.s3")
 
 
 @pytest.mark.parametrize(
@@ -359,3 +366,46 @@ def test_cli_compact_rollups(seeded: list[str], sql: psycopg.Connection[Any]) ->
     result = CliRunner().invoke(api_app, ["compact-rollups"])
     assert result.exit_code == 0 and "compacted" in result.output, result.output
     assert sql.execute("SELECT count(*) AS n FROM call_rollup_deltas").fetchone()["n"] == 0
+
+
+def test_a_local_recording_is_served_through_the_api_and_its_path_never_shown(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, other_tenant: Tenant
+) -> None:
+    call_id = f"rec-{uuid.uuid4().hex[:8]}"
+    folder = rt.settings.data_dir / "recordings" / tenant.tenant_id
+    folder.mkdir(parents=True)
+    wav = folder / f"{call_id}.wav"
+    wav.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt fake audio")
+    sql.execute(
+        "INSERT INTO calls (call_id, tenant_id, recording_url) VALUES (%s, %s, %s)",
+        (call_id, tenant.tenant_id, wav.resolve().as_uri()),
+    )
+    detail = _get("analytics.get-v1-calls-call_id.json", tenant, path=f"/v1/calls/{call_id}")
+    link = detail.json()["recording_url"]
+    assert (
+        link == f"https://abc123.execute-api.us-east-1.amazonaws.com/v1/calls/{call_id}/recording"
+    )
+    assert str(rt.settings.data_dir) not in detail.body and "file:" not in detail.body
+    sample = "analytics.get-v1-calls-call_id-recording.json"
+    path = f"/v1/calls/{call_id}/recording"
+    played = _get(sample, tenant, path=path)
+    assert played.status == 200 and played.headers["content-type"] == "audio/wav"
+    assert played.body.encode("latin-1") == wav.read_bytes()
+    assert _get(sample, other_tenant, path=path).status == 404
+    assert _get(sample, None, path=path).status == 401
+
+
+def test_a_recording_outside_the_store_or_missing_is_a_404(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, tmp_path: Path
+) -> None:
+    outside = tmp_path / "secret.wav"
+    outside.write_bytes(b"not yours")
+    sample = "analytics.get-v1-calls-call_id-recording.json"
+    for stored in (outside.as_uri(), "file:///etc/passwd", None):
+        call_id = f"rec-{uuid.uuid4().hex[:8]}"
+        sql.execute(
+            "INSERT INTO calls (call_id, tenant_id, recording_url) VALUES (%s, %s, %s)",
+            (call_id, tenant.tenant_id, stored),
+        )
+        reply = _get(sample, tenant, path=f"/v1/calls/{call_id}/recording")
+        assert reply.status == 404 and "no recording" in reply.json()["error"]["message"]

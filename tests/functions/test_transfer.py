@@ -180,3 +180,41 @@ def test_dial_twiml_knows_numbers_from_sip_uris() -> None:
     assert '<Dial callerId="+15550100123">+15550100200</Dial>' in number
     sip = dial_twiml("sip:desk@pbx.example.com")
     assert "<Dial><Sip>sip:desk@pbx.example.com</Sip></Dial>" in sip
+
+
+def test_forwarded_host_and_proto_count_only_from_a_trusted_proxy(
+    rt: Any,
+    sql: psycopg.Connection[Any],
+    tenant: Tenant,
+    fake_twilio: FakeTwilio,
+) -> None:
+    make_agent(sql, tenant.tenant_id, number=phone())
+    forged = {"x-forwarded-host": "evil.example.com", "x-forwarded-proto": "https"}
+
+    def placed_url() -> str:
+        event = api_event("transfer.post-v1-calls-outbound.json", tenant, headers=forged)
+        reply = invoke(handler, event)
+        assert reply.status == 201, reply.body
+        return fake_twilio.requests[-1].value("Url")
+
+    # No proxy configured: the Host API Gateway routed on; the scheme API Gateway wrote.
+    assert placed_url() == f"https://{HOST}/twilio/voice"
+    # The sample event's peer (API Gateway's sourceIp) is 203.0.113.10.
+    rt._settings = rt.settings.model_copy(update={"trusted_proxies": ["198.51.100.0/24"]})
+    assert placed_url() == f"https://{HOST}/twilio/voice"
+    rt._settings = rt.settings.model_copy(update={"trusted_proxies": ["203.0.113.0/24"]})
+    assert placed_url() == "https://evil.example.com/twilio/voice"
+
+
+def test_trusted_proxies_must_be_addresses_or_networks(settings: Any) -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from functions.common.config import FunctionSettings
+
+    assert FunctionSettings(trusted_proxies=["10.0.0.0/8", "::1"]).trusted_proxies == [
+        "10.0.0.0/8",
+        "::1",
+    ]
+    with pytest.raises(ValidationError, match="not an IP address or CIDR"):
+        FunctionSettings(trusted_proxies=["proxy.example.com"])

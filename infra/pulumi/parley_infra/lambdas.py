@@ -57,6 +57,7 @@ LAMBDAS = (
         routes=(
             "GET /v1/calls",
             "GET /v1/calls/{call_id}",
+            "GET /v1/calls/{call_id}/recording",
             "GET /v1/dispositions/summary",
             "GET /v1/intents/summary",
             "GET /v1/latency/summary",
