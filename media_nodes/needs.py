@@ -13,8 +13,10 @@ MEDIA_NODE_NEEDS = (
     | KAFKA  # call events
     | QDRANT  # the agents' knowledge bases
     | Needs.of(
-        secrets=["PARLEY_LLM_API_KEY"],
+        # Twilio's REST API redirects a call the agent escalates to a person.
+        secrets=["PARLEY_LLM_API_KEY", "PARLEY_TWILIO_AUTH_TOKEN"],
         settings=[
+            "PARLEY_TWILIO_ACCOUNT_SID",
             "PARLEY_ALLOW_UNSIGNED_STREAMS",
             "PARLEY_MEDIA_PUBLIC_URL",
             "PARLEY_MEDIA_MAX_CALLS",
