@@ -65,7 +65,10 @@ LOCAL_ENDPOINTS = {
     "PARLEY_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     "PARLEY_KAFKA_SASL_MECHANISM": "",
 }
-PROGRAM_KAFKA_AUTH = {"PARLEY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "PARLEY_KAFKA_SASL_MECHANISM": "AWS_MSK_IAM"}  # fmt: skip
+PROGRAM_KAFKA_AUTH = {
+    "PARLEY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "PARLEY_KAFKA_SASL_MECHANISM": "AWS_MSK_IAM",
+}
 # Secrets the dev stack leaves for the platform team to fill (docs/deploy.md).
 FILLED_BY_THE_PLATFORM_TEAM = {
     "session-token-secret": secrets.token_urlsafe(48),
@@ -340,7 +343,10 @@ def test_the_deployed_configuration_takes_a_whole_call(
 
     # The route table is the FastAPI apps' routes, both ways: each route a function's app
     # answers is routed to that function, and nothing else is routed.
-    integrations = {f"{i.name}-id": i.name.rsplit("-", 1)[-1] for i in program.of_type("aws:apigatewayv2/integration:Integration")}  # fmt: skip
+    integrations = {
+        f"{i.name}-id": i.name.rsplit("-", 1)[-1]
+        for i in program.of_type("aws:apigatewayv2/integration:Integration")
+    }
     gateway = {
         r.inputs["routeKey"]: integrations[r.inputs["target"].removeprefix("integrations/")]
         for r in program.of_type("aws:apigatewayv2/route:Route")
@@ -366,7 +372,9 @@ def test_the_deployed_configuration_takes_a_whole_call(
             with pytest.raises(sm.exceptions.ResourceNotFoundException):
                 sm.get_secret_value(SecretId=arn)  # the program leaves it empty
             sm.put_secret_value(SecretId=arn, SecretString=FILLED_BY_THE_PLATFORM_TEAM[key])
-    twilio_token = sm.get_secret_value(SecretId=mocks.secrets_by_name[f"parley/{STACK}/twilio-auth-token"])["SecretString"]  # fmt: skip
+    twilio_token = sm.get_secret_value(
+        SecretId=mocks.secrets_by_name[f"parley/{STACK}/twilio-auth-token"]
+    )["SecretString"]
 
     # What the Lambda runtime and the pod's service account provide, never the program.
     provided = {
@@ -450,14 +458,14 @@ def _place_the_call(
     status, body = fn["admin"].http(
         http_event(
             "POST", "/v1/agents", key=tenant.key, body={"definition": definition, "activate": True}
-        )  # fmt: skip
+        )
     )
     assert status == 201, body
     number = phone()
     status, body = fn["admin"].http(
         http_event(
             "PUT", f"/v1/phone-numbers/{number}", key=tenant.key, body={"agent_id": "acme-shop"}
-        )  # fmt: skip
+        )
     )
     assert status in (200, 201), body
 
@@ -479,10 +487,12 @@ def _place_the_call(
             "/v1/calls/outbound",
             key=tenant.key,
             body={"agent_id": "nobody", "to": "+15555550111"},
-        )  # fmt: skip
+        )
     )
     assert status == 404 and "nobody" in body, body
-    assert "compacted" in fn["rollups"].invoke({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})  # fmt: skip
+    assert "compacted" in fn["rollups"].invoke(
+        {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    )
 
     # Twilio rings the voice webhook it was given (the stack output), signed with the auth token.
     webhook = program.outputs["twilioVoiceWebhookUrl"]
@@ -495,7 +505,7 @@ def _place_the_call(
             token=twilio_token,
             stage="$default",
             host=API_HOST,
-        )  # fmt: skip
+        )
     )
     assert status == 200, twiml
     stream = ET.fromstring(twiml).find("./Connect/Stream")
@@ -526,7 +536,7 @@ def _place_the_call(
     status, body = fn["voice"].http(
         twilio_event(
             "/twilio/status", status_form, token=twilio_token, stage="$default", host=API_HOST
-        )  # fmt: skip
+        )
     )
     assert status in (200, 204), body
 
