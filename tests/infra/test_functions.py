@@ -188,3 +188,13 @@ def test_lambda_logs_are_retained_as_configured(stack: Evaluation) -> None:
     ]
     assert len(groups) == len(SPECS)
     assert {g.inputs["retentionInDays"] for g in groups} == {retention}
+
+
+def test_every_declared_need_is_a_setting() -> None:
+    """A typo in a component's NEEDS would hand it a variable nothing reads."""
+    from functions.common.config import FunctionSettings
+    from media_nodes.needs import MEDIA_NODE_NEEDS
+
+    fields = {f"PARLEY_{name.upper()}" for name in FunctionSettings.model_fields}
+    for needs in [workload(spec.handler).needs for spec in LAMBDAS] + [MEDIA_NODE_NEEDS]:
+        assert needs.secrets | needs.settings <= fields, (needs.secrets | needs.settings) - fields
