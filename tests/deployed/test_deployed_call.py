@@ -175,6 +175,7 @@ def http_event(
 
 
 API_HOST = "abc123.execute-api.us-east-1.amazonaws.com"  # the harness's API Gateway endpoint
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
