@@ -417,6 +417,8 @@ def test_the_deployed_configuration_takes_a_whole_call(
     lambda_logs: list[IO[str]] = []
     try:
         for fn in functions.values():
+            overlap = set(provided) & set(fn.environment)
+            assert not overlap, f"{fn.name}: the program sets what the runtime provides: {overlap}"
             log_file = (logs / f"{fn.name}.log").open("w")
             lambda_logs.append(log_file)
             env = _with_local_servers(fn.name, fn.environment)
