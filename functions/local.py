@@ -34,7 +34,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_local_app() -> FastAPI:
-    return create_app(*FUNCTIONS.values(), lifespan=_lifespan)
+    return create_app(*FUNCTIONS.values(), lifespan=_lifespan, docs="own")
 
 
 app = create_local_app()

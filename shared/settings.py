@@ -8,16 +8,25 @@ cache, Qdrant in local mode, no LLM. The database URL defaults to the loopback P
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, overload
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PARLEY_"
 DEV_SESSION_SECRET = "dev-insecure-session-secret-change-me"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329/parley"
 
 
 class SettingsError(ValueError):
@@ -41,7 +50,7 @@ class Settings(BaseSettings):
 
     # Servers. Empty means the embedded in-process implementation.
     database_url: str = Field(
-        "postgresql://postgres@127.0.0.1:54329/parley",
+        DEFAULT_DATABASE_URL,
         description="PostgreSQL URL (psycopg conninfo).",
     )
     database_pool_max: int = Field(10, ge=1, le=200, description="Max connections per process.")
@@ -192,12 +201,82 @@ class Settings(BaseSettings):
             raise ValueError("production needs a random secret of at least 32 characters")
         return value
 
+    @model_validator(mode="after")
+    def _explicit_database_in_production(self) -> Settings:
+        # A deployed process that fell back to the loopback default would fail on its first query
+        # (or worse, find some other database there): refuse to start instead.
+        if self.env == "production" and self.database_url == DEFAULT_DATABASE_URL:
+            raise ValueError(
+                f"{ENV_PREFIX}DATABASE_URL: production needs a database URL "
+                f"(set it, or {ENV_PREFIX}DATABASE_URL{SECRET_ARN_SUFFIX})"
+            )
+        return self
+
     @property
     def production(self) -> bool:
         return self.env == "production"
 
 
 SECRET_ARN_SUFFIX = "_SECRET_ARN"
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a deployed component reads from its environment, by ``PARLEY_`` variable name.
+
+    ``secrets`` arrive as ``PARLEY_X_SECRET_ARN`` (resolved at start by :func:`load_settings`);
+    ``settings`` arrive as plain values. The deployment (infra/pulumi) gives each component
+    exactly these, so a component declares here what its code reads, and nothing else.
+    """
+
+    secrets: frozenset[str] = frozenset()
+    settings: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, *, secrets: Iterable[str] = (), settings: Iterable[str] = ()) -> Needs:
+        return cls(frozenset(secrets), frozenset(settings))
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(self.secrets | other.secrets, self.settings | other.settings)
+
+    def __post_init__(self) -> None:
+        for variable in (*self.secrets, *self.settings):
+            if not variable.startswith(ENV_PREFIX):
+                raise ValueError(f"{variable} is not a {ENV_PREFIX} setting")
+        if both := self.secrets & self.settings:
+            raise ValueError(f"{sorted(both)} cannot be both a secret and a plain setting")
+
+
+# Every deployed process: production refuses to start on the development session secret (see
+# Settings) or without a database, so each one needs both, and must be told it is production.
+EVERY_PROCESS = Needs.of(
+    secrets=(f"{ENV_PREFIX}DATABASE_URL", f"{ENV_PREFIX}SESSION_TOKEN_SECRET"),
+    settings=(f"{ENV_PREFIX}ENV", f"{ENV_PREFIX}DATA_DIR"),
+)
+KAFKA = Needs.of(
+    settings=(
+        f"{ENV_PREFIX}KAFKA_BOOTSTRAP",
+        f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL",
+        f"{ENV_PREFIX}KAFKA_SASL_MECHANISM",
+    )
+)
+REDIS = Needs.of(secrets=(f"{ENV_PREFIX}REDIS_URL",))
+QDRANT = Needs.of(secrets=(f"{ENV_PREFIX}QDRANT_API_KEY",), settings=(f"{ENV_PREFIX}QDRANT_URL",))
+
+
+def read_secret(arn: str) -> str:
+    """One secret's string from AWS Secrets Manager.
+
+    boto3 finds the endpoint as everywhere else: the region's, or ``AWS_ENDPOINT_URL`` /
+    ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` when set (a VPC endpoint, moto in server mode).
+    """
+    import boto3
+
+    response = boto3.client("secretsmanager").get_secret_value(SecretId=arn)
+    if "SecretString" in response:
+        return str(response["SecretString"])
+    return bytes(response["SecretBinary"]).decode()
 
 
 def resolve_secret_arns(environ: MutableMapping[str, str] | None = None) -> list[str]:
@@ -216,29 +295,36 @@ def resolve_secret_arns(environ: MutableMapping[str, str] | None = None) -> list
     for name, arn in sorted(wanted.items()):
         if env.get(name):
             continue
-        from aws_lambda_powertools.utilities import parameters
-
         try:
-            value = parameters.get_secret(arn, max_age=300)
+            env[name] = read_secret(arn)
         except Exception as exc:
             raise SettingsError(
                 f"invalid settings:\n  {name}{SECRET_ARN_SUFFIX}: cannot read secret {arn}: {exc}"
             ) from None
-        env[name] = value if isinstance(value, str) else bytes(value).decode()
         filled.append(name)
     return filled
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, or :class:`SettingsError` naming each bad variable."""
+@overload
+def load_settings(**overrides: object) -> Settings: ...
+@overload
+def load_settings(model: type[SettingsT], /, **overrides: object) -> SettingsT: ...
+def load_settings(model: type[Settings] = Settings, /, **overrides: object) -> Settings:
+    """The one way every process (Lambda, consumer, media node, CLI) reads its settings.
+
+    ``*_SECRET_ARN`` variables are resolved from Secrets Manager first; ``model`` is
+    :class:`Settings` or a subclass adding a component's own settings. Raises
+    :class:`SettingsError` naming each bad variable.
+    """
     resolve_secret_arns()
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return model(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"])
-            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}")
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(message if not field else f"{ENV_PREFIX}{field.upper()}: {message}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
 
 

@@ -5,10 +5,14 @@ from fastapi import APIRouter, Depends
 from functions.admin import agents, knowledge, numbers, tenants
 from functions.common.app import create_app, lambda_handler
 from functions.common.query import reject_unknown_query
+from shared.settings import EVERY_PROCESS, QDRANT
+
+NEEDS = EVERY_PROCESS | QDRANT  # uploaded knowledge documents are embedded into Qdrant
 
 router = APIRouter(dependencies=[Depends(reject_unknown_query)])
 for part in (tenants.router, agents.router, numbers.router, knowledge.router):
     router.include_router(part)
 
-app = create_app(router, title="Parley admin API")
+# The admin function also answers /docs and /openapi.json: the whole API's document.
+app = create_app(router, title="Parley admin API", docs="merged")
 handler = lambda_handler(app)

@@ -5,6 +5,9 @@ from fastapi import APIRouter, Depends
 from functions.analytics import calls, recording, summaries
 from functions.common.app import create_app, lambda_handler
 from functions.common.query import reject_unknown_query
+from shared.settings import EVERY_PROCESS
+
+NEEDS = EVERY_PROCESS  # recording links are pre-signed with the function's own role
 
 router = APIRouter(dependencies=[Depends(reject_unknown_query)])
 router.include_router(calls.router)

@@ -11,6 +11,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from functions.common.app import _ensure_event_loop
 from functions.common.db import db, fetch_one
 from functions.common.observability import logger, metrics
+from shared.settings import EVERY_PROCESS
+
+NEEDS = EVERY_PROCESS
 
 
 async def compact() -> bool:

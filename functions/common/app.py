@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from mangum import Mangum
+from starlette.routing import Route
 
 from functions.common.errors import install_error_handlers
 from functions.common.input_guard import InputGuard
@@ -25,10 +29,30 @@ API_DESCRIPTION = (
 )
 
 
-def create_app(*routers: APIRouter, title: str = API_TITLE, lifespan: Any = None) -> FastAPI:
-    app = FastAPI(title=title, version=API_VERSION, description=API_DESCRIPTION, lifespan=lifespan)
+Docs = Literal["none", "own", "merged"]
+
+
+def create_app(
+    *routers: APIRouter, title: str = API_TITLE, lifespan: Any = None, docs: Docs = "none"
+) -> FastAPI:
+    """One function's app. ``docs``: "own" serves this app's OpenAPI document at /openapi.json
+    and /docs (the local server, which holds every route); "merged" serves the committed document
+    of every function's routes (``functions/openapi.json``); "none" serves neither. Behind API
+    Gateway exactly one function serves "merged", so /docs shows the whole API."""
+    own = docs == "own"
+    app = FastAPI(
+        title=title,
+        version=API_VERSION,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if own else None,
+        docs_url="/docs" if own else None,
+        redoc_url=None,
+    )
     for router in routers:
         app.include_router(router)
+    if docs == "merged":
+        _serve_merged_docs(app)
     install_error_handlers(app)
     app.add_middleware(InputGuard)
 
@@ -56,6 +80,40 @@ def create_app(*routers: APIRouter, title: str = API_TITLE, lifespan: Any = None
         return response
 
     return app
+
+
+def _serve_merged_docs(app: FastAPI) -> None:
+    from functions.openapi import OPENAPI_FILE
+
+    document = json.loads(OPENAPI_FILE.read_text())
+
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        # Relative, so it works under a named API Gateway stage too.
+        return get_swagger_ui_html(openapi_url="openapi.json", title=document["info"]["title"])
+
+    app.add_route("/openapi.json", openapi_json, include_in_schema=False)
+    app.add_route("/docs", swagger_ui, include_in_schema=False)
+
+
+def route_keys(app: FastAPI) -> set[str]:
+    """The API Gateway HTTP API route keys (``METHOD /path``) that ``app`` answers.
+
+    Every API route is in the app's OpenAPI document (FastAPI resolves included routers there);
+    the docs routes are plain routes of the app itself.
+    """
+    keys = {
+        f"{method.upper()} {path}"
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    for route in app.routes:
+        if type(route) is Route and route.methods:
+            # Starlette answers HEAD for every GET route itself; API Gateway needs no route.
+            keys |= {f"{method} {route.path}" for method in route.methods - {"HEAD"}}
+    return keys
 
 
 def _strip_stage(event: dict[str, Any]) -> dict[str, Any]:

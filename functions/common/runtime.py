@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
-from pydantic import ValidationError
 
 from functions.common.config import FunctionSettings
 from shared.cache import Cache, NodeRegistry, create_cache
 from shared.db import create_pool
-from shared.settings import ENV_PREFIX, SettingsError
+from shared.settings import load_settings
 
 
 @dataclass
@@ -52,7 +51,7 @@ class Runtime:
     @property
     def settings(self) -> FunctionSettings:
         if self._settings is None:
-            self._settings = load_settings_for_functions()
+            self._settings = load_settings(FunctionSettings)
         return self._settings
 
     def _resources(self) -> _LoopResources:
@@ -109,18 +108,6 @@ class Runtime:
             if self._knowledge is not None and self._own_knowledge:
                 self._knowledge.close()
                 self._knowledge = None
-
-
-def load_settings_for_functions() -> FunctionSettings:
-    """Settings from the environment; :class:`SettingsError` names each bad variable."""
-    try:
-        return FunctionSettings()
-    except ValidationError as exc:
-        problems = [
-            f"{ENV_PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
 
 
 _runtime = Runtime()

@@ -23,7 +23,9 @@ from shared.bus import ReceivedRecord, dead_letter_topic
 from shared.bus.kafka import KafkaBus
 from shared.db import create_pool
 from shared.privacy import TenantPrivacy
-from shared.settings import get_settings
+from shared.settings import EVERY_PROCESS, KAFKA, get_settings
+
+NEEDS = EVERY_PROCESS | KAFKA  # poison records go to the dead-letter topic
 
 log = logging.getLogger(__name__)
 

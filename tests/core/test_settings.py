@@ -77,8 +77,31 @@ def test_unreadable_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
 
 def test_production_refuses_the_development_session_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARLEY_ENV", "production")
+    monkeypatch.setenv("PARLEY_DATABASE_URL", "postgresql://app@db.internal:5432/parley")
     monkeypatch.delenv("PARLEY_SESSION_TOKEN_SECRET", raising=False)
     with pytest.raises(SettingsError, match="PARLEY_SESSION_TOKEN_SECRET"):
         load_settings()
     monkeypatch.setenv("PARLEY_SESSION_TOKEN_SECRET", "x" * 40)
     assert load_settings().production
+
+
+def test_production_refuses_the_loopback_database_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployed process whose database URL secret went missing must not start on the default."""
+    monkeypatch.setenv("PARLEY_ENV", "production")
+    monkeypatch.setenv("PARLEY_SESSION_TOKEN_SECRET", "x" * 40)
+    monkeypatch.delenv("PARLEY_DATABASE_URL", raising=False)
+    with pytest.raises(SettingsError, match="PARLEY_DATABASE_URL"):
+        load_settings()
+    monkeypatch.setenv("PARLEY_DATABASE_URL", "postgresql://app@db.internal:5432/parley")
+    assert load_settings().production
+
+
+def test_a_subclass_of_settings_loads_through_the_same_loader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from functions.common.config import FunctionSettings
+
+    monkeypatch.setenv("PARLEY_PUBLIC_BASE_URL", "https://api.example.com/")
+    loaded = load_settings(FunctionSettings)
+    assert isinstance(loaded, FunctionSettings)
+    assert loaded.public_base_url == "https://api.example.com"

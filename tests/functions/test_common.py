@@ -10,18 +10,18 @@ from fastapi.testclient import TestClient
 
 from functions.analytics import cursor
 from functions.common.app import _strip_stage, create_app
+from functions.common.config import FunctionSettings
 from functions.common.errors import ApiError
-from functions.common.runtime import load_settings_for_functions
 from functions.samples import http_event
-from shared.settings import SettingsError
+from shared.settings import SettingsError, load_settings
 
 
 def test_a_bad_public_base_url_names_its_variable(monkeypatch: Any) -> None:
     monkeypatch.setenv("PARLEY_PUBLIC_BASE_URL", "ftp://example.com")
     with pytest.raises(SettingsError, match="PARLEY_PUBLIC_BASE_URL"):
-        load_settings_for_functions()
+        load_settings(FunctionSettings)
     monkeypatch.setenv("PARLEY_PUBLIC_BASE_URL", "https://api.example.com/prod/")
-    assert load_settings_for_functions().public_base_url == "https://api.example.com/prod"
+    assert load_settings(FunctionSettings).public_base_url == "https://api.example.com/prod"
 
 
 def test_the_stage_is_stripped_for_routing_but_kept_in_raw_path() -> None:

@@ -117,6 +117,7 @@ def evaluate(
     stack: str,
     overrides: dict[str, Any] | None = None,
     secrets: dict[str, str] | None = None,
+    mocks: RecordingMocks | None = None,
 ) -> Evaluation:
     """Run the program for one stack under mocks and return what it declared."""
     config = stack_config(stack)
@@ -124,7 +125,7 @@ def evaluate(
     secret_values = TEST_SECRETS if secrets is None else secrets
     flat = {key: _as_cli_value(value) for key, value in {**config, **secret_values}.items()}
 
-    mocks = RecordingMocks()
+    mocks = mocks or RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="parley", stack=stack, preview=False)
     pulumi.runtime.set_all_config(flat, list(secret_values))
     from parley_infra.program import build  # after the mocks, as Pulumi requires

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from parley_infra.config import FunctionsConfig
-from parley_infra.lambdas import CONSUMER_GROUP, LAMBDAS
+from parley_infra.lambdas import CONSUMER_GROUP, DEFAULT_ROUTE, LAMBDAS, workload
 
 from .stack_harness import REPO_ROOT, Evaluation, stack_config
 
@@ -52,9 +52,11 @@ def test_api_routes_reach_the_right_function(stack: Evaluation) -> None:
     expected = {
         route: f"integrations/parley-{stack.stack}-{spec.name}-id"
         for spec in LAMBDAS
-        for route in spec.routes
+        for route in workload(spec.handler).routes
     }
+    expected[DEFAULT_ROUTE] = f"integrations/parley-{stack.stack}-admin-id"
     assert routes == expected
+    assert routes["GET /openapi.json"].endswith("-admin-id")
     assert routes["POST /twilio/voice"].endswith("-voice-id")
     assert routes["GET /v1/calls"].endswith("-analytics-id")
     stage = stack.one("aws:apigatewayv2/stage:Stage")
@@ -131,11 +133,30 @@ def test_each_function_gets_only_what_its_spec_declares(stack: Evaluation) -> No
 
 
 def test_functions_know_the_public_url_twilio_signs(stack: Evaluation) -> None:
+    for name in ("voice", "transfer"):
+        fn = stack.one("aws:lambda/function:Function", f"-{name}")
+        assert (
+            fn.inputs["environment"]["variables"]["PARLEY_PUBLIC_BASE_URL"]
+            == (stack.outputs["apiUrl"])
+        )
     for fn in stack.of_type("aws:lambda/function:Function"):
-        variables = fn.inputs["environment"]["variables"]
-        assert variables["PARLEY_PUBLIC_BASE_URL"] == stack.outputs["apiUrl"]
-        assert variables["PARLEY_ENV"] == "production"
-        assert variables["PARLEY_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert fn.inputs["environment"]["variables"]["PARLEY_ENV"] == "production"
+    consumer = stack.one("aws:lambda/function:Function", "-consumer")
+    assert consumer.inputs["environment"]["variables"]["PARLEY_KAFKA_SECURITY_PROTOCOL"] == (
+        "SASL_SSL"
+    )
+
+
+def test_each_function_gets_exactly_the_settings_its_code_declares(stack: Evaluation) -> None:
+    for spec in LAMBDAS:
+        needs = workload(spec.handler).needs
+        fn = stack.one("aws:lambda/function:Function", f"-{spec.name}")
+        variables = set(fn.inputs["environment"]["variables"])
+        assert variables == {
+            *needs.settings,
+            *(f"{s}_SECRET_ARN" for s in needs.secrets),
+            "POWERTOOLS_SERVICE_NAME",
+        }, spec.name
 
 
 def test_functions_read_only_their_own_secrets(stack: Evaluation) -> None:
@@ -143,7 +164,7 @@ def test_functions_read_only_their_own_secrets(stack: Evaluation) -> None:
         fn = stack.one("aws:lambda/function:Function", f"-{spec.name}")
         variables = fn.inputs["environment"]["variables"]
         arns = {k for k in variables if k.endswith("_SECRET_ARN")}
-        assert arns == {f"{s}_SECRET_ARN" for s in spec.secrets}, spec.name
+        assert arns == {f"{s}_SECRET_ARN" for s in workload(spec.handler).needs.secrets}, spec.name
         policy = stack.one("aws:iam/rolePolicy:RolePolicy", f"-{spec.name}")
         statements = json.loads(policy.inputs["policy"])["Statement"]
         granted = next(s for s in statements if s["Action"] == ["secretsmanager:GetSecretValue"])
@@ -167,3 +188,13 @@ def test_lambda_logs_are_retained_as_configured(stack: Evaluation) -> None:
     ]
     assert len(groups) == len(SPECS)
     assert {g.inputs["retentionInDays"] for g in groups} == {retention}
+
+
+def test_every_declared_need_is_a_setting() -> None:
+    """A typo in a component's NEEDS would hand it a variable nothing reads."""
+    from functions.common.config import FunctionSettings
+    from media_nodes.needs import MEDIA_NODE_NEEDS
+
+    fields = {f"PARLEY_{name.upper()}" for name in FunctionSettings.model_fields}
+    for needs in [workload(spec.handler).needs for spec in LAMBDAS] + [MEDIA_NODE_NEEDS]:
+        assert needs.secrets | needs.settings <= fields, (needs.secrets | needs.settings) - fields

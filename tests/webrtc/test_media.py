@@ -168,7 +168,11 @@ def test_offer_fields_are_checked() -> None:
 
 def test_authorization_and_identity() -> None:
     dev = load_settings(allow_unsigned_streams=True)
-    prod = load_settings(env="production", session_token_secret="k" * 32)
+    prod = load_settings(
+        env="production",
+        session_token_secret="k" * 32,
+        database_url="postgresql://app@db.internal:5432/parley",
+    )
     assert authorize("", dev) is None
     with pytest.raises(TokenError, match="missing"):
         authorize("", prod)

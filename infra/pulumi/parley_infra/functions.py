@@ -3,8 +3,10 @@
 All functions run one container image built from the repo (``infra/docker/functions.Dockerfile``:
 ``functions/`` and ``shared/`` plus their locked dependencies; onnxruntime and the embedding model
 make a zip + layer exceed Lambda's 250 MB). Each function starts its own handler from that image
-and has its own role granting exactly what its :class:`~parley_infra.lambdas.LambdaSpec` declares.
-The consumer reads MSK through an event source mapping; rollups run on a schedule.
+and has its own role granting exactly what its :class:`~parley_infra.lambdas.LambdaSpec` declares
+and the secrets its module's ``NEEDS`` names; its environment holds exactly those ``NEEDS``. The API
+Gateway routes are the FastAPI apps' own. The consumer reads MSK through an event source mapping;
+rollups run on a schedule.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import pulumi_aws as aws
 from . import iam
 from .config import StackConfig
 from .data import Data
-from .lambdas import CONSUMER_GROUP, LAMBDAS, LambdaSpec
+from .environment import secret_arns, workload_environment
+from .lambdas import CONSUMER_GROUP, LAMBDAS, LambdaSpec, route_table, workload
 from .network import Network
 from .secrets import Secrets
 
@@ -66,10 +69,12 @@ class Functions(pulumi.ComponentResource):
             opts=child,
         )
         self.functions: dict[str, aws.lambda_.Function] = {}
+        routes = route_table()
         for spec in LAMBDAS:
             fn = self._function(name, spec, cfg, network, data, secrets, environment, child)
             self.functions[spec.name] = fn
-            self._triggers(name, spec, cfg, fn, data)
+            own_routes = sorted(route for route, owner in routes.items() if owner == spec.name)
+            self._triggers(name, spec, own_routes, cfg, fn, data)
         self.api_url = self.api.api_endpoint
         self.register_outputs({"api_url": self.api_url})
 
@@ -84,7 +89,8 @@ class Functions(pulumi.ComponentResource):
         environment: dict[str, pulumi.Input[str]],
         child: pulumi.ResourceOptions,
     ) -> aws.lambda_.Function:
-        statements = iam.read_secrets(secrets.arns_for(*spec.secrets), secrets.key.arn)
+        needs = workload(spec.handler).needs
+        statements = iam.read_secrets(secret_arns(needs, secrets), secrets.key.arn)
         topics = [topic.name for topic in cfg.kafka.topics]
         if spec.produces:
             statements += iam.kafka_producer(data.kafka.arn, topics)
@@ -126,13 +132,18 @@ class Functions(pulumi.ComponentResource):
             },
             environment={
                 "variables": {
-                    **environment,
-                    **secrets.environment(*spec.secrets),
+                    **workload_environment(
+                        spec.name,
+                        needs,
+                        {
+                            **environment,
+                            "PARLEY_DATA_DIR": "/tmp/parley",  # the only writable path in Lambda
+                            # The URL Twilio signs webhooks with and outbound calls call back to.
+                            "PARLEY_PUBLIC_BASE_URL": self.api.api_endpoint,
+                        },
+                        secrets,
+                    ),
                     "POWERTOOLS_SERVICE_NAME": f"parley-{spec.name}",
-                    "PARLEY_DATA_DIR": "/tmp/parley",  # the only writable path in Lambda
-                    # The URL Twilio signs webhooks with and outbound calls call back to.
-                    "PARLEY_PUBLIC_BASE_URL": self.api.api_endpoint,
-                    **spec.environment,
                 }
             },
             tracing_config={"mode": "Active"},
@@ -144,12 +155,13 @@ class Functions(pulumi.ComponentResource):
         self,
         name: str,
         spec: LambdaSpec,
+        routes: list[str],
         cfg: StackConfig,
         fn: aws.lambda_.Function,
         data: Data,
     ) -> None:
         fn_opts = pulumi.ResourceOptions(parent=fn)
-        if spec.routes:
+        if routes:
             integration = aws.apigatewayv2.Integration(
                 f"{name}-{spec.name}",
                 api_id=self.api.id,
@@ -158,7 +170,7 @@ class Functions(pulumi.ComponentResource):
                 payload_format_version="2.0",
                 opts=fn_opts,
             )
-            for route in spec.routes:
+            for route in routes:
                 aws.apigatewayv2.Route(
                     f"{name}-{spec.name}-{route}",
                     api_id=self.api.id,

@@ -14,10 +14,13 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from media_nodes.needs import MEDIA_NODE_NEEDS
+
 from . import iam
 from .cluster import MEDIA_NODE_LABEL, Cluster
 from .config import MediaConfig, StackConfig
 from .data import Data
+from .environment import secret_arns, workload_environment
 from .network import HTTPS_PORT, MEDIA_PORT
 from .secrets import Secrets
 
@@ -28,14 +31,8 @@ ACTIVE_CALLS_METRIC = "parley_active_calls"
 PRE_STOP_SECONDS = 20  # NLB target deregistration + endpoint propagation before SIGTERM
 GRACE_MARGIN_SECONDS = 15  # flush the event spool and exit after the last call
 DATA_DIR = "/var/lib/parley"
-MEDIA_SECRETS = (
-    "PARLEY_DATABASE_URL",
-    "PARLEY_REDIS_URL",
-    "PARLEY_TWILIO_AUTH_TOKEN",
-    "PARLEY_SESSION_TOKEN_SECRET",
-    "PARLEY_LLM_API_KEY",
-    "PARLEY_QDRANT_API_KEY",
-)
+# The command the image's ENTRYPOINT (tini -- parley) runs; tests/infra checks the image's CMD.
+MEDIA_COMMAND = ("media", "serve", "--host", "0.0.0.0", "--port", str(MEDIA_PORT))
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 
@@ -92,7 +89,7 @@ class MediaService(pulumi.ComponentResource):
             NAMESPACE,
             SERVICE_ACCOUNT,
             [],
-            iam.read_secrets(secrets.arns_for(*MEDIA_SECRETS), secrets.key.arn)
+            iam.read_secrets(secret_arns(MEDIA_NODE_NEEDS, secrets), secrets.key.arn)
             + iam.kafka_producer(data.kafka.arn, topics)
             + [
                 iam.allow(["s3:PutObject"], [recordings]),
@@ -100,9 +97,8 @@ class MediaService(pulumi.ComponentResource):
             ],
         )
         media = cfg.media
-        variables: dict[str, pulumi.Input[str]] = {
+        offered: dict[str, pulumi.Input[str]] = {
             **environment,
-            **secrets.environment(*MEDIA_SECRETS),
             "PARLEY_MEDIA_PUBLIC_URL": f"wss://media.{cfg.domain}",
             "PARLEY_MEDIA_MAX_CALLS": str(media.calls_per_pod),
             "PARLEY_SHUTDOWN_GRACE_S": str(media.drain_seconds),
@@ -110,6 +106,16 @@ class MediaService(pulumi.ComponentResource):
             "PARLEY_RECORDING_STORE": data.recordings.bucket.apply(
                 lambda b: f"s3://{b}/recordings"
             ),
+        }
+        variables = {
+            **workload_environment(
+                "media node",
+                MEDIA_NODE_NEEDS,
+                offered,
+                secrets,
+                set_elsewhere=["PARLEY_NODE_ID"],
+            ),
+            **{name: value for name, value in environment.items() if name.startswith("AWS_")},
         }
         env: list[Any] = [{"name": k, "value": v} for k, v in sorted(variables.items())]
         env.append(
@@ -234,7 +240,7 @@ class MediaService(pulumi.ComponentResource):
                 {
                     "name": "media-node",
                     "image": media.image,
-                    "args": ["media", "serve", "--host", "0.0.0.0", "--port", str(MEDIA_PORT)],
+                    "args": list(MEDIA_COMMAND),
                     "ports": [{"name": "media", "container_port": MEDIA_PORT, "protocol": "TCP"}],
                     "env": env,
                     "resources": {"requests": resources, "limits": resources},

@@ -69,7 +69,8 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         ],
         opts=opts,
     )
-    # Settings every workload shares (plain values; secrets travel as *_SECRET_ARN).
+    # The plain settings this stack knows. Each workload gets those its code declares it needs
+    # (NEEDS, next to the code), plus the ARNs of the secrets it needs (parley_infra/environment).
     environment: dict[str, pulumi.Input[str]] = {
         "PARLEY_ENV": "production",
         "PARLEY_ALLOW_UNSIGNED_STREAMS": "false",
@@ -80,7 +81,6 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         "PARLEY_LLM_MODEL": cfg.llm_model,
         "PARLEY_QDRANT_URL": cfg.qdrant_url,
         "PARLEY_TWILIO_ACCOUNT_SID": cfg.twilio_account_sid,
-        "PARLEY_STACK": stack,
     }
     functions = Functions(name, cfg, network, data, secrets, environment, opts=opts)
     cluster = Cluster(name, cfg.media, network, region, opts=opts)
