@@ -456,6 +456,7 @@ def _place_the_call(
     # the admin API.
     with psycopg.connect(database_url, autocommit=True) as sql:
         tenant = make_tenant(sql)
+        operator = make_tenant(sql, ["platform"])
     definition = load_agent_file(AGENT).definition.model_dump(mode="json", exclude_none=True)
     definition.pop("knowledge", None)  # one short call: no documents to embed
     status, body = fn["admin"].http(
@@ -467,7 +468,10 @@ def _place_the_call(
     number = phone()
     status, body = fn["admin"].http(
         http_event(
-            "PUT", f"/v1/phone-numbers/{number}", key=tenant.key, body={"agent_id": "acme-shop"}
+            "PUT",
+            f"/v1/tenants/{tenant.tenant_id}/phone-numbers/{number}",
+            key=operator.key,
+            body={"agent_id": "acme-shop"},
         )
     )
     assert status in (200, 201), body
