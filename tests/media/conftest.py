@@ -108,11 +108,15 @@ NodeFactory = Callable[..., "contextlib.AbstractAsyncContextManager[RunningNode]
 
 @pytest.fixture
 def start_node(models: Models, tmp_path: Path, request: pytest.FixtureRequest) -> NodeFactory:
-    """Start a node: ``async with start_node(project=False, **setting_overrides) as node``."""
+    """Start a node: ``async with start_node(project=False, **setting_overrides) as node``
+    (``dialogue=`` hands in a dialogue factory: the node closes it)."""
 
     @contextlib.asynccontextmanager
     async def start(
-        project: bool = False, bus: EventBus | None = None, **overrides: Any
+        project: bool = False,
+        bus: EventBus | None = None,
+        dialogue: Any = None,
+        **overrides: Any,
     ) -> AsyncIterator[RunningNode]:
         database_url = (
             request.getfixturevalue("database_url")
@@ -127,7 +131,7 @@ def start_node(models: Models, tmp_path: Path, request: pytest.FixtureRequest) -
         bus = bus or InProcessBus(f"media-test-{uuid.uuid4().hex[:8]}")
         from media_nodes.dialogue.factory import AgentDialogueFactory
 
-        factory = AgentDialogueFactory(settings)
+        factory = dialogue or AgentDialogueFactory(settings)
         registry = NodeRegistry(InProcessCache())
         app = create_app(
             settings,

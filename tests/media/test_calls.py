@@ -15,7 +15,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from media_nodes.app import warm_fixed_texts
+from media_nodes.preparation import warm_fixed_texts
 from media_nodes.simulator.caller import Press, SimulatedCaller, call
 from media_nodes.tts.voice import Voice
 from shared.events.models import TurnAgent, TurnUser
