@@ -29,19 +29,14 @@ def test_the_demo_call_is_answered_and_stored(database_url: str, tmp_path: Path)
         "PARLEY_DATABASE_URL": database_url,
         "PARLEY_DATA_DIR": str(tmp_path / "data"),
     }
-    command = demo_python(site) + [
-        "demo",
-        "--out",
-        str(tmp_path / "agent.wav"),
-        "--result",
-        str(tmp_path / "result.json"),
-    ]
+    out, result_file = tmp_path / "agent.wav", tmp_path / "result.json"
+    command = [*demo_python(site), "demo", "--out", str(out), "--result", str(result_file)]
     proc = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
     )
     shown = proc.stdout
     assert proc.returncode == 0, shown + proc.stderr
-    result = json.loads((tmp_path / "result.json").read_text())
+    result = json.loads(result_file.read_text())
 
     call = result["call"]
     assert call["status"] == "completed"
@@ -55,7 +50,7 @@ def test_the_demo_call_is_answered_and_stored(database_url: str, tmp_path: Path)
     assert "out for delivery" in agent  # the order was looked up through the shop's API
     assert len(call["latency"]) >= 4
     assert all(ms is not None and ms > 0 for ms in result["caller_latency_ms"])
-    assert (tmp_path / "agent.wav").stat().st_size > 8000 * 2 * 10  # > 10 s of agent audio
+    assert out.stat().st_size > 8000 * 2 * 10  # > 10 s of agent audio
     assert "escalated_to_human" in shown and "caller │" in shown
     assert "routes to acme-shop" in shown
     # The freshly uploaded version was compiled when it was activated, not by the call.

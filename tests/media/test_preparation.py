@@ -94,7 +94,9 @@ app = create_app(
 with TestClient(app):
     loaded = set(sys.modules)
     said = {"date": "next friday", "time": "at a quarter to five", "phone": "415 555 0100"}
-    parsed = {t: str(parse_slot(Slot(name="s", type=t, prompt="-"), text)) for t, text in said.items()}
+    parsed = {
+        t: str(parse_slot(Slot(name="s", type=t, prompt="-"), text)) for t, text in said.items()
+    }
     print(json.dumps({
         "before_start": before_start,
         "imported_by_first_parses": sorted(set(sys.modules) - loaded),
