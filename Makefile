@@ -1,24 +1,33 @@
 # Parley — the newcomer contract:
-#   make demo   sets everything up and runs a whole simulated inbound phone call
-#   make test   sets everything up, starts the real servers and runs the whole test suite
+#   make demo   installs what the demo runs (scripts/setup demo) and runs a whole simulated call
+#   make test   installs the rest (scripts/setup test), starts the real servers, runs every test
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.parley-installed
+DEMO_STAMP := $(VENV)/.parley-demo-installed
+TEST_STAMP := $(VENV)/.parley-test-installed
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup services services-stop demo test test-fast lint format schemas bench clean
+.PHONY: help setup setup-demo services services-stop demo test test-fast lint format schemas bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## Install system packages and the Python environment (idempotent)
+setup: $(TEST_STAMP)  ## Install everything for development and tests (idempotent)
 
-$(STAMP): pyproject.toml requirements/lock.txt requirements/no-deps.txt scripts/setup
-	scripts/setup
+setup-demo: $(DEMO_STAMP)  ## Install only what the demo runs (idempotent)
+
+$(DEMO_STAMP): pyproject.toml requirements/lock.txt requirements/no-deps.txt scripts/setup
+	VENV=$(VENV) scripts/setup demo
 	@touch $@
+
+# The test set includes the demo set, so it satisfies `make demo` too.
+$(TEST_STAMP): pyproject.toml requirements/lock.txt requirements/no-deps.txt \
+		requirements/test-lock.txt requirements/test-no-deps.txt scripts/setup
+	VENV=$(VENV) scripts/setup test
+	@touch $@ $(DEMO_STAMP)
 
 services: setup  ## Start PostgreSQL, Redis and Kafka on loopback
 	scripts/services start
@@ -26,7 +35,7 @@ services: setup  ## Start PostgreSQL, Redis and Kafka on loopback
 services-stop:  ## Stop the local servers
 	scripts/services stop
 
-demo: setup  ## Run a whole simulated phone call on embedded defaults
+demo: setup-demo  ## Run a whole simulated phone call on embedded defaults
 	scripts/services start postgres
 	$(VENV)/bin/parley db migrate
 	$(VENV)/bin/parley demo

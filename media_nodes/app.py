@@ -21,16 +21,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from media_nodes.dialogue.protocol import AgentText, DialogueFactory
+from media_nodes.dialogue.nlu.slots import warm_parsers
+from media_nodes.dialogue.protocol import DialogueFactory
 from media_nodes.heartbeat import run_heartbeat
 from media_nodes.memory import freeze_startup_objects
 from media_nodes.metrics import MediaMetrics
 from media_nodes.models import Models, load_models
 from media_nodes.pipeline.node import MediaNode, default_node_id
+from media_nodes.preparation import AgentPreparer
 from media_nodes.recording.store import RecordingStore, create_store
 from media_nodes.transports.twilio_stream import serve_twilio_stream
 from media_nodes.transports.webrtc_routes import webrtc_routes
-from media_nodes.tts.sentences import SentenceSplitter
+from shared.agents.store import agent_activations
 from shared.bus import EventBus, InProcessBus, create_bus
 from shared.cache.registry import NodeRegistry
 from shared.cache.streams import StreamClaims
@@ -95,52 +97,6 @@ def _start_projector(bus: EventBus, pool: Any) -> _Projector:
     return _Projector(stop=stop, task=task)
 
 
-def _pieces(text: str, *, first_clause: bool) -> list[str]:
-    """``text`` cut as the pipeline cuts it: as a turn's first text (which may end its first
-    piece at a comma) or as a later one."""
-    splitter = SentenceSplitter() if first_clause else SentenceSplitter(len(text) + 1)
-    pieces = splitter.push(text)
-    rest = splitter.flush()
-    return [*pieces, rest] if rest else pieces
-
-
-async def warm_greeting(node: MediaNode, agent_id: str, tenant_id: str = "default") -> int:
-    """Synthesize an agent's greeting into the TTS cache; returns the pieces cached."""
-    session = await node.dialogue.new_session(
-        tenant_id=tenant_id, agent_id=agent_id, call_id="greeting-warmup", variables={}
-    )
-    text = "".join([o.text async for o in session.greeting() if isinstance(o, AgentText)])
-    pieces = _pieces(text, first_clause=True)
-    for piece in pieces:
-        await node.voice.prepare(piece)
-    return len(pieces)
-
-
-async def warm_fixed_texts(node: MediaNode, agent_id: str, tenant_id: str = "default") -> int:
-    """Synthesize what the agent says word for word (prompts, reprompts, goodbyes) into the TTS
-    cache, so even the first calls hear them without a synthesis wait. Runs in the background
-    after startup; returns the pieces cached."""
-    session = await node.dialogue.new_session(
-        tenant_id=tenant_id, agent_id=agent_id, call_id="prompt-warmup", variables={}
-    )
-    pieces: dict[str, None] = {}
-    for text in session.fixed_texts():
-        for first_clause in (True, False):
-            pieces.update(dict.fromkeys(_pieces(text, first_clause=first_clause)))
-    for piece in pieces:
-        if not node.voice.is_cached(piece):
-            await node.voice.prepare(piece)
-    return len(pieces)
-
-
-async def _warm_quietly(node: MediaNode, agent_id: str) -> None:
-    try:
-        count = await warm_fixed_texts(node, agent_id)
-        log.info("TTS cache: %d fixed pieces of %s prepared", count, agent_id)
-    except Exception as exc:  # calls still work, they just synthesize these on first use
-        log.warning("fixed texts of %s not cached: %s", agent_id, exc)
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -158,7 +114,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own_models = models is None
+        # The slot parsers load their data on first use (dateparser alone takes about a second):
+        # load it now, beside the models, so no caller's turn waits for it.
+        parsers = asyncio.create_task(asyncio.to_thread(warm_parsers))
         loaded = models if models is not None else await asyncio.to_thread(load_models, cfg)
+        await parsers
         pool: Any = None
         if bus is None and cfg.kafka_bootstrap:
             pool = await _open_pool(cfg)  # tenants' privacy settings, read by the producer
@@ -193,19 +153,33 @@ def create_app(
                 node_id=cfg.node_id or default_node_id(),
                 streams=StreamClaims(node_registry.cache),
             )
+            agents = AgentPreparer(node)
             try:
-                await warm_greeting(node, cfg.default_agent)
+                await agents.prepare("default", cfg.default_agent)
             except Exception as exc:  # a missing default agent must not stop the node
-                log.warning("greeting of %s not cached: %s", cfg.default_agent, exc)
-            prompts = asyncio.create_task(_warm_quietly(node, cfg.default_agent))
+                log.warning("default agent %s not prepared: %s", cfg.default_agent, exc)
+            activations: asyncio.Task[None] | None = None
+            if pool is not None:  # agents live in this database: prepare each one activated
+                listening = asyncio.Event()
+                activations = asyncio.create_task(
+                    agents.follow(agent_activations(cfg.database_url, listening=listening)),
+                    name="agent-activations",
+                )
+                with contextlib.suppress(TimeoutError):  # the database retries on its own
+                    await asyncio.wait_for(listening.wait(), 10)
             app.state.node = node
+            app.state.agents = agents
             stop_heartbeat = asyncio.Event()
             heartbeat = asyncio.create_task(run_heartbeat(node, node_registry, stop_heartbeat))
             if own_models:  # this process is the node (tests share models between many apps)
                 freeze_startup_objects()
             yield
             node.draining = True
-            prompts.cancel()
+            if activations is not None:
+                activations.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await activations
+            await agents.aclose()
             stop_heartbeat.set()
             await heartbeat
             for call in list(node.calls):

@@ -4,6 +4,7 @@ heavy imports happen inside commands so ``parley --help`` stays fast."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -153,6 +154,9 @@ def demo(
     out: Path = typer.Option(
         Path(".parley/demo-agent.wav"), help="Where to save what the agent said (8 kHz WAV)."
     ),
+    result_json: Path | None = typer.Option(
+        None, "--result", help="Also write what the demo measured and stored as JSON here."
+    ),
 ) -> None:
     """Place a whole simulated inbound phone call on embedded defaults and show what was stored."""
     import logging
@@ -173,6 +177,8 @@ def demo(
         raise fail(str(exc)) from None
     typer.echo(render(result))
     typer.echo(f"\nthe agent's side of the call: {out} ({result.agent_audio_s:.1f} s)")
+    if result_json is not None:
+        result_json.write_text(json.dumps(result.as_json(), indent=2, default=str))
 
 
 def main() -> None:

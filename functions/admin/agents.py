@@ -23,7 +23,7 @@ from functions.common.auth import Principal, require
 from functions.common.db import db, fetch_all, fetch_one
 from functions.common.errors import ERROR_RESPONSES, ApiError, ErrorDetail
 from shared.agents import AgentDefinition, AgentDefinitionError, load_agent_text, parse_agent
-from shared.agents.store import save_agent_version
+from shared.agents.store import activate_agent_version, save_agent_version
 
 router = APIRouter(tags=["agents"], responses=ERROR_RESPONSES)
 
@@ -153,14 +153,7 @@ async def get_agent_version(
 async def _activate(
     conn: AsyncConnection[Any], tenant_id: str, agent_id: str, version: int
 ) -> None:
-    cursor = await conn.execute(
-        """UPDATE agents SET active_version = %s, updated_at = now()
-           WHERE tenant_id = %s AND agent_id = %s AND EXISTS (
-               SELECT 1 FROM agent_versions v WHERE v.tenant_id = %s AND v.agent_id = %s
-               AND v.version = %s)""",
-        (version, tenant_id, agent_id, tenant_id, agent_id, version),
-    )
-    if cursor.rowcount == 0:
+    if not await activate_agent_version(conn, tenant_id, agent_id, version):
         await _agent(conn, tenant_id, agent_id)  # 404 for an unknown agent
         raise ApiError(404, f"agent '{agent_id}' has no version {version}")
     await reindex_agent(conn, tenant_id, agent_id)

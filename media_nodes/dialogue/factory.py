@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,8 @@ class AgentDialogueFactory:
                 timeout_s=settings.llm_timeout_s,
             )
         self._runtimes: dict[tuple[str, str], tuple[Any, AgentRuntime]] = {}
+        # How often each (tenant, agent) was compiled: once per version when all goes well.
+        self.compilations: Counter[tuple[str, str]] = Counter()
         self._indexed: dict[tuple[str, str], str] = {}
         self._lock = asyncio.Lock()
 
@@ -100,8 +104,17 @@ class AgentDialogueFactory:
             cached = self._runtimes.get((tenant_id, agent_id))
             if cached and cached[0] == cache_key:
                 return cached[1]
+            started = time.monotonic()
             runtime = await self.compile(tenant_id, loaded)
             self._runtimes[(tenant_id, agent_id)] = (cache_key, runtime)
+            self.compilations[(tenant_id, agent_id)] += 1
+            log.info(
+                "compiled agent %s/%s (%s) in %.2f s",
+                tenant_id,
+                agent_id,
+                loaded.source,
+                time.monotonic() - started,
+            )
             return runtime
 
     async def _load(self, tenant_id: str, agent_id: str) -> tuple[LoadedAgent, Any]:

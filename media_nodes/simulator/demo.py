@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 import threading
@@ -58,6 +59,11 @@ class DemoResult:
     caller_latency_ms: list[float | None] = field(default_factory=list)
     greeting_ms: float | None = None
     agent_audio_s: float = 0.0
+    # Compilations of the agent while the call ran: 0 when the node prepared it on activation.
+    compiled_during_call: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def _free_port() -> int:
@@ -124,8 +130,11 @@ def _check(response: httpx.Response, what: str) -> Any:
     return response.json() if response.content else None
 
 
-async def _setup_tenant(api: httpx.AsyncClient, settings: Settings, say: Printer) -> str:
-    """A fresh tenant (one per demo run), the agent uploaded and a number routed to it."""
+async def _setup_tenant(
+    api: httpx.AsyncClient, settings: Settings, say: Printer
+) -> tuple[str, int]:
+    """A fresh tenant (one per demo run), the agent uploaded and a number routed to it; returns
+    the tenant and the agent's active version."""
     from functions.admin.tenants import create_tenant
     from functions.common.auth import store_key
     from shared.agents.loader import inline_knowledge, load_agent_file
@@ -166,7 +175,7 @@ async def _setup_tenant(api: httpx.AsyncClient, settings: Settings, say: Printer
         "giving the demo number to the tenant",
     )
     say(f"number {DEMO_NUMBER} routes to acme-shop")
-    return str(created.tenant.tenant_id)
+    return str(created.tenant.tenant_id), int(body["version"])
 
 
 async def _status_callback(webhook_base: str, call_sid: str, duration_s: int) -> None:
@@ -199,6 +208,7 @@ async def run_demo(
     from functions.local import create_local_app
     from media_nodes.app import create_app
     from media_nodes.dialogue.factory import AgentDialogueFactory
+    from media_nodes.preparation import AgentPreparer
     from media_nodes.simulator.caller import Say, SimulatedCaller, Step, load_wav, save_wav
     from media_nodes.simulator.webhook import dial
     from shared.cache import InProcessCache, NodeRegistry
@@ -226,17 +236,14 @@ async def run_demo(
     pool = await create_pool(node_settings.database_url, max_size=4)
     dialogue = AgentDialogueFactory(node_settings, pool=pool, knowledge=knowledge)
 
+    media_app = create_app(node_settings, registry=NodeRegistry(cache), dialogue=dialogue)
     say("starting the HTTP API and a media node (loading speech models)…")
     started = time.monotonic()
     try:
         with _orders_api(8787):
             async with (
                 _serve(create_local_app(), api_port, "HTTP API"),
-                _serve(
-                    create_app(node_settings, registry=NodeRegistry(cache), dialogue=dialogue),
-                    media_port,
-                    "media node",
-                ),
+                _serve(media_app, media_port, "media node"),
             ):
                 say(
                     f"ready in {time.monotonic() - started:.1f} s: "
@@ -245,7 +252,17 @@ async def run_demo(
                 )
                 api_base = f"http://127.0.0.1:{api_port}"
                 async with httpx.AsyncClient(base_url=api_base, timeout=30) as api:
-                    await _setup_tenant(api, node_settings, say)
+                    tenant_id, version = await _setup_tenant(api, node_settings, say)
+                    # The node compiles an agent when its version is activated; a real caller
+                    # rings long after that, the demo's rings at once, so it lets the node finish.
+                    waited = time.monotonic()
+                    agents: AgentPreparer = media_app.state.agents
+                    if not await agents.wait_prepared(tenant_id, "acme-shop", version, 60):
+                        raise DemoError("the media node did not prepare acme-shop within 60 s")
+                    say(
+                        f"media node prepared acme-shop v{version} on its activation "
+                        f"({time.monotonic() - waited:.1f} s after the upload answered)"
+                    )
                     for _ in range(100):  # the node heartbeats into the registry at start-up
                         if await NodeRegistry(cache).pick() is not None:
                             break
@@ -268,9 +285,11 @@ async def run_demo(
                     steps: list[Step] = [
                         Say(load_wav(AUDIO / f"{name}.wav"), label=name) for name in SCRIPT
                     ]
+                    compiled_before = dialogue.compilations[(tenant_id, "acme-shop")]
                     call_started = time.monotonic()
                     result = await caller.run(steps)
                     duration = time.monotonic() - call_started
+                    compiled = dialogue.compilations[(tenant_id, "acme-shop")] - compiled_before
                     if out is not None:
                         save_wav(out, result.agent_audio)
                     await _wait_for_call(api, call_id)
@@ -286,6 +305,7 @@ async def run_demo(
         caller_latency_ms=[t.latency_ms for t in result.turns],
         greeting_ms=result.greeting_ms,
         agent_audio_s=len(result.agent_audio) / 8000,
+        compiled_during_call=compiled,
     )
 
 

@@ -33,6 +33,43 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert commands == [first_commands()[1]]
 
 
+def dry_run(target: str, venv: Path) -> list[str]:
+    """The commands ``make TARGET`` would run for a newcomer (nothing installed in ``venv``)."""
+    proc = subprocess.run(
+        ["make", "-n", target, f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return proc.stdout.splitlines()
+
+
+def test_make_demo_installs_only_the_demo_set(tmp_path: Path) -> None:
+    demo = dry_run("demo", tmp_path / "venv")
+    assert f"VENV={tmp_path / 'venv'} scripts/setup demo" in demo
+    assert not any("setup test" in line for line in demo)
+    assert demo[-1] == f"{tmp_path / 'venv'}/bin/parley demo"
+    test = dry_run("test", tmp_path / "venv")
+    assert f"VENV={tmp_path / 'venv'} scripts/setup test" in test
+
+
+def test_setup_knows_its_two_sets() -> None:
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "setup"), "everything"], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2
+    assert "usage: scripts/setup [demo|test]" in proc.stderr
+
+
+def test_readme_says_how_long_each_first_command_takes() -> None:
+    quick_start = README.split("## Architecture")[0]
+    for command in first_commands():
+        row = next((line for line in quick_start.splitlines() if f"| `{command}`" in line), "")
+        assert re.search(r"\d+ (s|min)", row), f"README gives no duration for {command}"
+
+
 def test_every_setting_is_documented() -> None:
     missing = [
         f"{ENV_PREFIX}{name.upper()}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -9,7 +11,14 @@ import pytest
 from media_nodes.dialogue.factory import AgentDialogueFactory, AgentUnavailable
 from media_nodes.dialogue.protocol import AgentText, UserTurn
 from shared.agents.loader import AgentDefinitionError, LoadedAgent, inline_knowledge
-from shared.agents.store import AgentNotFound, load_agent_version, save_agent_version
+from shared.agents.store import (
+    AgentActivation,
+    AgentNotFound,
+    activate_agent_version,
+    agent_activations,
+    load_agent_version,
+    save_agent_version,
+)
 from shared.settings import Settings
 
 
@@ -70,3 +79,46 @@ async def test_versions_round_trip_and_activate(
             )
     finally:
         await factory.aclose()
+
+
+async def test_an_activation_is_announced_to_listeners_when_it_commits(
+    database_url: str, db_pool: Any, acme: LoadedAgent
+) -> None:
+    tenant = "tenant-announce"
+    listening = asyncio.Event()
+    heard: asyncio.Queue[AgentActivation] = asyncio.Queue()
+
+    async def listen() -> None:
+        async for activation in agent_activations(database_url, listening=listening):
+            await heard.put(activation)
+
+    listener = asyncio.create_task(listen())
+    try:
+        await asyncio.wait_for(listening.wait(), 10)
+        stored = inline_knowledge(acme)
+        async with db_pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO tenants (tenant_id, name) VALUES (%s, 'Announce') "
+                "ON CONFLICT DO NOTHING",
+                (tenant,),
+            )
+            first = await save_agent_version(conn, tenant, stored)
+            second = await save_agent_version(conn, tenant, stored, activate=False)
+        assert await asyncio.wait_for(heard.get(), 10) == AgentActivation(
+            tenant, "acme-shop", first
+        )
+        async with db_pool.connection() as conn:  # an activation that rolls back says nothing
+            with contextlib.suppress(RuntimeError):
+                async with conn.transaction():
+                    assert await activate_agent_version(conn, tenant, "acme-shop", second)
+                    raise RuntimeError("roll back")
+            assert not await activate_agent_version(conn, tenant, "acme-shop", 99)
+            assert await activate_agent_version(conn, tenant, "acme-shop", second)
+        assert await asyncio.wait_for(heard.get(), 10) == AgentActivation(
+            tenant, "acme-shop", second
+        )
+        assert heard.empty()
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener

@@ -113,7 +113,8 @@ def start_node(models: Models, tmp_path: Path, request: pytest.FixtureRequest) -
 
     ``agents_from_db`` reads agents from PostgreSQL (their stored versions) instead of the
     example files; ``registry`` shares the node registry (and the calls' stream claims) with
-    other nodes or the functions, as Redis does in production."""
+    other nodes or the functions, as Redis does in production; ``dialogue=`` hands in a dialogue
+    factory (the node closes it)."""
 
     @contextlib.asynccontextmanager
     async def start(
@@ -122,6 +123,7 @@ def start_node(models: Models, tmp_path: Path, request: pytest.FixtureRequest) -
         *,
         agents_from_db: bool = False,
         registry: NodeRegistry | None = None,
+        dialogue: Any = None,
         **overrides: Any,
     ) -> AsyncIterator[RunningNode]:
         database_url = (
@@ -138,7 +140,7 @@ def start_node(models: Models, tmp_path: Path, request: pytest.FixtureRequest) -
         from media_nodes.dialogue.factory import AgentDialogueFactory
 
         pool = await create_pool(database_url, max_size=2) if agents_from_db else None
-        factory = AgentDialogueFactory(settings, pool=pool)
+        factory = dialogue or AgentDialogueFactory(settings, pool=pool)
         registry = registry or NodeRegistry(InProcessCache())
         app = create_app(
             settings,

@@ -16,7 +16,7 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
-from media_nodes.app import warm_fixed_texts
+from media_nodes.preparation import warm_fixed_texts
 from media_nodes.simulator.caller import Press, Say, SimulatedCaller, call
 from media_nodes.tts.voice import Voice
 from shared.events.models import TurnAgent, TurnUser

@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, get_args
 
 import phonenumbers
 
 from media_nodes.dialogue.nlu.spoken import numbers_to_digits, spoken_digits, words
-from shared.agents.models import Slot
+from shared.agents.models import Slot, SlotType
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def _number(slot: Slot, text: str) -> ParseResult:
 
 
 def _date(slot: Slot, text: str, now: datetime) -> ParseResult:
-    import dateparser.search  # slow to import; only agents with date slots pay for it
+    import dateparser.search  # slow to load: warm_parsers loads it at start-up
 
     converted = numbers_to_digits(text)
     found = dateparser.search.search_dates(
@@ -295,6 +295,33 @@ def parse_slot(slot: Slot, text: str, *, now: datetime | None = None) -> ParseRe
         case "free_text":
             return _free_text(slot, text)
     return Unparsed(f"unknown slot type {slot.type}")
+
+
+# One utterance per slot type, each parsed once at start-up by :func:`warm_parsers`.
+WARM_UP_UTTERANCES: dict[str, str] = {
+    "digits": "four five six seven",
+    "number": "twenty three point five",
+    "date": "next tuesday, the fifth of june",
+    "time": "half past three in the afternoon",
+    "yes_no": "yes that's right",
+    "email": "jane dot doe at example dot com",
+    "phone": "plus one four one five five five five one two three four",
+    "choice": "the second one",
+    "free_text": "hello",
+}
+
+
+def warm_parsers() -> list[str]:
+    """Parse a sample of every slot type once, so the libraries behind them load their data
+    (dateparser's languages, phone-number metadata, number words) before a caller's turn needs
+    it; returns the slot types warmed. Meant for start-up, off the event loop."""
+    warmed = []
+    for slot_type in get_args(SlotType):  # every type: a new one needs its utterance above
+        choices = {"second": ["the second one"]} if slot_type == "choice" else None
+        slot = Slot(name="warm_up", type=slot_type, prompt="-", choices=choices)
+        parse_slot(slot, WARM_UP_UTTERANCES[slot_type])
+        warmed.append(str(slot_type))
+    return warmed
 
 
 def parse_dtmf(slot: Slot, digits: str) -> ParseResult:
