@@ -7,6 +7,7 @@ AWS would compute (ARNs, endpoints); every assertion is on the inputs the progra
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import warnings
@@ -126,6 +127,11 @@ def evaluate(
     flat = {key: _as_cli_value(value) for key, value in {**config, **secret_values}.items()}
 
     mocks = mocks or RecordingMocks()
+    # Pulumi's mocks run on the thread's current loop; an earlier async test may have left none.
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="parley", stack=stack, preview=False)
     pulumi.runtime.set_all_config(flat, list(secret_values))
     from parley_infra.program import build  # after the mocks, as Pulumi requires
