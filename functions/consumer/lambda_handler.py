@@ -28,6 +28,8 @@ from shared.settings import get_settings
 log = logging.getLogger(__name__)
 
 EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka")
+# The event source mapping's consumer group, as dead letters record it.
+LAMBDA_GROUP = "parley-lambda"
 
 
 class MskEventError(ValueError):
@@ -80,7 +82,9 @@ class _Container:
                 bus = KafkaBus.from_settings(settings)
                 await bus.start()
                 self.bus = bus
-                sink = DeadLetterSink(bus, dead_letter_topic(settings.kafka_topic_prefix))
+                sink = DeadLetterSink(
+                    bus, dead_letter_topic(settings.kafka_topic_prefix), pool, group_id=LAMBDA_GROUP
+                )
             self.processor = BatchProcessor(pool, privacy=TenantPrivacy(pool), dead_letters=sink)
         return self.processor
 

@@ -60,6 +60,7 @@ from media_nodes.recording.recorder import CallRecorder
 from media_nodes.tts.base import TtsError
 from media_nodes.tts.sentences import SentenceSplitter
 from shared.events.models import (
+    TURN_TEXT_MAX_CHARS,
     CallEnded,
     CallStarted,
     DispositionSet,
@@ -337,7 +338,7 @@ class CallSession:
         self.events.emit(
             TurnUser(
                 turn_index=index,
-                text=transcript.text,
+                text=self._bounded(transcript.text),
                 start_ms=start_ms,
                 end_ms=max(end_ms, start_ms),
                 confidence=transcript.confidence,
@@ -381,7 +382,13 @@ class CallSession:
         index = self._turn_index
         now = self._ms()
         self.events.emit(
-            TurnUser(turn_index=index, text=digits, start_ms=now, end_ms=now, source="dtmf")
+            TurnUser(
+                turn_index=index,
+                text=self._bounded(digits),
+                start_ms=now,
+                end_ms=now,
+                source="dtmf",
+            )
         )
         if self._dialogue is not None and not self._finishing:
             timing = TurnTiming(turn_index=index, last_voiced_at=time.monotonic())
@@ -482,14 +489,28 @@ class CallSession:
         if not actions and not self._finishing:
             self._no_input_task = asyncio.create_task(self._no_input_after_silence())
 
+    def _bounded(self, text: str) -> str:
+        """A turn's text cut to what an event may carry (counted: a sign of a runaway ASR or
+        dialogue), so a call never fails on an oversized event and the pipeline never sees one."""
+        if len(text) <= TURN_TEXT_MAX_CHARS:
+            return text
+        self.node.metrics.turns_cut.inc()
+        log.warning(
+            "call %s: a turn of %d characters cut to %d",
+            self.identity.call_id,
+            len(text),
+            TURN_TEXT_MAX_CHARS,
+        )
+        return text[:TURN_TEXT_MAX_CHARS]
+
     def _emit_agent_turn(
         self, turn: PlayoutTurn, started_ms: int, heard: str, *, interrupted: bool
     ) -> None:
         self.events.emit(
             TurnAgent(
                 turn_index=turn.index,
-                text=heard,
-                planned_text=turn.planned_text() if interrupted else None,
+                text=self._bounded(heard),
+                planned_text=self._bounded(turn.planned_text()) if interrupted else None,
                 start_ms=started_ms,
                 end_ms=max(self._ms(), started_ms),
                 interrupted=interrupted,
