@@ -196,7 +196,7 @@ def create_app(
             else:
                 from shared.cache.factory import create_cache
 
-                node_registry = NodeRegistry(create_cache(cfg))
+                node_registry = NodeRegistry(create_cache(cfg), ttl_s=cfg.node_registry_ttl_s)
             stop_heartbeat = asyncio.Event()
             heartbeat = asyncio.create_task(run_heartbeat(node, node_registry, stop_heartbeat))
             if own_models:  # this process is the node (tests share models between many apps)
