@@ -49,6 +49,7 @@ from media_nodes.dialogue.protocol import (
     UserTurn,
 )
 from media_nodes.memory import release_memory
+from media_nodes.metrics import MediaMetrics
 from media_nodes.pipeline.backchannel import is_backchannel
 from media_nodes.pipeline.caller_audio import CallerAudio
 from media_nodes.pipeline.events import CallEvents
@@ -76,6 +77,16 @@ log = logging.getLogger(__name__)
 
 PRE_ROLL_MS = 200  # audio before the detected speech start handed to ASR (soft onsets)
 POST_ROLL_MS = 120  # and after the last voiced window
+
+
+def bound_turn_text(text: str, metrics: MediaMetrics, call_id: str) -> str:
+    """A turn's text cut to what an event may carry, counted (a sign of a runaway ASR or
+    dialogue), so a call never fails on an oversized event and the pipeline never sees one."""
+    if len(text) <= TURN_TEXT_MAX_CHARS:
+        return text
+    metrics.turns_cut.inc()
+    log.warning("call %s: a %d-character turn cut to %d", call_id, len(text), TURN_TEXT_MAX_CHARS)
+    return text[:TURN_TEXT_MAX_CHARS]
 
 
 @dataclass(frozen=True)
@@ -490,18 +501,7 @@ class CallSession:
             self._no_input_task = asyncio.create_task(self._no_input_after_silence())
 
     def _bounded(self, text: str) -> str:
-        """A turn's text cut to what an event may carry (counted: a sign of a runaway ASR or
-        dialogue), so a call never fails on an oversized event and the pipeline never sees one."""
-        if len(text) <= TURN_TEXT_MAX_CHARS:
-            return text
-        self.node.metrics.turns_cut.inc()
-        log.warning(
-            "call %s: a turn of %d characters cut to %d",
-            self.identity.call_id,
-            len(text),
-            TURN_TEXT_MAX_CHARS,
-        )
-        return text[:TURN_TEXT_MAX_CHARS]
+        return bound_turn_text(text, self.node.metrics, self.identity.call_id)
 
     def _emit_agent_turn(
         self, turn: PlayoutTurn, started_ms: int, heard: str, *, interrupted: bool
