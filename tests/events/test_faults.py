@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg_pool import PoolTimeout
 
 from functions.consumer.dead_letters import parse_dead_letter
+from functions.consumer.processor import Fault, classify
 from functions.consumer.service import ConsumerService
 from shared.bus import call_events_topic, dead_letter_topic
 from shared.bus.kafka import KafkaBus
@@ -285,3 +287,54 @@ async def test_a_consumer_started_while_the_database_is_down_waits_for_it(
     assert consumer.returncode == 0, err.decode()[-3000:]
     assert "Traceback" not in err.decode(), err.decode()[-3000:]
     assert "is unavailable" in err.decode() and "not ready, retrying" in err.decode()
+
+
+ORPHAN_TURN = (
+    "INSERT INTO call_turns (call_id, speaker, turn_index, text, start_ms, end_ms)"
+    " VALUES ('no-such-call', 'caller', 0, 'x', 0, 0)"
+)
+
+
+async def test_real_database_errors_are_classified_by_sqlstate(database_url: str) -> None:
+    """Errors PostgreSQL really raises, whatever psycopg's exception class for them."""
+
+    async def error_of(sql: str, conn: psycopg.AsyncConnection[Any]) -> BaseException:
+        try:
+            async with conn.transaction():
+                await conn.execute(sql)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            return exc
+        raise AssertionError(f"{sql} did not fail")
+
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        too_long = await error_of(
+            "SELECT to_tsvector('simple', string_agg(md5(i::text), ' '))"
+            " FROM generate_series(1, 40000) i",
+            conn,
+        )
+        assert isinstance(too_long, psycopg.OperationalError) and too_long.sqlstate == "54000"
+        assert classify(too_long) is Fault.REJECTED
+        for sql, sqlstate in (
+            ("SELECT 'x'::int", "22P02"),
+            ("SELECT * FROM no_such_table", "42P01"),
+            (ORPHAN_TURN, "23503"),
+            ("SET LOCAL statement_timeout = 50; SELECT pg_sleep(1)", "57014"),
+        ):
+            exc = await error_of(sql, conn)
+            assert getattr(exc, "sqlstate", None) == sqlstate, (sql, exc)
+            assert classify(exc) is Fault.REJECTED, sql
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        shutdown = await error_of("SELECT 1", conn)
+        assert classify(shutdown) is Fault.UNAVAILABLE, shutdown
+    assert classify(PoolTimeout("no connection")) is Fault.UNAVAILABLE
+    refused = await create_pool_error("postgresql://postgres@127.0.0.1:1/x")
+    assert classify(refused) is Fault.UNAVAILABLE, refused
+
+
+async def create_pool_error(url: str) -> BaseException:
+    try:
+        await psycopg.AsyncConnection.connect(url, connect_timeout=2)
+    except psycopg.Error as exc:
+        return exc
+    raise AssertionError("connected to a closed port")
