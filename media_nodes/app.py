@@ -140,7 +140,7 @@ def create_app(
             else:
                 from shared.cache.factory import create_cache
 
-                node_registry = NodeRegistry(create_cache(cfg))
+                node_registry = NodeRegistry(create_cache(cfg), ttl_s=cfg.node_registry_ttl_s)
             node = MediaNode(
                 settings=cfg,
                 asr=loaded.asr,

@@ -39,7 +39,8 @@ async def run_heartbeat(node: MediaNode, registry: NodeRegistry, stop: asyncio.E
                 published_draining = node.draining
             except Exception as exc:  # registry down: calls in progress carry on
                 log.warning("registry heartbeat failed: %s", exc)
-            for _ in range(int(INTERVAL_S * 10)):
+            # Several beats per TTL, so one late beat never makes a live node look lost.
+            for _ in range(int(min(INTERVAL_S, registry.ttl_s / 3) * 10)):
                 if stop.is_set() or node.draining != published_draining:
                     break
                 await asyncio.sleep(0.1)

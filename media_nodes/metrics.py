@@ -50,6 +50,9 @@ class MediaMetrics:
         )
         self.asr_errors = Counter("parley_asr_errors", "Failed transcriptions.", registry=r)
         self.tts_errors = Counter("parley_tts_errors", "Failed syntheses.", registry=r)
+        self.turns_cut = Counter(
+            "parley_turns_cut", "Turns whose text exceeded an event's bound.", registry=r
+        )
         self.backchannels = Counter(
             "parley_backchannels", "Speech over the agent that let it go on.", registry=r
         )

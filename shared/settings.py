@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     )
     media_max_calls: int = Field(12, ge=1, le=1000, description="Concurrent calls per media node.")
     node_id: str = Field("", description="Media node id in the registry; empty derives one.")
+    node_registry_ttl_s: float = Field(
+        15.0, ge=1, le=300, description="A node missing heartbeats this long counts as lost."
+    )
     asr_model: Literal["tiny.en", "base"] = Field("tiny.en", description="Whisper model.")
     asr_model_path: Path | None = Field(
         None, description="Local CTranslate2 Whisper folder; overrides asr_model."

@@ -16,7 +16,10 @@ from shared.db import DatabaseUnavailable
 from shared.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
     from shared.bus.kafka import KafkaBus
+    from shared.cache.registry import NodeRegistry
 
 app = typer.Typer(
     help="The event pipeline: consume call events into PostgreSQL, replay them from Kafka.",
@@ -81,8 +84,23 @@ def consume(
     metrics_port: int = typer.Option(
         0, min=0, max=65535, help="Serve Prometheus metrics on this port (0: off)."
     ),
+    health_port: int = typer.Option(
+        0, min=0, max=65535, help="Serve /healthz and /readyz on this port (0: off)."
+    ),
+    lost_call_sweep_s: float = typer.Option(
+        30.0, min=0, help="Close calls whose media node died, every this many seconds (0: off)."
+    ),
+    lost_call_grace_s: float = typer.Option(
+        60.0, min=0, help="A call of a node gone from the registry is lost after this silence."
+    ),
+    silent_call_s: float = typer.Option(
+        7200.0, min=1, help="A call with no event for this long is lost, whatever its node."
+    ),
 ) -> None:
-    """Consume call events from Kafka into PostgreSQL until SIGINT/SIGTERM."""
+    """Consume call events from Kafka into PostgreSQL until SIGINT/SIGTERM.
+
+    A database or broker that is away never stops the process: it reports not-ready on
+    /readyz and retries with backoff until they answer."""
     settings = _settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     if metrics_port:
@@ -91,32 +109,95 @@ def consume(
         start_http_server(metrics_port, addr="127.0.0.1")
 
     async def run() -> None:
+        from functions.consumer.health import HealthServer
+        from functions.consumer.lost_calls import LostCallSweeper
         from functions.consumer.service import ConsumerService
-        from shared.db import create_pool
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        pool = await create_pool(settings.database_url, min_size=lanes, max_size=lanes + 2)
-        bus = _kafka(settings)
+        service: ConsumerService | None = None
+
+        def readiness() -> str | None:
+            if service is None:
+                return "database"
+            return None if service.ready else "database or broker"
+
+        health = HealthServer(health_port, readiness) if health_port else None
+        if health is not None:
+            await health.start()
         try:
-            await bus.start()
-            service = ConsumerService(bus, pool, group_id=group, batch_size=batch_size, lanes=lanes)
-            typer.echo(f"consuming {settings.kafka_topic_prefix}.call-events as group {group}")
-            stats = await service.run(stop)
-            typer.echo(
-                f"stopped: {stats.applied} applied, {stats.duplicates} duplicates skipped, "
-                f"{stats.dead_lettered} dead-lettered"
-            )
+            pool = await _wait_for_database(settings.database_url, lanes, stop)
+            if pool is None:
+                typer.echo("stopped before the database answered")
+                return
+            bus = _kafka(settings)
+            tasks: list[asyncio.Task[None]] = []
+            try:
+                await bus.start()
+                service = ConsumerService(
+                    bus, pool, group_id=group, batch_size=batch_size, lanes=lanes
+                )
+                if lost_call_sweep_s > 0:
+                    sweeper = LostCallSweeper(
+                        pool,
+                        _registry(settings),
+                        every_s=lost_call_sweep_s,
+                        node_grace_s=lost_call_grace_s,
+                        silent_after_s=silent_call_s,
+                    )
+                    tasks.append(asyncio.create_task(sweeper.run(stop)))
+                typer.echo(f"consuming {settings.kafka_topic_prefix}.call-events as group {group}")
+                stats = await service.run(stop)
+                typer.echo(
+                    f"stopped: {stats.applied} applied, {stats.duplicates} duplicates skipped, "
+                    f"{stats.dead_lettered} dead-lettered"
+                )
+            finally:
+                stop.set()
+                for task in tasks:
+                    await task
+                await bus.stop()
+                await pool.close()
         finally:
-            await bus.stop()
-            await pool.close()
+            if health is not None:
+                await health.stop()
 
     try:
         asyncio.run(run())
     except (BusError, DatabaseUnavailable) as exc:
         raise _fail(str(exc)) from None
+
+
+async def _wait_for_database(
+    url: str, lanes: int, stop: asyncio.Event
+) -> AsyncConnectionPool | None:
+    """The consumer's pool once PostgreSQL answers, retrying with backoff (1 s doubling to
+    30 s); None if stopped first. A consumer that exits here would crash-loop on EKS."""
+    from shared.db import create_pool
+
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            return await create_pool(url, min_size=lanes, max_size=lanes + 2, timeout_s=5)
+        except DatabaseUnavailable as exc:
+            logging.getLogger(__name__).error("%s; not ready, retrying in %.0fs", exc, backoff)
+        try:
+            await asyncio.wait_for(stop.wait(), backoff)
+        except TimeoutError:
+            backoff = min(backoff * 2, 30.0)
+    return None
+
+
+def _registry(settings: Settings) -> NodeRegistry | None:
+    """The media nodes' registry, if they share one (Redis); None leaves the silence rule."""
+    if not settings.redis_url:
+        return None
+    from shared.cache import create_cache
+    from shared.cache.registry import NodeRegistry
+
+    return NodeRegistry(create_cache(settings))
 
 
 @app.command("replay")

@@ -30,6 +30,8 @@ NEEDS = EVERY_PROCESS | KAFKA  # poison records go to the dead-letter topic
 log = logging.getLogger(__name__)
 
 EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka")
+# The event source mapping's consumer group, as dead letters record it.
+LAMBDA_GROUP = "parley-lambda"
 
 
 class MskEventError(ValueError):
@@ -82,7 +84,9 @@ class _Container:
                 bus = KafkaBus.from_settings(settings)
                 await bus.start()
                 self.bus = bus
-                sink = DeadLetterSink(bus, dead_letter_topic(settings.kafka_topic_prefix))
+                sink = DeadLetterSink(
+                    bus, dead_letter_topic(settings.kafka_topic_prefix), pool, group_id=LAMBDA_GROUP
+                )
             self.processor = BatchProcessor(pool, privacy=TenantPrivacy(pool), dead_letters=sink)
         return self.processor
 

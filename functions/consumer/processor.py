@@ -4,21 +4,26 @@ consumer and replay, so all three treat duplicates, redaction and poison events 
 - Records that are not valid events become dead letters ("invalid").
 - Events are redacted per tenant before anything is written (raw text never reaches a row).
 - The batch is applied in one transaction; ids already present are skipped (duplicates).
-- If the database refuses the batch for a data reason (a NUL byte, a constraint), the batch is
-  re-applied event by event under savepoints; the refused events become dead letters
-  ("rejected") and the others commit. Connection failures are raised for the caller to retry.
+- Database errors are classified by SQLSTATE (:func:`classify`), never by the exception's class
+  (psycopg raises a program limit such as "string is too long for tsvector" as an
+  OperationalError). When the database is unavailable the error is raised for the caller to
+  retry the batch. A transient conflict (serialization, deadlock) is retried a few times. Anything
+  else means some record cannot be stored: the batch is re-applied event by event under
+  savepoints, the refused events become dead letters ("rejected", with the SQLSTATE and message)
+  and the others commit. A single record delays only itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from functions.consumer.dead_letters import DeadLetter, DeadLetterSink
 from shared.bus import ReceivedRecord
@@ -28,8 +33,48 @@ from shared.privacy import TenantPrivacy
 
 log = logging.getLogger(__name__)
 
-# Errors that say "this data cannot be stored" rather than "the database is not there".
-POISON_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
+
+class Fault(enum.Enum):
+    UNAVAILABLE = "unavailable"  # the database is not there (yet): retry the batch, lose nothing
+    TRANSIENT = "transient"  # a conflict with another transaction: retry a few times
+    REJECTED = "rejected"  # this data cannot be stored: set the record aside
+
+
+# SQLSTATE classes and codes that say "the server is not there" rather than "not this data":
+# 08 connection exceptions, 53 insufficient resources (53300 too many connections, out of
+# memory, disk full), 57P01-03 admin/crash shutdown and "cannot connect now".
+_UNAVAILABLE_CLASSES = ("08", "53")
+_UNAVAILABLE_CODES = ("57P01", "57P02", "57P03")
+# 40 transaction rollback: serialization failure, deadlock.
+_TRANSIENT_CLASSES = ("40",)
+# Everything else with a SQLSTATE is the data's fault, notably 22 data exceptions, 23 integrity
+# violations, 42 syntax/undefined objects, 54 program limits, 57014 statement timeout.
+
+# What the database layer raises; anything else is a bug and is not swallowed.
+DATABASE_ERRORS = (psycopg.Error, PoolTimeout, OSError)
+TRANSIENT_RETRIES = 3
+
+
+def classify(exc: BaseException) -> Fault:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        if sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate in _UNAVAILABLE_CODES:
+            return Fault.UNAVAILABLE
+        if sqlstate[:2] in _TRANSIENT_CLASSES:
+            return Fault.TRANSIENT
+        return Fault.REJECTED
+    # No SQLSTATE: the server never answered (connection lost, refused, pool exhausted), or
+    # psycopg refused the data itself before sending it (e.g. a NUL byte in text).
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | PoolTimeout | OSError):
+        return Fault.UNAVAILABLE
+    return Fault.REJECTED
+
+
+def describe_error(exc: BaseException) -> str:
+    """``SQLSTATE 54000 (ProgramLimitExceeded): string is too long for tsvector ...``"""
+    sqlstate = getattr(exc, "sqlstate", None)
+    code = f"SQLSTATE {sqlstate} " if sqlstate else ""
+    return f"{code}({type(exc).__name__}): {_first_line(exc)}"
 
 
 @dataclass
@@ -123,33 +168,50 @@ class BatchProcessor:
     ) -> tuple[int, list[DeadLetter]]:
         if not valid:
             return 0, []
-        async with self.pool.connection() as conn:
+        events = [e for _, e in valid]
+        for attempt in range(TRANSIENT_RETRIES + 1):
             try:
-                async with conn.transaction():
-                    return await apply_events(conn, [e for _, e in valid]), []
-            except POISON_ERRORS as exc:
+                async with self.pool.connection() as conn, conn.transaction():
+                    return await apply_events(conn, events), []
+            except DATABASE_ERRORS as exc:
+                fault = classify(exc)
+                if fault is Fault.UNAVAILABLE:
+                    raise
+                if fault is Fault.TRANSIENT and attempt < TRANSIENT_RETRIES:
+                    await asyncio.sleep(0.05 * 2**attempt)
+                    continue
                 log.warning(
-                    "batch refused by the database (%s); isolating the poison event",
-                    _first_line(exc),
+                    "batch of %d refused by the database (%s); applying it event by event",
+                    len(valid),
+                    describe_error(exc),
                 )
-            return await self._apply_one_by_one(conn, valid)
+                break
+        return await self._apply_one_by_one(valid)
 
     async def _apply_one_by_one(
-        self, conn: psycopg.AsyncConnection[Any], valid: list[tuple[ReceivedRecord, Event]]
+        self, valid: list[tuple[ReceivedRecord, Event]]
     ) -> tuple[int, list[DeadLetter]]:
         applied = 0
         rejected: list[DeadLetter] = []
-        async with conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             for record, event in valid:
-                try:
-                    async with conn.transaction():  # a savepoint per event
-                        applied += await apply_events(conn, [event])
-                except POISON_ERRORS as exc:
-                    reason = (
-                        f"database rejected {event.type} {event.event_id} of call "
-                        f"{event.call_id}: {_first_line(exc)}"
-                    )
-                    rejected.append(DeadLetter(record, reason, "rejected"))
+                for attempt in range(TRANSIENT_RETRIES + 1):
+                    try:
+                        async with conn.transaction():  # a savepoint per event
+                            applied += await apply_events(conn, [event])
+                        break
+                    except DATABASE_ERRORS as exc:
+                        fault = classify(exc)
+                        if fault is Fault.UNAVAILABLE:
+                            raise
+                        if fault is Fault.TRANSIENT and attempt < TRANSIENT_RETRIES:
+                            continue
+                        reason = (
+                            f"database rejected {event.type} {event.event_id} of call "
+                            f"{event.call_id}: {describe_error(exc)}"
+                        )
+                        rejected.append(DeadLetter(record, reason, "rejected"))
+                        break
         return applied, rejected
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:

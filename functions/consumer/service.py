@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
-from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from functions.consumer.dead_letters import DeadLetterSink
@@ -26,6 +26,7 @@ from shared.privacy import TenantPrivacy
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "parley-projector"
+MAX_RETRY_BACKOFF_S = 30.0
 AfterCommit = Callable[[BatchOutcome], Awaitable[None]]
 InFlight = tuple["asyncio.Task[BatchOutcome | None]", PreparedBatch]
 
@@ -63,11 +64,15 @@ class ConsumerService:
         self.processor = BatchProcessor(
             pool,
             privacy=privacy if privacy is not None else TenantPrivacy(pool),
-            dead_letters=DeadLetterSink(bus, dead_letter_topic(bus.topic_prefix)),
+            dead_letters=DeadLetterSink(
+                bus, dead_letter_topic(bus.topic_prefix), pool, group_id=group_id
+            ),
             lanes=lanes,
         )
         self.stats = ConsumerStats()
         self.lag: dict[int, int] = {}
+        # False while a batch waits for the database or the broker (the readiness probe).
+        self.ready = True
 
     async def run(self, stop: asyncio.Event) -> ConsumerStats:
         """Consume until ``stop`` is set. The bus must be started (it publishes dead letters).
@@ -119,22 +124,28 @@ class ConsumerService:
         return True
 
     async def _apply(self, prepared: PreparedBatch, stop: asyncio.Event) -> BatchOutcome | None:
-        """Apply the batch, retrying while the database or the broker is unreachable."""
+        """Apply the batch, retrying with backoff while the database or the broker is
+        unreachable (the processor raises nothing else: refused records are dead letters)."""
+        backoff = self.retry_backoff_s
         while True:
             try:
-                return await self.processor.apply(prepared)
-            except (OperationalError, PoolTimeout, BusError, KafkaError, OSError) as exc:
+                outcome = await self.processor.apply(prepared)
+                self.ready = True
+                return outcome
+            except (psycopg.Error, PoolTimeout, BusError, KafkaError, OSError) as exc:
+                self.ready = False
                 log.error(
-                    "batch of %d not applied (%s); retrying in %.1fs",
+                    "batch of %d not applied, database or broker unavailable (%s); "
+                    "retrying in %.1fs",
                     len(prepared.records),
-                    exc,
-                    self.retry_backoff_s,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    backoff,
                 )
             try:
-                await asyncio.wait_for(stop.wait(), self.retry_backoff_s)
+                await asyncio.wait_for(stop.wait(), backoff)
                 return None
             except TimeoutError:
-                continue
+                backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
 
     def _count(self, outcome: BatchOutcome) -> None:
         s = self.stats

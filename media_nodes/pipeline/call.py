@@ -49,6 +49,7 @@ from media_nodes.dialogue.protocol import (
     UserTurn,
 )
 from media_nodes.memory import release_memory
+from media_nodes.metrics import MediaMetrics
 from media_nodes.pipeline.backchannel import is_backchannel
 from media_nodes.pipeline.caller_audio import CallerAudio
 from media_nodes.pipeline.caller_speech import Heard, PendingSpeech
@@ -61,6 +62,7 @@ from media_nodes.recording.recorder import CallRecorder
 from media_nodes.tts.base import TtsError
 from media_nodes.tts.sentences import SentenceSplitter
 from shared.events.models import (
+    TURN_TEXT_MAX_CHARS,
     CallEnded,
     CallStarted,
     DispositionSet,
@@ -76,6 +78,16 @@ log = logging.getLogger(__name__)
 
 PRE_ROLL_MS = 200  # audio before the detected speech start handed to ASR (soft onsets)
 POST_ROLL_MS = 120  # and after the last voiced window
+
+
+def bound_turn_text(text: str, metrics: MediaMetrics, call_id: str) -> str:
+    """A turn's text cut to what an event may carry, counted (a sign of a runaway ASR or
+    dialogue), so a call never fails on an oversized event and the pipeline never sees one."""
+    if len(text) <= TURN_TEXT_MAX_CHARS:
+        return text
+    metrics.turns_cut.inc()
+    log.warning("call %s: a %d-character turn cut to %d", call_id, len(text), TURN_TEXT_MAX_CHARS)
+    return text[:TURN_TEXT_MAX_CHARS]
 
 
 @dataclass(frozen=True)
@@ -349,7 +361,7 @@ class CallSession:
         self.events.emit(
             TurnUser(
                 turn_index=index,
-                text=heard.text,
+                text=self._bounded(heard.text),
                 start_ms=heard.start_ms,
                 end_ms=heard.end_ms,
                 confidence=heard.confidence,
@@ -392,7 +404,13 @@ class CallSession:
         index = self._turn_index
         now = self._ms()
         self.events.emit(
-            TurnUser(turn_index=index, text=digits, start_ms=now, end_ms=now, source="dtmf")
+            TurnUser(
+                turn_index=index,
+                text=self._bounded(digits),
+                start_ms=now,
+                end_ms=now,
+                source="dtmf",
+            )
         )
         if self._dialogue is not None and not self._finishing:
             timing = TurnTiming(turn_index=index, last_voiced_at=time.monotonic())
@@ -493,14 +511,17 @@ class CallSession:
         if not actions and not self._finishing:
             self._no_input_task = asyncio.create_task(self._no_input_after_silence())
 
+    def _bounded(self, text: str) -> str:
+        return bound_turn_text(text, self.node.metrics, self.identity.call_id)
+
     def _emit_agent_turn(
         self, turn: PlayoutTurn, started_ms: int, heard: str, *, interrupted: bool
     ) -> None:
         self.events.emit(
             TurnAgent(
                 turn_index=turn.index,
-                text=heard,
-                planned_text=turn.planned_text() if interrupted else None,
+                text=self._bounded(heard),
+                planned_text=self._bounded(turn.planned_text()) if interrupted else None,
                 start_ms=started_ms,
                 end_ms=max(self._ms(), started_ms),
                 interrupted=interrupted,

@@ -32,7 +32,9 @@ async def connect(url: str, *, autocommit: bool = False) -> AsyncConnection[dict
         ) from None
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10
+) -> AsyncConnectionPool:
     """An opened pool; fails fast with :class:`DatabaseUnavailable` if the server is down."""
     pool = AsyncConnectionPool(
         url,
@@ -42,7 +44,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Asy
         open=False,
     )
     try:
-        await pool.open(wait=True, timeout=10)
+        await pool.open(wait=True, timeout=timeout_s)
     except Exception as exc:
         await pool.close()
         raise DatabaseUnavailable(

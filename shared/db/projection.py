@@ -2,7 +2,8 @@
 
 Idempotent by construction: an event is applied only if its ``event_id`` is new to
 ``call_events``; call-level facts (status, disposition) only move forward in ``seq`` so a late or
-replayed event cannot move a call backwards.
+replayed event cannot move a call backwards, and a call closed as lost (``lost_at``, see
+``functions/consumer/lost_calls.py``) keeps that closing when its node's late events arrive.
 
 A call has one media stream. A node numbers a stream's events 0, 1, ... and ``call.ended`` is its
 last, so an event that reuses a number another event of the call already has, or comes after the
@@ -253,7 +254,7 @@ async def _project(conn: AsyncConnection[Any], event: Event) -> None:
             await conn.execute(
                 """UPDATE calls SET disposition = %s, summary = %s, slots = slots || %s,
                        last_seq = GREATEST(last_seq, %s), updated_at = now()
-                   WHERE call_id = %s AND last_seq <= %s""",
+                   WHERE call_id = %s AND last_seq <= %s AND lost_at IS NULL""",
                 (p.disposition, p.summary, Jsonb(p.slots), seq, call_id, seq),
             )
         case CallEnded():
@@ -263,7 +264,7 @@ async def _project(conn: AsyncConnection[Any], event: Event) -> None:
                        recording_url = COALESCE(%s, recording_url),
                        status = CASE WHEN status_rank < 3 THEN 'completed' ELSE status END,
                        status_rank = 3, last_seq = GREATEST(last_seq, %s), updated_at = now()
-                   WHERE call_id = %s""",
+                   WHERE call_id = %s AND lost_at IS NULL""",
                 (event.occurred_at, p.duration_ms, p.reason, p.recording_url, seq, call_id),
             )
         case _:

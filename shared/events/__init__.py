@@ -3,6 +3,8 @@
 from shared.events.models import (
     EVENT_TYPES,
     SCHEMA_VERSION,
+    TRANSCRIPT_SEARCH_MAX_CHARS,
+    TURN_TEXT_MAX_CHARS,
     CallEnded,
     CallStarted,
     DispositionSet,
@@ -20,6 +22,8 @@ from shared.events.models import (
 __all__ = [
     "EVENT_TYPES",
     "SCHEMA_VERSION",
+    "TRANSCRIPT_SEARCH_MAX_CHARS",
+    "TURN_TEXT_MAX_CHARS",
     "CallEnded",
     "CallStarted",
     "DispositionSet",

@@ -16,6 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 SCHEMA_VERSION = 1
 
+# A caller's or the agent's turn holds at most this many characters (the media node cuts a
+# longer one and counts it; the schema refuses it, so the consumer sets it aside).
+TURN_TEXT_MAX_CHARS = 10_000
+# The transcript search column covers the first this-many characters of a call's transcript
+# (migration 0240_bounded_transcript_search); the turns themselves are kept whole.
+TRANSCRIPT_SEARCH_MAX_CHARS = 100_000
+
 Speaker = Literal["caller", "agent"]
 
 
@@ -49,7 +56,7 @@ class CallEnded(_Payload):
 class TurnUser(_Payload):
     type: Literal["turn.user"] = "turn.user"
     turn_index: int = Field(ge=0)
-    text: str
+    text: str = Field(max_length=TURN_TEXT_MAX_CHARS)
     start_ms: int = Field(ge=0, description="Offset of the turn from the start of the call.")
     end_ms: int = Field(ge=0)
     confidence: float | None = Field(None, ge=0, le=1)
@@ -60,8 +67,13 @@ class TurnUser(_Payload):
 class TurnAgent(_Payload):
     type: Literal["turn.agent"] = "turn.agent"
     turn_index: int = Field(ge=0)
-    text: str = Field(description="What the caller actually heard (cut at barge-in).")
-    planned_text: str | None = Field(None, description="Full text before any barge-in cut.")
+    text: str = Field(
+        max_length=TURN_TEXT_MAX_CHARS,
+        description="What the caller actually heard (cut at barge-in).",
+    )
+    planned_text: str | None = Field(
+        None, max_length=TURN_TEXT_MAX_CHARS, description="Full text before any barge-in cut."
+    )
     start_ms: int = Field(ge=0)
     end_ms: int = Field(ge=0)
     interrupted: bool = False

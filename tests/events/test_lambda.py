@@ -65,13 +65,16 @@ async def test_a_batch_becomes_rows_and_a_poison_record_a_dead_letter(db_pool: A
     processor = BatchProcessor(
         db_pool,
         privacy=TenantPrivacy(db_pool),
-        dead_letters=DeadLetterSink(bus, dead_letter_topic("lambda-test")),
+        dead_letters=DeadLetterSink(
+            bus, dead_letter_topic("lambda-test"), db_pool, group_id="parley-lambda"
+        ),
     )
     first = await handle(event, processor)
     assert first == {"received": 10, "applied": 9, "duplicates": 0, "dead_lettered": 1}
     again = await handle(event, processor)  # the event source mapping retried the batch
     assert again["applied"] == 0 and again["duplicates"] == 9
-    [letter, _] = bus.records(dead_letter_topic("lambda-test"))
+    # The retry found the poison record again but it was already published: one entry.
+    [letter] = bus.records(dead_letter_topic("lambda-test"))
     assert parse_dead_letter(letter.value)["source"]["offset"] == 999_999  # type: ignore[index]
 
 

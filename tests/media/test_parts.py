@@ -14,6 +14,7 @@ import boto3
 import numpy as np
 import pytest
 from moto import mock_aws
+from pydantic import ValidationError
 
 from media_nodes.audio.codec import mulaw_to_pcm, pcm_to_mulaw
 from media_nodes.audio.resample import StreamResampler, resample, to_float32
@@ -26,8 +27,10 @@ from media_nodes.audio.turn import (
     TurnEnded,
 )
 from media_nodes.audio.vad import StreamingVad
+from media_nodes.metrics import MediaMetrics
 from media_nodes.models import Models
 from media_nodes.pipeline.backchannel import is_backchannel
+from media_nodes.pipeline.call import bound_turn_text
 from media_nodes.pipeline.caller_speech import Heard, PendingSpeech, merge
 from media_nodes.pipeline.playout import Piece, Playout, PlayoutTurn
 from media_nodes.recording.recorder import CallRecorder
@@ -37,6 +40,7 @@ from media_nodes.transports import twilio
 from media_nodes.tts.espeak import EspeakTts
 from media_nodes.tts.sentences import SentenceSplitter
 from media_nodes.tts.voice import Voice
+from shared.events.models import TURN_TEXT_MAX_CHARS, TurnUser
 from shared.settings import Settings
 from shared.tokens import TokenError, sign, verify
 from tests.media.conftest import AUDIO, MANIFEST, words
@@ -480,3 +484,15 @@ def test_words_no_turn_took_in_are_kept_as_one_piece() -> None:
     assert pending.take() is None
     with pytest.raises(ValueError):
         merge([])
+
+
+def test_a_turn_longer_than_an_event_may_carry_is_cut_and_counted() -> None:
+    metrics = MediaMetrics()
+    assert bound_turn_text("x" * TURN_TEXT_MAX_CHARS, metrics, "c") == "x" * TURN_TEXT_MAX_CHARS
+    assert metrics.registry.get_sample_value("parley_turns_cut_total") == 0
+    cut = bound_turn_text("y" * (TURN_TEXT_MAX_CHARS + 5), metrics, "c")
+    assert cut == "y" * TURN_TEXT_MAX_CHARS
+    assert metrics.registry.get_sample_value("parley_turns_cut_total") == 1
+    TurnUser(turn_index=0, text=cut, start_ms=0, end_ms=1)  # what the schema accepts
+    with pytest.raises(ValidationError, match="at most 10000 characters"):
+        TurnUser(turn_index=0, text=cut + "y", start_ms=0, end_ms=1)
