@@ -500,6 +500,9 @@ def _place_the_call(
     assert "compacted" in fn["rollups"].invoke(
         {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
     )
+    assert fn["lostcalls"].invoke(
+        {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    ) == {"closed": []}
 
     # Twilio rings the voice webhook it was given (the stack output), signed with the auth token.
     webhook = program.outputs["twilioVoiceWebhookUrl"]

@@ -137,7 +137,7 @@ async def test_a_call_of_a_killed_node_is_closed_once_and_stays_closed(
                     lambda: _more(_count(db_pool, call_id), stored_at_kill + 3), 90, every_s=0.3
                 )
         async with db_pool.connection() as conn:  # Twilio's completed callback, later still
-            changed = await apply_status(
+            applied = await apply_status(
                 conn,
                 call_sid=row["twilio_call_sid"],
                 status="completed",
@@ -145,7 +145,7 @@ async def test_a_call_of_a_killed_node_is_closed_once_and_stays_closed(
                 at=None,
                 duration_ms=99_000,
             )
-        assert not changed
+        assert applied.known and not applied.changed
         [after] = await fetch(db_pool, "SELECT * FROM calls WHERE call_id = %s", call_id)
         for column in ("end_reason", "status", "disposition", "ended_at", "duration_ms", "lost_at"):
             assert after[column] == lost[column], column

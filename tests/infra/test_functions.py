@@ -103,13 +103,15 @@ def test_topics_are_the_ones_the_event_bus_uses(stack: Evaluation) -> None:
     assert [m.inputs["topics"] for m in mappings] == [[call_events_topic(prefix)]]
 
 
-def test_rollups_run_on_the_configured_schedule(stack: Evaluation) -> None:
-    rule = stack.one("aws:cloudwatch/eventRule:EventRule")
+def test_rollups_and_the_lost_call_sweep_run_on_the_configured_schedule(
+    stack: Evaluation,
+) -> None:
     default = FunctionsConfig.model_fields["rollup_schedule"].default
     schedule = stack_config(stack.stack)["parley:functions"].get("rollupSchedule", default)
-    assert rule.inputs["scheduleExpression"] == schedule
-    target = stack.one("aws:cloudwatch/eventTarget:EventTarget")
-    assert target.inputs["arn"].endswith("-rollups")
+    rules = stack.of_type("aws:cloudwatch/eventRule:EventRule")
+    assert [r.inputs["scheduleExpression"] for r in rules] == [schedule, schedule]
+    targets = stack.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    assert sorted(t.inputs["arn"].rsplit("-", 1)[-1] for t in targets) == ["lostcalls", "rollups"]
 
 
 def _actions(stack: Evaluation, function: str) -> set[str]:
@@ -122,6 +124,7 @@ def test_each_function_gets_only_what_its_spec_declares(stack: Evaluation) -> No
     assert _actions(stack, "analytics") == read_secret | {"s3:GetObject"}
     assert _actions(stack, "admin") == read_secret
     assert _actions(stack, "rollups") == read_secret
+    assert _actions(stack, "lostcalls") == read_secret
     assert _actions(stack, "voice") == read_secret
     assert _actions(stack, "transfer") == read_secret
     consumer = _actions(stack, "consumer")

@@ -166,6 +166,6 @@ def test_dashboards_are_provisioned_and_alerts_reach_sns(stack: Evaluation) -> N
     receivers = release.inputs["values"]["alertmanager"]["config"]["receivers"]
     assert receivers[0]["sns_configs"][0]["topic_arn"].startswith("arn:aws:sns:")
     alarms = {a.name for a in stack.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
-    for fn in ("voice", "transfer", "admin", "analytics", "consumer", "rollups"):
+    for fn in ("voice", "transfer", "admin", "analytics", "consumer", "rollups", "lostcalls"):
         assert f"parley-{stack.stack}-{fn}-errors" in alarms
     assert f"parley-{stack.stack}-consumer-lag" in alarms

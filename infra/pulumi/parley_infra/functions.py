@@ -203,7 +203,7 @@ class Functions(pulumi.ComponentResource):
             rule = aws.cloudwatch.EventRule(
                 f"{name}-{spec.name}",
                 schedule_expression=cfg.functions.rollup_schedule,
-                description="Parley analytics rollups",
+                description=f"Parley {spec.name}, on a schedule",
                 opts=fn_opts,
             )
             aws.cloudwatch.EventTarget(

@@ -28,7 +28,7 @@ class LambdaSpec:
     produces: bool = False  # writes events to Kafka
     consumes: bool = False  # MSK event source mapping
     reads_recordings: bool = False  # pre-signed recording links
-    scheduled: bool = False  # runs on functions.rollupSchedule
+    scheduled: bool = False  # runs on functions.rollupSchedule (EventBridge)
     memory_mb: int | None = None  # None: functions.memoryMb
 
 
@@ -75,6 +75,12 @@ LAMBDAS = (
     LambdaSpec(
         name="rollups",
         handler="functions.analytics.compaction.handler",  # folds updates into daily rollups
+        scheduled=True,
+    ),
+    LambdaSpec(
+        name="lostcalls",
+        # closes calls whose media node died; the MSK-driven consumer has no timer to do it
+        handler="functions.consumer.lost_calls_lambda.handler",
         scheduled=True,
     ),
 )
