@@ -17,7 +17,16 @@ from typing import Any
 
 from media_nodes.dialogue.actions import call_http
 from media_nodes.dialogue.llm import NONE_OPTION, LlmFailure, Message
-from media_nodes.dialogue.nlu.slots import Parsed, parse_dtmf, parse_slot, parse_yes_no, speakable
+from media_nodes.dialogue.nlu.intents import accepted
+from media_nodes.dialogue.nlu.slots import (
+    Parsed,
+    is_plain_answer,
+    is_plain_yes,
+    parse_dtmf,
+    parse_slot,
+    parse_yes_no,
+    speakable,
+)
 from media_nodes.dialogue.outcomes import disposition_for_end, template_summary
 from media_nodes.dialogue.protocol import (
     AgentOutput,
@@ -39,6 +48,7 @@ from media_nodes.dialogue.runtime import AgentRuntime
 from media_nodes.dialogue.templates import render
 from shared.agents.dispositions import ESCALATED, FAILED, NO_INPUT, RESOLVED
 from shared.agents.models import (
+    RETURN,
     EndAction,
     HttpAction,
     IntentRoute,
@@ -55,7 +65,16 @@ log = logging.getLogger(__name__)
 NO_MATCH = "no_match"
 MAX_MOVES_PER_TURN = 25
 MAX_UTTERANCE_CHARS = 2000
-GLOBAL_IN_COLLECT_MARGIN = 0.1  # global intents need more confidence while a slot is asked
+# While the caller is giving a value (or asking the knowledge), a global intent needs this much
+# more confidence to win over a value that parsed; a value that did not parse needs none.
+GLOBAL_OVER_VALUE_MARGIN = 0.1
+# Below threshold + this, an intent may lose to a knowledge passage that fits the words better;
+# a question ("do you ...?") gets a small head start, since questions are what knowledge answers.
+CONFIDENT_INTENT_MARGIN = 0.2
+QUESTION_BONUS = 0.05
+QUESTION_WORDS = frozenset(
+    "do does did can could is are was will would how what which when where why who".split()
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,14 @@ class _ConfirmSlot:
 @dataclass(frozen=True)
 class _OfferHuman:
     then: str
+
+
+@dataclass(frozen=True)
+class _ReturnPoint:
+    """Where a sub-flow (an intent's ``call``) goes back to: the state and what it waited for."""
+
+    state: str
+    pending: _ConfirmSlot | _OfferHuman | None
 
 
 class _Turn:
@@ -119,6 +146,7 @@ class AgentSession:
         self._tentative: str | None = None
         self._escalation: str | None = None
         self._pending: _ConfirmSlot | _OfferHuman | None = None
+        self._returns: list[_ReturnPoint] = []
         self._failed = 0
         self._silent = 0
         self._slot_attempts: dict[str, int] = {}
@@ -291,21 +319,24 @@ class AgentSession:
             await self._confirm_reply(text, turn)
             return
         if isinstance(self._pending, _OfferHuman):
-            answer = parse_yes_no(text)
             offer = self._pending
-            if answer is not None:
+            if is_plain_yes(text):
                 self._pending = None
-                if answer:
-                    await self._escalate("explicit_request", turn)
-                else:
-                    await self._enter(offer.then, turn)
+                await self._escalate("explicit_request", turn)
                 return
+            if await self._global_intent(text, turn, margin=0.0):
+                return
+            if parse_yes_no(text) is False:
+                self._pending = None
+                await self._enter(offer.then, turn)
+                return
+            # Neither: most likely another question, which the state below answers.
         state = self._current()
         if state.collect:
             await self._collect_reply(text, turn)
         elif state.answer:
             self._pending = None
-            if await self._global_intent(text, turn, margin=GLOBAL_IN_COLLECT_MARGIN):
+            if await self._global_intent(text, turn, margin=GLOBAL_OVER_VALUE_MARGIN, strict=True):
                 return
             await self._answer_then_next(text, turn)
         elif state.intents or self.runtime.definition.global_intents:
@@ -318,21 +349,31 @@ class AgentSession:
         vector = await self._embed(text)
         ranked = self.runtime.classifier.rank(vector, routes)
         best = ranked[0] if ranked else None
-        if best and best.score >= self.runtime.threshold:
-            name, route = routes[best.label]
+        best_score = best.score if best else 0.0
+        if best_score < self.runtime.threshold + CONFIDENT_INTENT_MARGIN:
+            # Not a confident intent: a question the knowledge answers better is answered here
+            # ("do you ship to Canada?" is no order-status request), and the state stays.
+            bonus = QUESTION_BONUS if _looks_like_question(text) else 0.0
+            if await self._side_answer(text, turn, better_than=best_score - bonus):
+                if best is not None:
+                    self._record("knowledge_over_intent", f"{best.label} {best.score:.3f}")
+                return
+        chosen = accepted(ranked, self.runtime.threshold)
+        if chosen is not None:
+            name, route = routes[chosen.label]
             self._failed = 0
-            await self._follow(name, route, best.score, "classifier", text, turn)
+            await self._follow(name, route, chosen.score, "classifier", text, turn)
             return
         if self.runtime.llm_enabled:
-            chosen = await self._llm_choose(text, routes, turn)
-            if chosen is not None:
-                name, route = routes[chosen]
+            picked = await self._llm_choose(text, routes, turn)
+            if picked is not None:
+                name, route = routes[picked]
                 self._failed = 0
                 await self._follow(name, route, 1.0, "llm", text, turn)
                 return
             if self._escalation:  # the LLM failure escalated the call
                 return
-        self._note_intent(NO_MATCH, best.score if best else 0.0, "classifier", turn)
+        self._note_intent(NO_MATCH, best_score, "classifier", turn)
         await self._not_understood(turn)
 
     async def _llm_choose(
@@ -357,18 +398,21 @@ class AgentSession:
         self._record("llm_choice", f"{choice.option} in {choice.elapsed_ms:.0f} ms")
         return None if choice.option == NONE_OPTION else choice.option
 
-    async def _global_intent(self, text: str, turn: _Turn, *, margin: float) -> bool:
+    async def _global_intent(
+        self, text: str, turn: _Turn, *, margin: float, strict: bool = False
+    ) -> bool:
         """Follow a global intent (human, goodbye, ...) if the caller clearly asked for one."""
         routes = self.runtime.global_routes()
         if not routes:
             return False
         vector = await self._embed(text)
         ranked = self.runtime.classifier.rank(vector, routes)
-        if ranked and ranked[0].score >= self.runtime.threshold + margin:
-            name, route = routes[ranked[0].label]
-            await self._follow(name, route, ranked[0].score, "classifier", text, turn)
-            return True
-        return False
+        chosen = accepted(ranked, self.runtime.threshold, margin=margin, strict=strict)
+        if chosen is None:
+            return False
+        name, route = routes[chosen.label]
+        await self._follow(name, route, chosen.score, "classifier", text, turn)
+        return True
 
     async def _follow(
         self, name: str, route: IntentRoute, score: float, source: Any, text: str, turn: _Turn
@@ -378,6 +422,9 @@ class AgentSession:
             turn.say(self._last_said or self._prompt_of(self._current()))
         elif route.do == "escalate":
             await self._escalate("explicit_request", turn)
+        elif route.call is not None:
+            self._returns.append(_ReturnPoint(self._state, self._pending))
+            await self._enter(route.call, turn, utterance=text)
         else:
             assert route.next is not None
             await self._enter(route.next, turn, utterance=text)
@@ -445,6 +492,9 @@ class AgentSession:
         turn.moves += 1
         if turn.moves > MAX_MOVES_PER_TURN:
             raise RuntimeError(f"more than {MAX_MOVES_PER_TURN} state moves in one turn")
+        if name == RETURN:
+            await self._return(turn)
+            return
         self._state = name
         self._pending = None
         self.states_visited.append(name)
@@ -478,6 +528,20 @@ class AgentSession:
         elif state.next:
             await self._enter(state.next, turn)
 
+    async def _return(self, turn: _Turn) -> None:
+        """End a sub-flow: back to the calling state as it was, which asks its question again."""
+        if not self._returns:
+            # Reached without a call (a caller may arrive by an ordinary 'next'): start over.
+            self._record("return_without_call", f"from {self._state}")
+            await self._enter(self.agent.start, turn)
+            return
+        point = self._returns.pop()
+        self._state = point.state
+        self._pending = point.pending
+        self.states_visited.append(point.state)
+        turn.add(StateEntered(point.state))
+        turn.say(self._prompt_of(self._current()))
+
     def _prompt_of(self, state: State) -> str:
         if isinstance(self._pending, _ConfirmSlot):
             return self._confirm_question(self._pending.slot, self._pending.value)
@@ -506,19 +570,22 @@ class AgentSession:
         state = self._current()
         slot = self._next_slot(state)
         assert slot is not None
-        if slot.type == "free_text" and await self._global_intent(
-            text, turn, margin=GLOBAL_IN_COLLECT_MARGIN
-        ):
-            return
         result = parse_slot(slot, text)
+        plain = slot.type == "yes_no" and is_plain_answer(text)
+        # A global intent (a person, goodbye, repeat) wins unless the words are a value for
+        # the slot; a value that parsed only loses to a clearly stronger global intent.
+        parsed = isinstance(result, Parsed)
+        margin = GLOBAL_OVER_VALUE_MARGIN if parsed else 0.0
+        if not plain and await self._global_intent(text, turn, margin=margin, strict=parsed):
+            return
         if not isinstance(result, Parsed) and self.runtime.llm_enabled:
             result = await self._llm_slot(slot, text)
         if isinstance(result, Parsed):
             await self._got_value(slot, result.value, turn)
             return
-        if await self._global_intent(text, turn, margin=0.0):
-            return
         self._record("slot_unparsed", f"{slot.name}: {result.reason}")
+        if await self._side_answer(text, turn):
+            return
         await self._slot_failed(slot, turn)
 
     async def _llm_slot(self, slot: Slot, text: str) -> Any:
@@ -544,7 +611,11 @@ class AgentSession:
 
     async def _slot_failed(self, slot: Slot, turn: _Turn) -> None:
         self._slot_attempts[slot.name] = self._slot_attempts.get(slot.name, 0) + 1
-        if self._slot_attempts[slot.name] >= slot.max_attempts:
+        self._failed += 1
+        if (
+            self._slot_attempts[slot.name] >= slot.max_attempts
+            or self._failed >= self.agent.escalation.max_failed_attempts
+        ):
             await self._escalate("failed_attempts", turn)
             return
         if slot.reprompt:
@@ -568,27 +639,36 @@ class AgentSession:
         return render(template, lambda name: spoken if name == "value" else self._lookup(name))
 
     async def _confirm_reply(self, text: str, turn: _Turn) -> None:
+        """Only a clear yes keeps the value; a global intent wins; anything else is a no.
+
+        "No, it's 4 5 6 8" is a correction: it carries the new value, which is confirmed in turn.
+        """
         assert isinstance(self._pending, _ConfirmSlot)
         slot, value = self._pending.slot, self._pending.value
-        answer = parse_yes_no(text)
-        if answer is None or (answer is False and slot.type != "yes_no"):
-            # "No, it's 4 5 6 8": a correction carries the new value.
-            corrected = parse_slot(slot, text) if slot.type != "yes_no" else None
-            if isinstance(corrected, Parsed) and corrected.value != value:
-                self._pending = None
-                await self._got_value(slot, corrected.value, turn)
-                return
-        if answer is True:
+        if is_plain_yes(text):
+            await self._confirmed(slot, value, turn)
+            return
+        if await self._global_intent(text, turn, margin=0.0):
+            return
+        restated = parse_slot(slot, text) if slot.type != "yes_no" else None
+        if isinstance(restated, Parsed) and restated.value != value:
             self._pending = None
-            self._fill(slot, value, turn)
-            await self._ask_next_slot(turn)
-        elif answer is False:
-            self._pending = None
-            await self._slot_failed(slot, turn)
-        elif not await self._global_intent(text, turn, margin=0.0):
-            await self._not_understood(turn)
-            if self._pending is not None and not self._escalation:
-                turn.say(self._confirm_question(slot, value))
+            await self._got_value(slot, restated.value, turn)
+            return
+        if isinstance(restated, Parsed) and parse_yes_no(text) is True:
+            await self._confirmed(slot, value, turn)  # "yes, 7 2 9 1"
+            return
+        if parse_yes_no(text) is None and await self._side_answer(text, turn):
+            return  # the confirmation question is asked again
+        self._pending = None
+        self._record("confirm_refused", f"{slot.name}: {text[:80]}")
+        await self._slot_failed(slot, turn)
+
+    async def _confirmed(self, slot: Slot, value: Any, turn: _Turn) -> None:
+        self._pending = None
+        self._failed = 0
+        self._fill(slot, value, turn)
+        await self._ask_next_slot(turn)
 
     def _fill(self, slot: Slot, value: Any, turn: _Turn) -> None:
         self.slots[slot.name] = value
@@ -622,49 +702,76 @@ class AgentSession:
         min_score = (
             state.answer.min_score if state.answer.min_score is not None else knowledge.min_score
         )
-        passages: list[Passage] = []
-        if self.runtime.knowledge is not None:
-            passages = await asyncio.to_thread(
-                self.runtime.knowledge.search,
-                self.runtime.tenant_id,
-                self.runtime.agent_id,
-                question,
-                top_k=state.answer.top_k,
-                vector=await self._embed(question),
-            )
         if ask_instead:
             min_score += state.answer.entry_margin
-        good = [p for p in passages if p.score >= min_score]
-        if passages:
-            self._record("retrieval", f"best score {passages[0].score:.3f} ({passages[0].doc_id})")
+        good = await self._retrieve(question, top_k=state.answer.top_k, min_score=min_score)
         if not good:
             if ask_instead:
                 return False
             turn.say(self._render(self.agent.messages.dont_know))
             self._pending = _OfferHuman(state.answer.next)
             return True
+        self._say_answer(question, good, turn)
+        return True
+
+    async def _side_answer(self, text: str, turn: _Turn, *, better_than: float = 0.0) -> bool:
+        """A knowledge question where the step expected something else: answer it, then ask
+        the step's question again. Nothing changes: state, slots and confirmation stay.
+
+        ``better_than``: the best passage must also score above this (the best intent's score).
+        """
+        knowledge = self.agent.knowledge
+        if not knowledge.anywhere or self.runtime.knowledge is None:
+            return False
+        min_score = knowledge.anywhere_min_score
+        if min_score is None:
+            min_score = knowledge.min_score
+        good = await self._retrieve(text, top_k=knowledge.top_k, min_score=min_score)
+        if not good or good[0].score <= better_than:
+            return False
+        self._record("side_answer", f"in {self._state}: {good[0].doc_id}")
+        self._say_answer(text, good, turn)
+        turn.say(self._prompt_of(self._current()))
+        return True
+
+    async def _retrieve(self, question: str, *, top_k: int, min_score: float) -> list[Passage]:
+        """The knowledge passages for ``question`` that score at least ``min_score``."""
+        if self.runtime.knowledge is None:
+            return []
+        passages: list[Passage] = await asyncio.to_thread(
+            self.runtime.knowledge.search,
+            self.runtime.tenant_id,
+            self.runtime.agent_id,
+            question,
+            top_k=top_k,
+            vector=await self._embed(question),
+        )
+        if passages:
+            self._record("retrieval", f"best score {passages[0].score:.3f} ({passages[0].doc_id})")
+        return [p for p in passages if p.score >= min_score]
+
+    def _say_answer(self, question: str, good: list[Passage], turn: _Turn) -> None:
         self._failed = 0
         turn.say(self._render(self.agent.messages.answer_intro))
         fallback = _readable(good[0].text)
-        if self.runtime.llm_enabled:
-            assert self.runtime.llm is not None
-            llm = self.runtime.llm
-            history = list(self.history[:-1])
-            texts = [p.text for p in good]
-            turn.add(
-                _Stream(
-                    lambda: llm.stream_answer(
-                        instructions=self.agent.llm.instructions,
-                        question=question,
-                        passages=texts,
-                        history=history,
-                    ),
-                    fallback,
-                )
-            )
-        else:
+        if not self.runtime.llm_enabled:
             turn.say(fallback)
-        return True
+            return
+        assert self.runtime.llm is not None
+        llm = self.runtime.llm
+        history = list(self.history[:-1])
+        texts = [p.text for p in good]
+        turn.add(
+            _Stream(
+                lambda: llm.stream_answer(
+                    instructions=self.agent.llm.instructions,
+                    question=question,
+                    passages=texts,
+                    history=history,
+                ),
+                fallback,
+            )
+        )
 
     # ---- actions ----------------------------------------------------------------------------
 
@@ -766,6 +873,11 @@ def _describe(name: str, route: IntentRoute) -> str:
     if route.description:
         return route.description
     return f"{name.replace('_', ' ')}, e.g. " + "; ".join(f"'{e}'" for e in route.examples[:3])
+
+
+def _looks_like_question(text: str) -> bool:
+    first = text.strip().lower().split(" ", 1)[0].strip(",.")
+    return text.rstrip().endswith("?") or first in QUESTION_WORDS
 
 
 def _readable(passage: str, max_chars: int = 320) -> str:

@@ -21,6 +21,9 @@ Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 AgentId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 """An agent id: lower case, digits, '-' and '_' (acme-shop)."""
 
+RETURN = "return"
+"""Target that ends a sub-flow entered by an intent's ``call``: the call goes back where it was."""
+
 SlotType = Literal[
     "digits", "number", "date", "time", "yes_no", "email", "phone", "choice", "free_text"
 ]
@@ -89,13 +92,19 @@ class IntentRoute(_Model):
     do: Literal["repeat", "escalate"] | None = Field(
         None, description="Built-in behaviour instead of a state."
     )
+    call: Name | None = Field(
+        None,
+        description="Sub-flow to run, then come back: it starts at this state and ends at a "
+        "'next: return'; the calling state resumes with its slots (and a pending confirmation) "
+        "kept, and asks its question again.",
+    )
     dtmf: str | None = Field(None, pattern=r"^[0-9*#]$", description="Keypad key that selects it.")
     description: str | None = Field(None, description="Tells the LLM what the intent means.")
 
     @model_validator(mode="after")
     def _one_target(self) -> IntentRoute:
-        if (self.next is None) == (self.do is None):
-            raise ValueError("an intent needs exactly one of 'next' or 'do'")
+        if sum(target is not None for target in (self.next, self.do, self.call)) != 1:
+            raise ValueError("an intent needs exactly one of 'next', 'do' or 'call'")
         return self
 
 
@@ -241,6 +250,18 @@ class Knowledge(_Model):
     documents: list[KnowledgeDocument] = Field(default_factory=list)
     min_score: float = Field(
         0.35, ge=0, le=1, description="Below this the agent says it does not know."
+    )
+    anywhere: bool = Field(
+        True,
+        description="When nothing the current step expects fits, answer from the knowledge "
+        "in any state, then ask the step's question again (slots and state are kept).",
+    )
+    anywhere_min_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Retrieval score such an answer needs (empty: min_score). In a state with "
+        "intents it must also beat the best intent's score, unless that intent is confident.",
     )
     top_k: int = Field(3, ge=1, le=10)
 

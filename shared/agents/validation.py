@@ -10,7 +10,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from shared.agents.models import AgentDefinition, EndAction, HttpAction, State, TransferAction
+from shared.agents.models import (
+    RETURN,
+    AgentDefinition,
+    EndAction,
+    HttpAction,
+    State,
+    TransferAction,
+)
 
 Path = tuple[str | int, ...]
 
@@ -33,6 +40,8 @@ def state_edges(state: State) -> Iterator[tuple[Path, str, bool]]:
     for name, route in (state.intents or {}).items():
         if route.next:
             yield ("intents", name, "next"), route.next, False
+        if route.call:
+            yield ("intents", name, "call"), route.call, False
     if state.answer:
         yield ("answer", "next"), state.answer.next, state.answer.prompt is None
     if isinstance(state.action, HttpAction):
@@ -54,7 +63,9 @@ def validate_agent(agent: AgentDefinition) -> list[Problem]:
     problems: list[Problem] = []
     states = agent.states
 
-    def need_state(path: Path, name: str | None) -> None:
+    def need_state(path: Path, name: str | None, *, may_return: bool = False) -> None:
+        if may_return and name == RETURN:
+            return
         if name is not None and name not in states:
             known = ", ".join(sorted(states))
             problems.append(Problem(path, f"unknown state '{name}' (states: {known})"))
@@ -63,9 +74,14 @@ def validate_agent(agent: AgentDefinition) -> list[Problem]:
     need_state(("escalation", "state"), agent.escalation.state)
     for intent, route in agent.global_intents.items():
         need_state(("global_intents", intent, "next"), route.next)
+        need_state(("global_intents", intent, "call"), route.call)
     for name, state in states.items():
+        if name == RETURN:
+            problems.append(
+                Problem(("states", name), f"'{RETURN}' ends a sub-flow; it cannot name a state")
+            )
         for path, target, _ in state_edges(state):
-            need_state(("states", name, *path), target)
+            need_state(("states", name, *path), target, may_return=path[-1] != "call")
 
     problems += _disposition_problems(agent)
     problems += _slot_problems(agent)
@@ -173,6 +189,7 @@ def _escalation_problems(agent: AgentDefinition) -> list[Problem]:
 def _reachability_problems(agent: AgentDefinition) -> list[Problem]:
     roots = [agent.start]
     roots += [r.next for r in agent.global_intents.values() if r.next]
+    roots += [r.call for r in agent.global_intents.values() if r.call]
     if agent.escalation.state:
         roots.append(agent.escalation.state)
     seen: set[str] = set()
@@ -182,7 +199,7 @@ def _reachability_problems(agent: AgentDefinition) -> list[Problem]:
         if name in seen:
             continue
         seen.add(name)
-        stack += [target for _, target, _ in state_edges(agent.states[name])]
+        stack += [t for _, t, _ in state_edges(agent.states[name]) if t != RETURN]
     return [
         Problem(("states", name), f"state '{name}' is unreachable from start '{agent.start}'")
         for name in agent.states
@@ -193,7 +210,7 @@ def _reachability_problems(agent: AgentDefinition) -> list[Problem]:
 def _cycle_problems(agent: AgentDefinition) -> list[Problem]:
     """Loops of automatic moves: the call would spin without ever waiting for the caller."""
     auto = {
-        name: [t for _, t, automatic in state_edges(state) if automatic]
+        name: [t for _, t, automatic in state_edges(state) if automatic and t != RETURN]
         for name, state in agent.states.items()
     }
     problems: list[Problem] = []
@@ -226,8 +243,9 @@ def _exit_problems(agent: AgentDefinition) -> list[Problem]:
     """Every state must be able to lead to the end of the call (hang-up or transfer)."""
     global_exit = any(route.do == "escalate" for route in agent.global_intents.values())
     edges = {n: [t for _, t, _ in state_edges(s)] for n, s in agent.states.items()}
-    global_targets = [r.next for r in agent.global_intents.values() if r.next]
-    can_end = {n for n, s in agent.states.items() if ends_call(s)}
+    global_targets = [t for r in agent.global_intents.values() for t in (r.next, r.call) if t]
+    # A sub-flow's return goes back to a state that waits for the caller, and so can end.
+    can_end = {n for n, s in agent.states.items() if ends_call(s)} | {RETURN}
     changed = True
     while changed:
         changed = False

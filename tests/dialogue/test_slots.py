@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from media_nodes.dialogue.nlu.slots import Parsed, Unparsed, parse_dtmf, parse_slot, speakable
+from media_nodes.dialogue.nlu.slots import (
+    Parsed,
+    Unparsed,
+    is_plain_answer,
+    is_plain_yes,
+    parse_dtmf,
+    parse_slot,
+    parse_yes_no,
+    speakable,
+)
 from shared.agents.models import Slot
 
 NOW = datetime(2026, 11, 29, 12, 0)  # a Sunday
@@ -98,3 +107,50 @@ def test_dtmf_and_speakable() -> None:
     assert speakable("digits", "4567") == "4 5 6 7"
     assert speakable("email", "a.b@x.com") == "a dot b at x dot com"
     assert speakable("time", "15:30") == "3:30 PM"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("um, I don't know", None),
+        ("I'm not sure, let me check", None),
+        ("no idea honestly", None),
+        ("hold on one second", None),
+        ("I don't think so", False),
+        ("nah", False),
+        ("not really", False),
+        ("uh huh", True),
+        ("sure thing", True),
+        ("I do", True),
+        ("I don't", False),
+        ("that's correct", True),
+    ],
+)
+def test_yes_no_tells_unsure_from_no(text: str, expected: bool | None) -> None:
+    assert parse_yes_no(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("yes", True),
+        ("Yeah, that's right, thanks.", True),
+        ("um yep", True),
+        ("okay", True),
+        ("yes please", True),
+        ("okay bye", False),
+        ("agent please", False),
+        ("right, can I talk to a real person", False),
+        ("yes but the number is different", False),
+        ("no", False),
+    ],
+)
+def test_plain_yes_is_affirmation_and_nothing_else(text: str, plain: bool) -> None:
+    assert is_plain_yes(text) is plain
+
+
+def test_plain_answers_include_a_plain_no() -> None:
+    assert is_plain_answer("nope, thanks")
+    assert is_plain_answer("No.")
+    assert not is_plain_answer("no, I want a person")
+    assert not is_plain_answer("I'm not sure")

@@ -16,12 +16,35 @@ import numpy as np
 from shared.knowledge.embedder import Embedder, Vectors
 
 SECOND_BEST_WEIGHT = 0.15
+# Just under the threshold, an intent still wins when it leads every other allowed intent by
+# this much: what counts is that the caller's words point at one intent, not the raw similarity.
+NEAR_THRESHOLD_BAND = 0.1
+CLEAR_LEAD = 0.2
 
 
 @dataclass(frozen=True)
 class Scored:
     label: str
     score: float
+
+
+def accepted(
+    ranked: list[Scored], threshold: float, *, margin: float = 0.0, strict: bool = False
+) -> Scored | None:
+    """The best label if it clears ``threshold + margin``, or nearly does with a clear lead
+    (not when ``strict``: the words also fit something else, such as a slot's value)."""
+    if not ranked:
+        return None
+    best = ranked[0]
+    runner_up = ranked[1].score if len(ranked) > 1 else 0.0
+    needed = threshold + margin
+    if best.score >= needed:
+        return best
+    if strict:
+        return None
+    if best.score >= needed - NEAR_THRESHOLD_BAND and best.score - runner_up >= CLEAR_LEAD:
+        return best
+    return None
 
 
 class IntentClassifier:

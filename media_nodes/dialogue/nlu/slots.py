@@ -33,10 +33,12 @@ ParseResult = Parsed | Unparsed
 YES = {
     "yes",
     "yeah",
+    "yea",
     "yep",
     "yup",
     "ya",
     "yah",
+    "yes'm",
     "sure",
     "correct",
     "right",
@@ -48,28 +50,144 @@ YES = {
     "exactly",
     "indeed",
     "certainly",
-    "please",
+    "perfect",
+    "uh-huh",
+    "mhm",
 }
 NO = {"no", "nope", "nah", "not", "incorrect", "wrong", "negative", "don't", "dont", "never"}
-YES_PHRASES = ("that's right", "that is right", "go ahead", "of course", "please do", "i do")
-NO_PHRASES = ("that's wrong", "not right", "no thanks", "i don't", "that is wrong")
+YES_PHRASES = (
+    "that's right",
+    "that is right",
+    "that's correct",
+    "that is correct",
+    "go ahead",
+    "of course",
+    "please do",
+    "yes please",
+    "sounds good",
+    "that's it",
+    "you got it",
+    "i do",
+    "uh huh",
+    "mm hmm",
+)
+NO_PHRASES = (
+    "that's wrong",
+    "that is wrong",
+    "not right",
+    "not correct",
+    "no thanks",
+    "i don't want",
+    "i don't think so",
+    "not really",
+    "don't do",
+)
+# Not knowing is no answer at all: "um, I don't know" must not count as a no.
+UNSURE_PHRASES = (
+    "don't know",
+    "dont know",
+    "do not know",
+    "not sure",
+    "no idea",
+    "not certain",
+    "can't remember",
+    "don't remember",
+    "cannot remember",
+    "i'm unsure",
+    "maybe",
+    "let me check",
+    "let me think",
+    "hold on",
+    "one second",
+    "one moment",
+    "just a second",
+    "just a moment",
+)
+# Words that may surround a plain yes or no without adding any meaning of their own.
+FILLERS = {
+    "um",
+    "uh",
+    "uhm",
+    "erm",
+    "er",
+    "hmm",
+    "oh",
+    "ah",
+    "well",
+    "so",
+    "and",
+    "thanks",
+    "thank",
+    "you",
+    "please",
+    "that's",
+    "thats",
+    "that",
+    "is",
+    "it",
+    "it's",
+    "its",
+    "all",
+    "sir",
+    "ma'am",
+    "very",
+    "much",
+    "good",
+    "great",
+    "fine",
+    "cool",
+    "alright",
+    "i",
+    "think",
+}
+
+
+def _normal(text: str) -> str:
+    return " ".join(w for w in words(text.replace("\u2019", "'")) if w != ".")
+
+
+def _has(phrase: str, normal: str) -> bool:
+    return re.search(rf"(?<![\w']){re.escape(phrase)}(?![\w'])", normal) is not None
 
 
 def parse_yes_no(text: str) -> bool | None:
-    """True for yes, False for no, None when the caller said neither (or both, undecided)."""
-    lowered = text.lower()
-    for phrase in NO_PHRASES:
-        if phrase in lowered:
-            return False
-    for phrase in YES_PHRASES:
-        if phrase in lowered:
-            return True
-    for token in words(lowered):
+    """True for yes, False for no, None when the caller said neither, or is not sure."""
+    lowered = _normal(text)
+    if any(_has(phrase, lowered) for phrase in UNSURE_PHRASES):
+        return None
+    if any(_has(phrase, lowered) for phrase in NO_PHRASES):
+        return False
+    if any(_has(phrase, lowered) for phrase in YES_PHRASES):
+        return True
+    for token in lowered.split():
         if token in NO:
             return False
         if token in YES:
             return True
     return None
+
+
+def is_plain_yes(text: str) -> bool:
+    """Only affirmation and filler ("yes", "yeah that's right, thanks"): nothing else is meant.
+
+    A confirmation takes this without asking the classifier: no other intent hides in it.
+    """
+    lowered = _normal(text)
+    if parse_yes_no(lowered) is not True:
+        return False
+    for phrase in YES_PHRASES:
+        lowered = re.sub(rf"(?<![\w']){re.escape(phrase)}(?![\w'])", " ", lowered)
+    return all(token in YES or token in FILLERS for token in lowered.split())
+
+
+def is_plain_answer(text: str) -> bool:
+    """A plain yes or a plain no ("no", "nope, thanks"): a value, never another intent."""
+    if is_plain_yes(text):
+        return True
+    lowered = _normal(text)
+    if parse_yes_no(lowered) is not False:
+        return False
+    return all(t in NO or t in FILLERS for t in lowered.split())
 
 
 def _digits(slot: Slot, text: str) -> ParseResult:
