@@ -126,6 +126,7 @@ async def _run_all(
                     replace(runtime, http=client),
                     call_id=f"test-{path.stem}",
                     variables=parsed.variables,
+                    started_at=parsed.now,
                 )
 
             result = await run_script(parsed, new_session, name=parsed.name or path.name)

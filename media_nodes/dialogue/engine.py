@@ -13,13 +13,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from media_nodes.dialogue.actions import call_http
 from media_nodes.dialogue.llm import NONE_OPTION, LlmFailure, Message
 from media_nodes.dialogue.nlu.intents import accepted
 from media_nodes.dialogue.nlu.slots import (
     Parsed,
+    ParseResult,
     is_plain_answer,
     is_plain_yes,
     parse_dtmf,
@@ -130,11 +133,22 @@ class AgentSession:
     """Implements :class:`media_nodes.dialogue.protocol.DialogueSession` for one call."""
 
     def __init__(
-        self, runtime: AgentRuntime, *, call_id: str, variables: dict[str, str] | None = None
+        self,
+        runtime: AgentRuntime,
+        *,
+        call_id: str,
+        variables: dict[str, str] | None = None,
+        started_at: datetime | None = None,
     ) -> None:
         self.runtime = runtime
         self.agent = runtime.definition
         self.call_id = call_id
+        # Dates the caller says count from the call's start in the business's timezone.
+        zone = ZoneInfo(self.agent.timezone)
+        start = started_at or datetime.now(UTC)
+        self.started_at = (
+            start.replace(tzinfo=zone) if start.tzinfo is None else start.astimezone(zone)
+        )
         self.variables = {**self.agent.variables, **(variables or {})}
         self._state = self.agent.start
         self.slots: dict[str, Any] = {}
@@ -147,6 +161,12 @@ class AgentSession:
         self._escalation: str | None = None
         self._pending: _ConfirmSlot | _OfferHuman | None = None
         self._returns: list[_ReturnPoint] = []
+        self._regions = {
+            slot.name: slot.region
+            for state in self.agent.states.values()
+            for slot in state.collect or []
+            if slot.type == "phone"
+        }
         self._failed = 0
         self._silent = 0
         self._slot_attempts: dict[str, int] = {}
@@ -442,7 +462,7 @@ class AgentSession:
         if state.collect and not self._pending:
             slot = self._next_slot(state)
             if slot is not None:
-                result = parse_dtmf(slot, digits)
+                result = parse_dtmf(slot, digits, now=self.started_at)
                 if isinstance(result, Parsed):
                     await self._got_value(slot, result.value, turn)
                     return
@@ -509,7 +529,7 @@ class AgentSession:
                 self.slots.pop(slot.name, None)
                 self._slot_attempts[slot.name] = 0
             for slot in state.collect if utterance else []:
-                result = parse_slot(slot, utterance or "") if slot.prefill else None
+                result = self._parse(slot, utterance or "") if slot.prefill else None
                 if not isinstance(result, Parsed):
                     continue
                 if slot.confirm:
@@ -570,7 +590,7 @@ class AgentSession:
         state = self._current()
         slot = self._next_slot(state)
         assert slot is not None
-        result = parse_slot(slot, text)
+        result = self._parse(slot, text)
         plain = slot.type == "yes_no" and is_plain_answer(text)
         # A global intent (a person, goodbye, repeat) wins unless the words are a value for
         # the slot; a value that parsed only loses to a clearly stronger global intent.
@@ -601,10 +621,10 @@ class AgentSession:
             )
         except LlmFailure as failure:
             self._record(f"llm_{failure.kind}", failure.detail)
-            return parse_slot(slot, "")
+            return self._parse(slot, "")
         if value is None:
-            return parse_slot(slot, "")
-        checked = parse_slot(slot, value)
+            return self._parse(slot, "")
+        checked = self._parse(slot, value)
         if not isinstance(checked, Parsed):
             self._record("llm_guardrail", f"{slot.name}: rejected '{value}' ({checked.reason})")
         return checked
@@ -635,8 +655,16 @@ class AgentSession:
 
     def _confirm_question(self, slot: Slot, value: Any) -> str:
         template = slot.confirm_prompt or self.agent.messages.confirm
-        spoken = speakable(slot.type, value)
-        return render(template, lambda name: spoken if name == "value" else self._lookup(name))
+        spoken = speakable(slot.type, value, region=slot.region)
+        return render(
+            template,
+            lambda name: spoken if name == "value" else self._lookup(name),
+            formatted=lambda name, spoken_as: (
+                speakable(spoken_as, value, region=slot.region)
+                if name == "value"
+                else self._formatted(name, spoken_as)
+            ),
+        )
 
     async def _confirm_reply(self, text: str, turn: _Turn) -> None:
         """Only a clear yes keeps the value; a global intent wins; anything else is a no.
@@ -650,7 +678,7 @@ class AgentSession:
             return
         if await self._global_intent(text, turn, margin=0.0):
             return
-        restated = parse_slot(slot, text) if slot.type != "yes_no" else None
+        restated = self._parse(slot, text) if slot.type != "yes_no" else None
         if isinstance(restated, Parsed) and restated.value != value:
             self._pending = None
             await self._got_value(slot, restated.value, turn)
@@ -669,6 +697,9 @@ class AgentSession:
         self._failed = 0
         self._fill(slot, value, turn)
         await self._ask_next_slot(turn)
+
+    def _parse(self, slot: Slot, text: str) -> ParseResult:
+        return parse_slot(slot, text, now=self.started_at)
 
     def _fill(self, slot: Slot, value: Any, turn: _Turn) -> None:
         self.slots[slot.name] = value
@@ -853,8 +884,16 @@ class AgentSession:
         if name.startswith("vars."):
             return self.variables.get(name[5:])
         if name in self.slots:
-            return speakable(self.runtime.slot_types.get(name, "tool"), self.slots[name])
+            kind = self.runtime.slot_types.get(name, "tool")
+            return speakable(kind, self.slots[name], region=self._regions.get(name, "US"))
         return None
+
+    def _formatted(self, name: str, spoken_as: str) -> Any:
+        """``{{ name | filter }}``: the stored value said the filter's way."""
+        value = self._raw_lookup(name)
+        if value is None or spoken_as == "raw":
+            return value
+        return speakable(spoken_as, value, region=self._regions.get(name, "US"))
 
     def _raw_lookup(self, name: str) -> Any:
         if name.startswith("vars."):
@@ -862,7 +901,7 @@ class AgentSession:
         return self.slots.get(name)
 
     def _render(self, template: str | None) -> str:
-        return render(template, self._lookup) if template else ""
+        return render(template, self._lookup, formatted=self._formatted) if template else ""
 
     def _record(self, kind: str, detail: str) -> None:
         self.trace.append(TraceEntry(kind, detail))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,11 @@ class Script(_Strict):
     agent: str | None = None
     tenant: str = "test"
     variables: dict[str, str] = Field(default_factory=dict)
+    now: datetime | None = Field(
+        None,
+        description="When the call starts (2026-12-02T10:00:00-05:00): what the caller's "
+        "'tomorrow' counts from. Empty: the real time, so scripts with dates should give it.",
+    )
     tools: dict[str, ToolAnswer] = Field(default_factory=dict)
     turns: list[ScriptTurn] = Field(min_length=1)
     end: EndExpect = Field(default_factory=EndExpect)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,7 +26,7 @@ RETURN = "return"
 """Target that ends a sub-flow entered by an intent's ``call``: the call goes back where it was."""
 
 SlotType = Literal[
-    "digits", "number", "date", "time", "yes_no", "email", "phone", "choice", "free_text"
+    "digits", "number", "date", "time", "yes_no", "email", "phone", "choice", "free_text", "name"
 ]
 
 
@@ -69,7 +70,24 @@ class Slot(_Model):
     choices: dict[Name, list[str]] | None = Field(
         None, description="choice: option -> words that select it (the option name counts too)."
     )
-    region: str = Field("US", min_length=2, max_length=2, description="phone: default region.")
+    region: str = Field(
+        "US",
+        min_length=2,
+        max_length=2,
+        description="phone: the caller's region; numbers without a country code are taken "
+        "from it and read back without one.",
+    )
+    future_only: bool = Field(False, description="date: refuse days before the call's date.")
+    weekdays_only: bool = Field(False, description="date: refuse Saturdays and Sundays.")
+    business_hours: str | None = Field(
+        None,
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$",
+        description="time: 'HH:MM-HH:MM'. Refuses times outside; an hour said without AM/PM "
+        "(and a bare 'at 3') is read inside these hours.",
+    )
+    parts_of_day: bool = Field(
+        False, description="time: accept 'morning', 'afternoon' or 'evening' as the value."
+    )
 
     @model_validator(mode="after")
     def _type_options(self) -> Slot:
@@ -81,6 +99,10 @@ class Slot(_Model):
             raise ValueError("min_length is greater than max_length")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
             raise ValueError("minimum is greater than maximum")
+        if self.business_hours:
+            start, end = self.business_hours.split("-")
+            if start >= end:
+                raise ValueError("business_hours must start before they end")
         return self
 
 
@@ -298,6 +320,11 @@ class AgentDefinition(_Model):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
     language: str = "en"
+    timezone: str = Field(
+        "UTC",
+        description="IANA timezone of the business (America/New_York): the call's date in it "
+        "is what 'tomorrow' and 'the 3rd' are counted from.",
+    )
     greeting: str = Field(min_length=1, description="First words of the call; keep it fixed text.")
     start: Name = Field(description="State the call is in after the greeting.")
     variables: dict[str, str] = Field(
@@ -317,6 +344,17 @@ class AgentDefinition(_Model):
         default_factory=dict, description="Understood in every state (human, repeat, goodbye)."
     )
     states: dict[Name, State] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone '{value}' (use an IANA name: Europe/Paris)"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _custom_dispositions(self) -> AgentDefinition:

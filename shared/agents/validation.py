@@ -21,7 +21,19 @@ from shared.agents.models import (
 
 Path = tuple[str | int, ...]
 
-TEMPLATE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
+TEMPLATE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?:\|\s*([a-z_]+)\s*)?\}\}")
+"""``{{ name }}`` or ``{{ name | filter }}``: a slot, tool result or ``vars.NAME``."""
+
+TEMPLATE_FILTERS = {
+    "raw": "the value as stored (an ISO date, +15551234567)",
+    "digits": "digits one by one",
+    "phone": "a phone number grouped as people say it, without the local country code",
+    "date": "a date as said: Monday, December 14",
+    "time": "a time as said: 3:30 PM",
+    "email": "an email address with 'at' and 'dot'",
+    "spell": "letter by letter",
+}
+"""How a template may say a value; without a filter a slot is said as its type says it."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +142,17 @@ def _slot_problems(agent: AgentDefinition) -> list[Problem]:
                 )
             seen.add(slot.name)
         for path, text in _templates(state):
-            for ref in TEMPLATE_NAME.findall(text):
+            for match in TEMPLATE_NAME.finditer(text):
+                ref, spoken_as = match.group(1), match.group(2)
+                if spoken_as and spoken_as not in TEMPLATE_FILTERS:
+                    problems.append(
+                        Problem(
+                            ("states", name, *path),
+                            f"unknown filter '{spoken_as}' (filters: "
+                            + ", ".join(sorted(TEMPLATE_FILTERS))
+                            + ")",
+                        )
+                    )
                 if ref.startswith("vars.") or ref in filled:
                     continue
                 problems.append(

@@ -24,7 +24,12 @@ SCRIPTS = sorted(
 
 def session_maker(runtime: AgentRuntime, script: Script):  # type: ignore[no-untyped-def]
     async def make(client: httpx.AsyncClient, _state: Callable[[], str]) -> AgentSession:
-        return AgentSession(replace(runtime, http=client), call_id="t", variables=script.variables)
+        return AgentSession(
+            replace(runtime, http=client),
+            call_id="t",
+            variables=script.variables,
+            started_at=script.now,
+        )
 
     return make
 

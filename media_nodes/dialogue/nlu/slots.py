@@ -15,6 +15,7 @@ from typing import Any
 import phonenumbers
 
 from media_nodes.dialogue.nlu.spoken import numbers_to_digits, spoken_digits, words
+from media_nodes.dialogue.nlu.when import find_date, find_time, parse_hours, within
 from shared.agents.models import Slot
 
 
@@ -218,63 +219,27 @@ def _number(slot: Slot, text: str) -> ParseResult:
     return Parsed(value)
 
 
-def _date(slot: Slot, text: str, now: datetime) -> ParseResult:
-    import dateparser.search  # slow to import; only agents with date slots pay for it
-
-    converted = numbers_to_digits(text)
-    found = dateparser.search.search_dates(
-        converted,
-        languages=["en"],
-        settings={"PREFER_DATES_FROM": "future", "RELATIVE_BASE": now},
-    )
-    if not found:
-        return Unparsed("no date heard")
-    return Parsed(found[-1][1].date().isoformat())
-
-
-HOUR_WORDS = {
-    w: str(i)
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve".split()
-    )
-}
-PM = re.compile(r"\b(p\.?\s?m\b\.?|afternoon|evening|tonight|night)")
-AM = re.compile(r"\b(a\.?\s?m\b\.?|morning)")
-CLOCK = re.compile(r"\b(\d{1,2})(?:(?::|\.|\s)(\d{2}))?(\s*oclock)?(?!\d)")
+def _date(slot: Slot, text: str, today: date) -> ParseResult:
+    found = find_date(text, today)
+    if found.day is None:
+        return Unparsed(found.problem)
+    if slot.future_only and found.day < today:
+        return Unparsed(f"{found.day} is in the past")
+    if slot.weekdays_only and found.day.weekday() >= 5:
+        return Unparsed(f"{found.day} is on a weekend")
+    return Parsed(found.day.isoformat())
 
 
 def _time(slot: Slot, text: str) -> ParseResult:
-    lowered = re.sub(r"\bo\s?'?\s?clock\b", " oclock", text.lower())
-    lowered = numbers_to_digits(lowered)
-    lowered = re.sub(
-        r"\b(" + "|".join(HOUR_WORDS) + r")\b", lambda m: HOUR_WORDS[m.group(1)], lowered
-    )
-    if re.search(r"\b(noon|midday)\b", lowered):
-        return Parsed("12:00")
-    if re.search(r"\bmidnight\b", lowered):
-        return Parsed("00:00")
-    pm, am = PM.search(lowered), AM.search(lowered)
-    relative = re.search(r"\b(half|quarter) (past|to) (\d{1,2})\b", lowered)
-    if relative:
-        hour = int(relative.group(3)) % 24
-        minutes = 30 if relative.group(1) == "half" else 15
-        if relative.group(2) == "to":
-            hour, minutes = (hour - 1) % 24, 60 - minutes
-    else:
-        # A bare number is a time only with minutes, "o'clock", or am/pm around it.
-        found = next(
-            (m for m in CLOCK.finditer(lowered) if m.group(2) or m.group(3) or pm or am), None
-        )
-        if found is None:
-            return Unparsed("no time heard")
-        hour, minutes = int(found.group(1)), int(found.group(2) or 0)
-        if hour > 23 or minutes > 59:
-            return Unparsed("not a time of day")
-    if pm and hour < 12:
-        hour += 12
-    elif am and hour == 12:
-        hour = 0
-    return Parsed(time(hour % 24, minutes).strftime("%H:%M"))
+    found = find_time(text, business_hours=slot.business_hours)
+    if found.moment is None:
+        if found.part_of_day and slot.parts_of_day:
+            return Parsed(found.part_of_day)
+        return Unparsed(found.problem or "a part of the day, not a time")
+    hours = parse_hours(slot.business_hours)
+    if hours is not None and not within(found.moment, hours):
+        return Unparsed(f"{found.moment:%H:%M} is outside business hours {slot.business_hours}")
+    return Parsed(found.moment.strftime("%H:%M"))
 
 
 SEPARATORS = {"dot": ".", "period": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
@@ -360,7 +325,10 @@ def _phone(slot: Slot, text: str) -> ParseResult:
         number = phonenumbers.parse(plus + digits, slot.region)
     except phonenumbers.NumberParseException as exc:
         return Unparsed(f"not a phone number: {exc}")
-    if not phonenumbers.is_possible_number(number):
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+        return Unparsed("a local number without its area code")
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
         return Unparsed("not a possible phone number")
     return Parsed(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
@@ -380,11 +348,74 @@ def _choice(slot: Slot, text: str) -> ParseResult:
     return Parsed(best[1])
 
 
+LEADING_FILLERS = re.compile(r"^(?:(?:um+|uh+|er+m?|hmm+|so|well|oh)\b[\s,.]*)+", re.IGNORECASE)
+
+
+def clean_text(text: str) -> str:
+    """What the caller said without recognition noise: repeated runs, leading fillers, spaces."""
+    cleaned = LEADING_FILLERS.sub("", " ".join(text.split()))
+    return collapse_repeats(cleaned).strip()
+
+
+def collapse_repeats(text: str) -> str:
+    """Whisper may loop on a phrase ("Maria Lopez Maria Lopez Maria Lopez"): keep it once."""
+    tokens = text.split()
+    keys = [re.sub(r"\W", "", t.lower()) for t in tokens]
+    for size in range(1, len(tokens) // 2 + 1):
+        i = 0
+        out: list[str] = []
+        out_keys: list[str] = []
+        while i < len(tokens):
+            chunk = keys[i : i + size]
+            if len(chunk) == size and out_keys[-size:] == chunk and any(chunk):
+                i += size
+                continue
+            out.append(tokens[i])
+            out_keys.append(keys[i])
+            i += 1
+        tokens, keys = out, out_keys
+    return " ".join(tokens)
+
+
 def _free_text(slot: Slot, text: str) -> ParseResult:
-    cleaned = " ".join(text.split())
+    cleaned = clean_text(text)
     if not any(ch.isalnum() for ch in cleaned):
         return Unparsed("nothing said")
     return Parsed(cleaned[:1000])
+
+
+NAME_LEAD_INS = re.compile(
+    r"^(?:(?:yes|yeah|sure|ok(?:ay)?|hi|hello)\b[\s,.]*)*"
+    r"(?:it'?s|it is|this is|that'?s|that is|my name is|my name'?s|the name is|name'?s|"
+    r"i'?m|i am|call me|you can call me|surname is|last name is|first name is)\b[\s,]*",
+    re.IGNORECASE,
+)
+SPELLED = re.compile(r"\b(?:[A-Za-z][\s.-]+){1,}[A-Za-z]\b")
+NOT_NAMES = {"i", "don't", "dont", "know", "what", "why", "sorry", "no", "not", "the", "a"}
+
+
+def _name(slot: Slot, text: str) -> ParseResult:
+    said = clean_text(text.replace("\u2019", "'"))
+    said = NAME_LEAD_INS.sub("", said).strip()
+    # Spelled letters ("L-O-P-E-Z", "l o p e z"): joined into one word.
+    said = SPELLED.sub(lambda m: re.sub(r"[\s.-]", "", m.group()), said)
+    said = re.sub(r"[.!?,;:]+$", "", said).strip(" ,.")
+    said = collapse_repeats(said)
+    words_ = [w for w in re.split(r"\s+", said) if w]
+    # "Lopez, L O P E Z": the spelling repeats the name before it.
+    if len(words_) >= 2 and words_[-1].lower() == re.sub(r"\W", "", words_[-2]).lower():
+        words_ = words_[:-1]
+    words_ = [w.strip(",.") for w in words_ if w.strip(",.")]
+    if not words_ or len(words_) > 5:
+        return Unparsed("no name heard")
+    if any(w.lower() in NOT_NAMES for w in words_) or any(ch.isdigit() for ch in said):
+        return Unparsed("no name heard")
+    return Parsed(" ".join(_capitalised(w) for w in words_))
+
+
+def _capitalised(word: str) -> str:
+    parts = re.split(r"([-'])", word)
+    return "".join(p[:1].upper() + p[1:].lower() if p not in "-'" else p for p in parts)
 
 
 def parse_slot(slot: Slot, text: str, *, now: datetime | None = None) -> ParseResult:
@@ -398,7 +429,7 @@ def parse_slot(slot: Slot, text: str, *, now: datetime | None = None) -> ParseRe
         case "number":
             return _number(slot, text)
         case "date":
-            return _date(slot, text, now or datetime.now())
+            return _date(slot, text, (now or datetime.now()).date())
         case "time":
             return _time(slot, text)
         case "yes_no":
@@ -412,24 +443,47 @@ def parse_slot(slot: Slot, text: str, *, now: datetime | None = None) -> ParseRe
             return _choice(slot, text)
         case "free_text":
             return _free_text(slot, text)
+        case "name":
+            return _name(slot, text)
     return Unparsed(f"unknown slot type {slot.type}")
 
 
-def parse_dtmf(slot: Slot, digits: str) -> ParseResult:
+def parse_dtmf(slot: Slot, digits: str, *, now: datetime | None = None) -> ParseResult:
     """Keypad input for a slot: digits, numbers and phones take keys ('#' ends entry)."""
     keys = digits.rstrip("#")
     if slot.type in ("digits", "number", "phone"):
-        return parse_slot(slot, keys)
+        return parse_slot(slot, keys, now=now)
     if slot.type == "yes_no" and keys in ("1", "2"):
         return Parsed(keys == "1")
     return Unparsed(f"keypad input does not fit a {slot.type} slot")
 
 
-def speakable(slot_type: str, value: Any) -> str:
-    """A value as TTS should read it: digits one by one, emails with 'at' and 'dot'."""
+def spoken_phone(value: str, region: str = "US") -> str:
+    """Grouped as people say a number ("5 5 5, 1 2 3, 4 5 6 7"); the country code only for a
+    number from another country than the caller's region."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return " ".join(value.lstrip("+"))
+    local = number.country_code == phonenumbers.country_code_for_region(region.upper())
+    style = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if local
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    groups = [g for g in re.split(r"[^\d+]+", phonenumbers.format_number(number, style)) if g]
+    spoken = [("plus " + " ".join(g[1:])) if g.startswith("+") else " ".join(g) for g in groups]
+    return ", ".join(spoken)
+
+
+def speakable(slot_type: str, value: Any, *, region: str = "US") -> str:
+    """A value as TTS should read it: digits one by one, phone numbers grouped, emails with
+    'at' and 'dot', dates and times as said."""
     if value is None:
         return ""
-    if slot_type in ("digits", "phone"):
+    if slot_type == "phone":
+        return spoken_phone(str(value), region)
+    if slot_type == "digits":
         return " ".join(str(value).lstrip("+"))
     if slot_type == "email":
         return str(value).replace("@", " at ").replace(".", " dot ")
@@ -437,6 +491,8 @@ def speakable(slot_type: str, value: Any) -> str:
         return "yes" if value else "no"
     if slot_type == "choice":
         return str(value).replace("_", " ")
+    if slot_type == "spell":
+        return " ".join(ch for ch in str(value) if not ch.isspace())
     if slot_type == "date":
         try:
             day = date.fromisoformat(str(value))
@@ -444,9 +500,13 @@ def speakable(slot_type: str, value: Any) -> str:
             return str(value)
         return f"{day:%A}, {day:%B} {day.day}"
     if slot_type == "time":
+        if value in ("morning", "afternoon", "evening"):
+            return f"in the {value}"
         try:
             moment = time.fromisoformat(str(value))
         except ValueError:
             return str(value)
+        if moment == time(12, 0):
+            return "noon"
         return moment.strftime("%I:%M %p").lstrip("0").replace(":00", "")
     return str(value)
