@@ -367,14 +367,17 @@ class AgentSession:
     async def _route(self, text: str, turn: _Turn) -> None:
         routes = self.runtime.routes(self._state)
         vector = await self._embed(text)
-        ranked = self.runtime.classifier.rank(vector, routes)
+        ranked = self.runtime.classifier.rank(vector, routes, text)
         best = ranked[0] if ranked else None
         best_score = best.score if best else 0.0
-        if best_score < self.runtime.threshold + CONFIDENT_INTENT_MARGIN:
+        # Knowledge competes with the intent's plain similarity: retrieval scores are the same
+        # kind of number, the classifier's contrasts are not.
+        similarity = best.similarity if best else 0.0
+        if similarity < self.runtime.threshold + CONFIDENT_INTENT_MARGIN:
             # Not a confident intent: a question the knowledge answers better is answered here
             # ("do you ship to Canada?" is no order-status request), and the state stays.
             bonus = QUESTION_BONUS if _looks_like_question(text) else 0.0
-            if await self._side_answer(text, turn, better_than=best_score - bonus):
+            if await self._side_answer(text, turn, better_than=similarity - bonus):
                 if best is not None:
                     self._record("knowledge_over_intent", f"{best.label} {best.score:.3f}")
                 return
@@ -426,7 +429,7 @@ class AgentSession:
         if not routes:
             return False
         vector = await self._embed(text)
-        ranked = self.runtime.classifier.rank(vector, routes)
+        ranked = self.runtime.classifier.rank(vector, routes, text)
         chosen = accepted(ranked, self.runtime.threshold, margin=margin, strict=strict)
         if chosen is None:
             return False
