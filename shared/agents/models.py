@@ -46,6 +46,20 @@ def _check_target(value: str | None) -> str | None:
     return value
 
 
+SLOT_TYPE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "min_length": ("digits",),
+    "max_length": ("digits",),
+    "minimum": ("number",),
+    "maximum": ("number",),
+    "region": ("phone",),
+    "future_only": ("date",),
+    "weekdays_only": ("date",),
+    "business_hours": ("time",),
+    "parts_of_day": ("time",),
+}
+"""Options that mean something only for some slot types (set elsewhere they are an error)."""
+
+
 class Slot(_Model):
     """A value to collect from the caller, parsed from spoken text (or DTMF for digits)."""
 
@@ -103,6 +117,19 @@ class Slot(_Model):
             start, end = self.business_hours.split("-")
             if start >= end:
                 raise ValueError("business_hours must start before they end")
+        if self.confirm_prompt and not self.confirm:
+            raise ValueError("confirm_prompt has no effect without 'confirm: true'")
+        useless = sorted(
+            name
+            for name in self.model_fields_set
+            if name in SLOT_TYPE_OPTIONS and self.type not in SLOT_TYPE_OPTIONS[name]
+        )
+        if useless:
+            raise ValueError(
+                f"{', '.join(useless)} has no effect on a '{self.type}' slot ("
+                + "; ".join(f"{n}: {'/'.join(SLOT_TYPE_OPTIONS[n])}" for n in useless)
+                + ")"
+            )
         return self
 
 
@@ -325,7 +352,11 @@ class AgentDefinition(_Model):
         description="IANA timezone of the business (America/New_York): the call's date in it "
         "is what 'tomorrow' and 'the 3rd' are counted from.",
     )
-    greeting: str = Field(min_length=1, description="First words of the call; keep it fixed text.")
+    greeting: str = Field(
+        min_length=1,
+        description="First words of the call: fixed text (synthesized once and cached), so no "
+        "{{ }} templates; greet by slot or variable in the start state's 'say'.",
+    )
     start: Name = Field(description="State the call is in after the greeting.")
     variables: dict[str, str] = Field(
         default_factory=dict, description="Defaults for {{ vars.x }}; calls may override them."

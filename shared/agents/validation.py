@@ -95,6 +95,7 @@ def validate_agent(agent: AgentDefinition) -> list[Problem]:
         for path, target, _ in state_edges(state):
             need_state(("states", name, *path), target, may_return=path[-1] != "call")
 
+    problems += _text_problems(agent)
     problems += _disposition_problems(agent)
     problems += _slot_problems(agent)
     problems += _escalation_problems(agent)
@@ -103,6 +104,65 @@ def validate_agent(agent: AgentDefinition) -> list[Problem]:
     problems += _reachability_problems(agent)
     problems += _cycle_problems(agent)
     problems += _exit_problems(agent)
+    return problems
+
+
+# A field name followed by ": " inside spoken text: most likely a key indented too far, which
+# YAML then folds into the text above it ("say: >-" swallowing "next: menu").
+SWALLOWED_KEY = re.compile(
+    r"(?:^|\s)(say|next|collect|intents|answer|action|prompt|reprompt|disposition|examples|"
+    r"type|on_success|on_failure|confirm|prefill|name|url|method|result|dtmf|do|call):\s"
+)
+NOT_SPOKEN = {"examples", "body", "headers", "variables", "documents", "description", "result"}
+
+
+def _strings(
+    value: object, path: Path, skip: frozenset[str] | set[str] = frozenset()
+) -> Iterator[tuple[Path, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in skip:
+                yield from _strings(item, (*path, key), skip)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index), skip)
+
+
+def _text_problems(agent: AgentDefinition) -> list[Problem]:
+    problems = []
+    dumped = agent.model_dump(exclude_none=True)
+    for path, text in _strings(dumped, (), NOT_SPOKEN):
+        found = SWALLOWED_KEY.search(text)
+        if found:
+            problems.append(
+                Problem(
+                    path,
+                    f"the text contains '{found.group(1)}:', probably a key indented too far "
+                    "and folded into the text; indent it like its siblings",
+                )
+            )
+    if TEMPLATE_NAME.search(agent.greeting):
+        problems.append(
+            Problem(
+                ("greeting",),
+                "the greeting is fixed text (synthesized once and cached): move {{ }} to the "
+                f"'say' of the start state '{agent.start}'",
+            )
+        )
+    for path, text in _strings(dumped, ()):
+        for match in TEMPLATE_NAME.finditer(text):
+            ref = match.group(1)
+            if ref.startswith("vars.") and ref[5:] not in agent.variables:
+                declared = ", ".join(sorted(agent.variables)) or "none"
+                problems.append(
+                    Problem(
+                        path,
+                        f"unknown variable '{ref}': declare it under 'variables' with a default "
+                        f"(declared: {declared})",
+                    )
+                )
     return problems
 
 

@@ -187,3 +187,60 @@ def test_fixed_texts_are_what_the_agent_says_word_for_word() -> None:
     assert definition.messages.no_input in texts
     assert not [t for t in texts if "{{" in t], "templated texts differ per call"
     assert len(texts) == len(set(texts))
+
+
+def test_a_key_indented_too_far_is_caught_in_the_text() -> None:
+    text = BASE.replace(
+        "  bye:\n    say: Bye.\n",
+        "  bye:\n    say: >-\n      Bye.\n      disposition: resolved\n",
+    )
+    problems = problems_of(text)
+    assert any(
+        field == "states.bye.say" and "'disposition:', probably a key indented too far" in message
+        for _, field, message in problems
+    ), problems
+
+
+def test_unknown_variables_and_a_templated_greeting_are_errors() -> None:
+    text = BASE.replace("greeting: Hello.", "greeting: Hello {{ vars.caller }}.").replace(
+        "    say: Bye.", "    say: Bye from {{ vars.shop }}."
+    )
+    problems = problems_of(text)
+    messages = [m for _, _, m in problems]
+    assert any("unknown variable 'vars.shop'" in m for m in messages), problems
+    assert any("the greeting is fixed text" in m for m in messages), problems
+    assert (3, "greeting", next(m for m in messages if "greeting is fixed" in m)) in problems
+
+
+@pytest.mark.parametrize(
+    ("option", "kind"),
+    [
+        ("min_length: 4", "date"),
+        ('business_hours: "09:00-17:00"', "date"),
+        ("future_only: true", "time"),
+        ("region: GB", "digits"),
+        ("confirm_prompt: Right?", "digits"),
+    ],
+)
+def test_an_option_without_effect_on_the_slot_type_is_an_error(option: str, kind: str) -> None:
+    text = BASE.replace(
+        "      leave:\n        next: bye\n",
+        "      leave:\n        next: ask\n",
+    ) + (
+        "  ask:\n    collect:\n      - name: value\n"
+        f"        type: {kind}\n        prompt: Which?\n        {option}\n    next: bye\n"
+    )
+    problems = problems_of(text)
+    assert any("has no effect" in m for _, _, m in problems), problems
+
+
+def test_script_errors_carry_their_line(tmp_path: Path) -> None:
+    from media_nodes.dialogue.testing import ScriptError, load_script
+
+    script = tmp_path / "s.yaml"
+    script.write_text("turns:\n  - user: hi\n  - user: yes\n    expect: {stat: menu}\n")
+    with pytest.raises(ScriptError) as caught:
+        load_script(script)
+    message = str(caught.value)
+    assert f"{script}:3: turns.1.user:" in message
+    assert f"{script}:4: turns.1.expect.stat:" in message
