@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,14 @@ MAX_UTTERANCE_CHARS = 2000
 # While the caller is giving a value (or asking the knowledge), a global intent needs this much
 # more confidence to win over a value that parsed; a value that did not parse needs none.
 GLOBAL_OVER_VALUE_MARGIN = 0.1
+# Slot types whose values are told apart from each other's words (a day, a time, an option), so
+# one utterance may fill several of them ("Tuesday at 3") or correct an earlier one.
+ALONGSIDE_TYPES = frozenset({"date", "time", "choice"})
+CORRECTION = re.compile(
+    r"^\W*(no|nope|actually|sorry|wait|oh|hmm|make it|change|instead|rather|can we do|"
+    r"could we do|let's do|lets do)\b|\b(instead|rather|make it|change it|change that)\b",
+    re.IGNORECASE,
+)
 # Below threshold + this, an intent may lose to a knowledge passage that fits the words better;
 # a question ("do you ...?") gets a small head start, since questions are what knowledge answers.
 CONFIDENT_INTENT_MARGIN = 0.2
@@ -407,7 +416,7 @@ class AgentSession:
         options = {label: _describe(name, route) for label, (name, route) in routes.items()}
         try:
             choice = await self.runtime.llm.choose(
-                instructions=self.agent.llm.instructions,
+                instructions=self._instructions(),
                 history=self.history[:-1],
                 utterance=text,
                 options=options,
@@ -549,7 +558,7 @@ class AgentSession:
         elif state.action:
             await self._act(state, turn)
         elif state.next:
-            await self._enter(state.next, turn)
+            await self._enter(self._branch(state, state.next), turn)
 
     async def _return(self, turn: _Turn) -> None:
         """End a sub-flow: back to the calling state as it was, which asks its question again."""
@@ -564,6 +573,19 @@ class AgentSession:
         self.states_visited.append(point.state)
         turn.add(StateEntered(point.state))
         turn.say(self._prompt_of(self._current()))
+
+    def _branch(self, state: State, default: str) -> str:
+        """Where a state goes on: the first matching branch on a slot's value, else ``default``."""
+        for branch in state.branches or []:
+            if branch.matches(self.slots.get(branch.slot)):
+                self._record("branch", f"{self._state}: {branch.slot} -> {branch.next}")
+                return branch.next
+        return default
+
+    def _instructions(self) -> str:
+        extra = self._current().llm_instructions
+        base = self.agent.llm.instructions
+        return f"{base}\n{extra}".strip() if extra else base
 
     def _prompt_of(self, state: State) -> str:
         if isinstance(self._pending, _ConfirmSlot):
@@ -585,7 +607,7 @@ class AgentSession:
         slot = self._next_slot(state)
         if slot is None:
             assert state.next is not None
-            await self._enter(state.next, turn)
+            await self._enter(self._branch(state, state.next), turn)
         else:
             turn.say(self._render(slot.prompt))
 
@@ -604,19 +626,23 @@ class AgentSession:
         if not isinstance(result, Parsed) and self.runtime.llm_enabled:
             result = await self._llm_slot(slot, text)
         if isinstance(result, Parsed):
+            self._fill_alongside(state, slot, text, turn)
             await self._got_value(slot, result.value, turn)
             return
-        self._record("slot_unparsed", f"{slot.name}: {result.reason}")
-        if await self._side_answer(text, turn):
+        if self._correct_earlier(state, slot, text, turn):
+            turn.say(self._render(slot.prompt))
             return
-        await self._slot_failed(slot, turn)
+        self._record("slot_unparsed", f"{slot.name}: {result.reason}")
+        if not result.refused and await self._side_answer(text, turn):
+            return
+        await self._slot_failed(slot, turn, refused=result.refused)
 
     async def _llm_slot(self, slot: Slot, text: str) -> Any:
         """Ask the LLM for the value, then hold it to the same parser (the slot's guardrail)."""
         assert self.runtime.llm is not None
         try:
             value = await self.runtime.llm.extract(
-                instructions=self.agent.llm.instructions,
+                instructions=self._instructions(),
                 utterance=text,
                 slot_name=slot.name.replace("_", " "),
                 slot_description=slot.type.replace("_", " "),
@@ -632,7 +658,7 @@ class AgentSession:
             self._record("llm_guardrail", f"{slot.name}: rejected '{value}' ({checked.reason})")
         return checked
 
-    async def _slot_failed(self, slot: Slot, turn: _Turn) -> None:
+    async def _slot_failed(self, slot: Slot, turn: _Turn, *, refused: bool = False) -> None:
         self._slot_attempts[slot.name] = self._slot_attempts.get(slot.name, 0) + 1
         self._failed += 1
         if (
@@ -641,7 +667,9 @@ class AgentSession:
         ):
             await self._escalate("failed_attempts", turn)
             return
-        if slot.reprompt:
+        if refused and slot.invalid_reprompt:
+            turn.say(self._render(slot.invalid_reprompt))
+        elif slot.reprompt:
             turn.say(self._render(slot.reprompt))
         else:
             turn.say(self._render(self.agent.messages.not_understood))
@@ -700,6 +728,45 @@ class AgentSession:
         self._failed = 0
         self._fill(slot, value, turn)
         await self._ask_next_slot(turn)
+
+    def _fill_alongside(self, state: State, asked: Slot, text: str, turn: _Turn) -> None:
+        """Other values said in the same breath ("Tuesday at 3"): the state's other prefill
+        slots of another type that are still empty take them."""
+        for other in state.collect or []:
+            if (
+                other is asked
+                or not other.prefill
+                or other.name in self.slots
+                or other.type == asked.type
+                or other.type not in ALONGSIDE_TYPES
+                or other.confirm
+            ):
+                continue
+            result = self._parse(other, text)
+            if isinstance(result, Parsed):
+                self._fill(other, result.value, turn)
+
+    def _correct_earlier(self, state: State, asked: Slot, text: str, turn: _Turn) -> bool:
+        """ "Actually, make it Thursday" while the time is asked: the day changes, the state
+        keeps every other slot and asks its question again."""
+        if not CORRECTION.search(text):
+            return False
+        for earlier in reversed(state.collect or []):
+            if earlier.name not in self.slots or earlier.type == asked.type:
+                continue
+            if earlier.type not in ALONGSIDE_TYPES:
+                continue
+            result = self._parse(earlier, text)
+            if isinstance(result, Parsed) and result.value != self.slots[earlier.name]:
+                self._record("slot_corrected", f"{earlier.name}: {result.value}")
+                self._fill(earlier, result.value, turn)
+                spoken = speakable(earlier.type, result.value, region=earlier.region)
+                turn.say(self._render_with_value(self.agent.messages.corrected, spoken))
+                return True
+        return False
+
+    def _render_with_value(self, template: str, spoken: str) -> str:
+        return render(template, lambda name: spoken if name == "value" else self._lookup(name))
 
     def _parse(self, slot: Slot, text: str) -> ParseResult:
         return parse_slot(slot, text, now=self.started_at)
@@ -798,7 +865,7 @@ class AgentSession:
         turn.add(
             _Stream(
                 lambda: llm.stream_answer(
-                    instructions=self.agent.llm.instructions,
+                    instructions=self._instructions(),
                     question=question,
                     passages=texts,
                     history=history,
@@ -818,7 +885,7 @@ class AgentSession:
                 for name, value in result.values.items():
                     self.slots[name] = value
                     turn.add(SlotResult(name, value, "tool"))
-                await self._enter(action.on_success, turn)
+                await self._enter(self._branch(state, action.on_success), turn)
                 return
             self._record("tool_failure", f"{self._state}: {result.error}")
             if action.on_failure:

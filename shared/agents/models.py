@@ -67,6 +67,11 @@ class Slot(_Model):
     type: SlotType
     prompt: str = Field(min_length=1, description="Asks for the value.")
     reprompt: str | None = Field(None, description="Said after a value could not be understood.")
+    invalid_reprompt: str | None = Field(
+        None,
+        description="Said when a value was understood but a rule refused it (future_only, "
+        "weekdays_only, business_hours, minimum/maximum, min/max_length); empty: 'reprompt'.",
+    )
     confirm: bool = Field(
         False, description="Read the value back and ask yes/no before keeping it."
     )
@@ -229,6 +234,43 @@ class Answer(_Model):
     )
 
 
+class Branch(_Model):
+    """Go elsewhere than ``next`` (or ``on_success``) when a slot or tool result has a value."""
+
+    slot: Name = Field(description="Slot or HTTP result to test.")
+    equals: str | float | bool | None = Field(
+        None, description="Taken when the value equals this (numbers and yes/no compare as such)."
+    )
+    one_of: list[str | float | bool] | None = Field(
+        None, description="Taken when the value is one of these."
+    )
+    missing: bool | None = Field(
+        None, description="true: taken when the value is missing (a tool did not return it)."
+    )
+    next: Name = Field(description="State to go to (or 'return').")
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Branch:
+        tests = [self.equals is not None, self.one_of is not None, self.missing is not None]
+        if sum(tests) != 1:
+            raise ValueError("a branch needs exactly one of 'equals', 'one_of' or 'missing'")
+        return self
+
+    def matches(self, value: Any) -> bool:
+        if self.missing is not None:
+            return (value is None) == self.missing
+        wanted = [self.equals] if self.one_of is None else self.one_of
+        return any(_same(value, w) for w in wanted)
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    if isinstance(wanted, bool) or isinstance(value, bool):
+        return value is wanted or str(value).lower() == str(wanted).lower()
+    if isinstance(wanted, int | float) and not isinstance(value, str):
+        return bool(value == wanted)
+    return str(value).strip().lower() == str(wanted).strip().lower()
+
+
 class State(_Model):
     say: str | None = Field(None, description="Spoken on entry; templated with slots.")
     intents: dict[Name, IntentRoute] | None = None
@@ -241,6 +283,16 @@ class State(_Model):
     reprompt: str | None = Field(None, description="Said when the caller was not understood.")
     disposition: Name | None = Field(
         None, description="Disposition the call gets if it ends after reaching this state."
+    )
+    branches: list[Branch] | None = Field(
+        None,
+        description="Checked in order where the state would go to 'next' (after 'say' or a "
+        "filled 'collect') or an HTTP action's 'on_success': the first that matches wins.",
+    )
+    llm_instructions: str | None = Field(
+        None,
+        description="Added to llm.instructions for the LLM's choices, slot extraction and "
+        "answers in this state.",
     )
 
     @model_validator(mode="after")
@@ -258,6 +310,8 @@ class State(_Model):
             raise ValueError(f"'next' does not apply to a state with {kinds[0]}")
         if not kinds and not self.next:
             raise ValueError("a state needs one of intents, collect, answer, action or next")
+        if self.branches and not (self.next or isinstance(self.action, HttpAction)):
+            raise ValueError("'branches' apply to a state with 'next' or an http action")
         return self
 
 
@@ -336,6 +390,11 @@ class Messages(_Model):
         "I'm sorry, I don't have an answer to that. Would you like me to connect you to a person?"
     )
     confirm: str = "I have {{ value }}. Is that right?"
+    corrected: str = Field(
+        "Okay, I've changed that to {{ value }}.",
+        description="Said when the caller corrects an earlier value of the state "
+        "('actually, make it Thursday'); {{ value }} is the new value.",
+    )
     answer_intro: str = ""
     goodbye: str = "Thank you for calling. Goodbye!"
 

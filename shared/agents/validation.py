@@ -56,6 +56,8 @@ def state_edges(state: State) -> Iterator[tuple[Path, str, bool]]:
             yield ("intents", name, "call"), route.call, False
     if state.answer:
         yield ("answer", "next"), state.answer.next, state.answer.prompt is None
+    for index, branch in enumerate(state.branches or []):
+        yield ("branches", index, "next"), branch.next, not state.collect
     if isinstance(state.action, HttpAction):
         yield ("action", "on_success"), state.action.on_success, True
         if state.action.on_failure:
@@ -201,6 +203,14 @@ def _slot_problems(agent: AgentDefinition) -> list[Problem]:
                     Problem(("states", name, "collect", index, "name"), f"slot '{slot.name}' twice")
                 )
             seen.add(slot.name)
+        for index, branch in enumerate(state.branches or []):
+            if branch.slot not in filled:
+                problems.append(
+                    Problem(
+                        ("states", name, "branches", index, "slot"),
+                        f"branch tests '{branch.slot}', which no slot or tool result fills",
+                    )
+                )
         for path, text in _templates(state):
             for match in TEMPLATE_NAME.finditer(text):
                 ref, spoken_as = match.group(1), match.group(2)

@@ -244,3 +244,22 @@ def test_script_errors_carry_their_line(tmp_path: Path) -> None:
     message = str(caught.value)
     assert f"{script}:3: turns.1.user:" in message
     assert f"{script}:4: turns.1.expect.stat:" in message
+
+
+def test_branches_need_a_filled_slot_and_one_test() -> None:
+    text = BASE.replace(
+        "    say: Bye.\n",
+        "    say: Bye.\n",
+    ).replace(
+        "      leave:\n        next: bye\n",
+        "      leave:\n        next: route\n",
+    ) + ("  route:\n    next: bye\n    branches:\n      - {slot: tier, equals: gold, next: bye}\n")
+    assert any("branch tests 'tier'" in m for _, _, m in problems_of(text))
+    both = text.replace("{slot: tier, equals: gold, next: bye}", "{slot: tier, next: bye}")
+    assert any("exactly one of 'equals'" in m for _, _, m in problems_of(both))
+
+
+def test_per_state_instructions_for_the_model_load() -> None:
+    loaded = load_agent_file(ROOT / "examples/agents/smile-dental")
+    state = loaded.definition.states["book_visit"]
+    assert state.llm_instructions and "dental appointment" in state.llm_instructions

@@ -10,6 +10,7 @@ import pytest
 
 from media_nodes.dialogue.engine import AgentSession
 from media_nodes.dialogue.factory import AgentDialogueFactory
+from media_nodes.dialogue.protocol import UserTurn
 from media_nodes.dialogue.runtime import AgentRuntime
 from media_nodes.dialogue.testing import Script, run_script
 from shared.agents.loader import AgentDefinitionError, LoadedAgent, load_agent_text, read_knowledge
@@ -220,3 +221,16 @@ def test_return_is_no_state_name_and_call_needs_a_state() -> None:
     with pytest.raises(AgentDefinitionError) as caught:
         load_agent_text(named)
     assert any("cannot name a state" in p.message for p in caught.value.problems)
+
+
+async def test_state_instructions_for_the_model_join_the_agents(
+    dental_runtime: AgentRuntime,
+) -> None:
+    session = AgentSession(dental_runtime, call_id="t")
+    async for _ in session.greeting():
+        pass
+    assert session._instructions() == dental_runtime.definition.llm.instructions
+    async for _ in session.handle(UserTurn("I'd like to book an appointment")):
+        pass
+    assert session.state == "book_visit"
+    assert "dental appointment" in session._instructions()

@@ -27,6 +27,7 @@ class Parsed:
 @dataclass(frozen=True)
 class Unparsed:
     reason: str
+    refused: bool = False  # a value was heard, but a rule of the slot refused it
 
 
 ParseResult = Parsed | Unparsed
@@ -196,9 +197,9 @@ def _digits(slot: Slot, text: str) -> ParseResult:
     if not digits:
         return Unparsed("no digits heard")
     if slot.min_length and len(digits) < slot.min_length:
-        return Unparsed(f"only {len(digits)} digits, need at least {slot.min_length}")
+        return Unparsed(f"only {len(digits)} digits, need at least {slot.min_length}", True)
     if slot.max_length and len(digits) > slot.max_length:
-        return Unparsed(f"{len(digits)} digits, at most {slot.max_length} allowed")
+        return Unparsed(f"{len(digits)} digits, at most {slot.max_length} allowed", True)
     return Parsed(digits)
 
 
@@ -213,9 +214,9 @@ def _number(slot: Slot, text: str) -> ParseResult:
     raw = match.group()
     value: int | float = float(raw) if "." in raw else int(raw)
     if slot.minimum is not None and value < slot.minimum:
-        return Unparsed(f"{value} is below {slot.minimum:g}")
+        return Unparsed(f"{value} is below {slot.minimum:g}", True)
     if slot.maximum is not None and value > slot.maximum:
-        return Unparsed(f"{value} is above {slot.maximum:g}")
+        return Unparsed(f"{value} is above {slot.maximum:g}", True)
     return Parsed(value)
 
 
@@ -224,9 +225,9 @@ def _date(slot: Slot, text: str, today: date) -> ParseResult:
     if found.day is None:
         return Unparsed(found.problem)
     if slot.future_only and found.day < today:
-        return Unparsed(f"{found.day} is in the past")
+        return Unparsed(f"{found.day} is in the past", True)
     if slot.weekdays_only and found.day.weekday() >= 5:
-        return Unparsed(f"{found.day} is on a weekend")
+        return Unparsed(f"{found.day} is on a weekend", True)
     return Parsed(found.day.isoformat())
 
 
@@ -238,7 +239,9 @@ def _time(slot: Slot, text: str) -> ParseResult:
         return Unparsed(found.problem or "a part of the day, not a time")
     hours = parse_hours(slot.business_hours)
     if hours is not None and not within(found.moment, hours):
-        return Unparsed(f"{found.moment:%H:%M} is outside business hours {slot.business_hours}")
+        return Unparsed(
+            f"{found.moment:%H:%M} is outside business hours {slot.business_hours}", True
+        )
     return Parsed(found.moment.strftime("%H:%M"))
 
 
