@@ -230,8 +230,14 @@ def schema(
     folder: Annotated[Path, typer.Option(help="Where to write agent.schema.json.")] = Path(
         "events/schemas"
     ),
+    docs: Annotated[
+        Path | None, typer.Option(help="Markdown file whose field reference block to update.")
+    ] = None,
 ) -> None:
-    """Write the JSON Schema of agent definitions (for editors and CI)."""
-    from shared.agents.schema import write_agent_schema
+    """Write the JSON Schema of agent definitions (for editors and CI), and with --docs the
+    field reference in a Markdown file."""
+    from shared.agents.schema import update_field_reference, write_agent_schema
 
     typer.echo(str(write_agent_schema(folder)))
+    if docs is not None:
+        typer.echo(str(update_field_reference(docs)))

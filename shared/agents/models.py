@@ -63,8 +63,8 @@ SLOT_TYPE_OPTIONS: dict[str, tuple[str, ...]] = {
 class Slot(_Model):
     """A value to collect from the caller, parsed from spoken text (or DTMF for digits)."""
 
-    name: Name
-    type: SlotType
+    name: Name = Field(description="Slot name: {{ name }} in templates, the key in outcomes.")
+    type: SlotType = Field(description="How the value is parsed and read back.")
     prompt: str = Field(min_length=1, description="Asks for the value.")
     reprompt: str | None = Field(None, description="Said after a value could not be understood.")
     invalid_reprompt: str | None = Field(
@@ -141,7 +141,9 @@ class Slot(_Model):
 class IntentRoute(_Model):
     """An intent: example utterances and where it leads (a state, or a built-in behaviour)."""
 
-    examples: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    examples: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1, description="What callers say for it; the classifier learns from these."
+    )
     next: Name | None = Field(None, description="State to go to.")
     do: Literal["repeat", "escalate"] | None = Field(
         None, description="Built-in behaviour instead of a state."
@@ -165,16 +167,20 @@ class IntentRoute(_Model):
 class HttpAction(_Model):
     """Call an HTTP API (a tool); map fields of its JSON answer into slots."""
 
-    type: Literal["http"]
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    type: Literal["http"] = Field(description="Call an HTTP API.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
+        "GET", description="HTTP method."
+    )
     url: str = Field(min_length=1, description="Templated with slots and variables.")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Request headers; values are templated."
+    )
     body: dict[str, Any] | None = Field(None, description="JSON body; string values are templated.")
-    timeout_s: float = Field(3.0, gt=0, le=30)
+    timeout_s: float = Field(3.0, gt=0, le=30, description="Seconds before it counts as failed.")
     result: dict[Name, str] = Field(
         default_factory=dict, description="slot -> dotted path in the JSON answer (items.0.name)."
     )
-    on_success: Name
+    on_success: Name = Field(description="State after a 2xx answer (see also 'branches').")
     on_failure: Name | None = Field(
         None, description="State after an error or timeout; empty applies the escalation policy."
     )
@@ -190,11 +196,11 @@ class HttpAction(_Model):
 class TransferAction(_Model):
     """Hand the call to a human."""
 
-    type: Literal["transfer"]
+    type: Literal["transfer"] = Field(description="Transfer the call to a person.")
     target: str | None = Field(
         None, description="E.164 number or SIP URI; empty uses escalation.target."
     )
-    disposition: Name = "escalated_to_human"
+    disposition: Name = Field("escalated_to_human", description="The call's disposition.")
 
     @field_validator("target")
     @classmethod
@@ -205,7 +211,7 @@ class TransferAction(_Model):
 class EndAction(_Model):
     """Hang up with a disposition."""
 
-    type: Literal["end"]
+    type: Literal["end"] = Field(description="Hang up.")
     disposition: Name | None = Field(
         None, description="Empty: the last state's disposition if one was reached, else resolved."
     )
@@ -224,7 +230,7 @@ class Answer(_Model):
     min_score: float | None = Field(
         None, ge=0, le=1, description="Retrieval score below which the agent says it does not know."
     )
-    top_k: int = Field(3, ge=1, le=10)
+    top_k: int = Field(3, ge=1, le=10, description="Passages retrieved (the LLM reads them all).")
     entry_margin: float = Field(
         0.1,
         ge=0,
@@ -273,10 +279,14 @@ def _same(value: Any, wanted: Any) -> bool:
 
 class State(_Model):
     say: str | None = Field(None, description="Spoken on entry; templated with slots.")
-    intents: dict[Name, IntentRoute] | None = None
-    collect: list[Slot] | None = None
-    answer: Answer | None = None
-    action: Action | None = None
+    intents: dict[Name, IntentRoute] | None = Field(
+        None, description="Wait for the caller and route by intent (global intents too)."
+    )
+    collect: list[Slot] | None = Field(
+        None, description="Ask for these slots in order, then go to 'next'."
+    )
+    answer: Answer | None = Field(None, description="Answer a question from the knowledge.")
+    action: Action | None = Field(None, description="Run an http call, a transfer or a hang-up.")
     next: Name | None = Field(
         None, description="Where to go after 'say' (or after 'collect' has every slot)."
     )
@@ -322,10 +332,15 @@ class Escalation(_Model):
     state: Name | None = Field(
         None, description="State to enter on escalation; empty says 'message' and transfers."
     )
-    message: str = "Let me connect you with someone who can help."
+    message: str = Field(
+        "Let me connect you with someone who can help.",
+        description="Said before the transfer when there is no escalation 'state'.",
+    )
     max_failed_attempts: int = Field(3, ge=1, le=10, description="Not-understood turns in a row.")
     max_no_input: int = Field(2, ge=1, le=10, description="Silent turns in a row.")
-    on_no_input: Literal["escalate", "end"] = "end"
+    on_no_input: Literal["escalate", "end"] = Field(
+        "end", description="After max_no_input silent turns: hang up, or escalate."
+    )
     on_llm_failure: bool = Field(
         False, description="Escalate when the LLM fails (otherwise the classifier takes over)."
     )
@@ -346,11 +361,13 @@ class LlmOptions(_Model):
         "(only the guardrail checks the answer).",
     )
     instructions: str = Field("", description="Persona and rules added to the system prompt.")
-    max_tokens: int = Field(160, ge=16, le=2048)
+    max_tokens: int = Field(160, ge=16, le=2048, description="Longest LLM answer, in tokens.")
 
 
 class Knowledge(_Model):
-    documents: list[KnowledgeDocument] = Field(default_factory=list)
+    documents: list[KnowledgeDocument] = Field(
+        default_factory=list, description="Documents indexed for this agent."
+    )
     min_score: float = Field(
         0.35, ge=0, le=1, description="Below this the agent says it does not know."
     )
@@ -366,15 +383,15 @@ class Knowledge(_Model):
         description="Retrieval score such an answer needs (empty: min_score). In a state with "
         "intents it must also beat the best intent's score, unless that intent is confident.",
     )
-    top_k: int = Field(3, ge=1, le=10)
+    top_k: int = Field(3, ge=1, le=10, description="Passages retrieved for a side question.")
 
 
 class KnowledgeDocument(_Model):
     """A document: a file next to the definition, or inline text."""
 
-    path: str | None = None
-    title: str | None = None
-    text: str | None = None
+    path: str | None = Field(None, description="File relative to the definition's folder.")
+    title: str | None = Field(None, description="Title (default: from the file name).")
+    text: str | None = Field(None, description="Inline text instead of a file.")
 
     @model_validator(mode="after")
     def _path_or_text(self) -> KnowledgeDocument:
@@ -384,28 +401,38 @@ class KnowledgeDocument(_Model):
 
 
 class Messages(_Model):
-    not_understood: str = "Sorry, I didn't catch that. Could you say it another way?"
-    no_input: str = "Are you still there?"
-    dont_know: str = (
-        "I'm sorry, I don't have an answer to that. Would you like me to connect you to a person?"
+    not_understood: str = Field(
+        "Sorry, I didn't catch that. Could you say it another way?",
+        description="Said when nothing fits (unless the state or slot has a reprompt).",
     )
-    confirm: str = "I have {{ value }}. Is that right?"
+    no_input: str = Field("Are you still there?", description="Said after a silent turn.")
+    dont_know: str = Field(
+        "I'm sorry, I don't have an answer to that. Would you like me to connect you to a person?",
+        description="Said when an answer state finds nothing; a yes escalates.",
+    )
+    confirm: str = Field(
+        "I have {{ value }}. Is that right?",
+        description="Default confirmation question; {{ value }} is the heard value.",
+    )
     corrected: str = Field(
         "Okay, I've changed that to {{ value }}.",
         description="Said when the caller corrects an earlier value of the state "
         "('actually, make it Thursday'); {{ value }} is the new value.",
     )
-    answer_intro: str = ""
-    goodbye: str = "Thank you for calling. Goodbye!"
+    answer_intro: str = Field("", description="Said before every knowledge answer.")
+    goodbye: str = Field(
+        "Thank you for calling. Goodbye!",
+        description="Said when the call ends without an end state (no input, tool failure).",
+    )
 
 
 class AgentDefinition(_Model):
     """A complete agent: the document stored per tenant and version."""
 
     id: AgentId = Field(description="Agent id, unique per tenant.")
-    name: str = Field(min_length=1, max_length=200)
-    description: str = ""
-    language: str = "en"
+    name: str = Field(min_length=1, max_length=200, description="Display name.")
+    description: str = Field("", description="What the agent is for (for people).")
+    language: str = Field("en", description="Language of the agent (English parsers today).")
     timezone: str = Field(
         "UTC",
         description="IANA timezone of the business (America/New_York): the call's date in it "
@@ -426,14 +453,16 @@ class AgentDefinition(_Model):
     intent_threshold: float | None = Field(
         None, ge=0, le=1, description="Classifier confidence needed; empty uses the setting."
     )
-    messages: Messages = Field(default_factory=Messages)
-    llm: LlmOptions = Field(default_factory=LlmOptions)
-    knowledge: Knowledge = Field(default_factory=Knowledge)
-    escalation: Escalation = Field(default_factory=Escalation)
+    messages: Messages = Field(default_factory=Messages, description="Built-in phrases.")
+    llm: LlmOptions = Field(default_factory=LlmOptions, description="How the LLM is used.")
+    knowledge: Knowledge = Field(default_factory=Knowledge, description="Knowledge base.")
+    escalation: Escalation = Field(
+        default_factory=Escalation, description="When and where calls go to a person."
+    )
     global_intents: dict[Name, IntentRoute] = Field(
         default_factory=dict, description="Understood in every state (human, repeat, goodbye)."
     )
-    states: dict[Name, State] = Field(min_length=1)
+    states: dict[Name, State] = Field(min_length=1, description="The states, by name.")
 
     @field_validator("timezone")
     @classmethod

@@ -263,3 +263,17 @@ def test_per_state_instructions_for_the_model_load() -> None:
     loaded = load_agent_file(ROOT / "examples/agents/smile-dental")
     state = loaded.definition.states["book_visit"]
     assert state.llm_instructions and "dental appointment" in state.llm_instructions
+
+
+def test_docs_document_every_field() -> None:
+    from shared.agents.schema import REFERENCE_END, REFERENCE_START, field_reference
+
+    doc = (ROOT / "docs" / "dialogue.md").read_text()
+    block = doc[doc.index(REFERENCE_START) : doc.index(REFERENCE_END) + len(REFERENCE_END)]
+    assert block == field_reference(), "run: parley agent schema --docs docs/dialogue.md"
+    from shared.agents import models
+
+    for model in (models.AgentDefinition, models.State, models.Slot, models.HttpAction):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+            assert f"| `{name}` |" in block
