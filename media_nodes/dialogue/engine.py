@@ -365,7 +365,7 @@ class AgentSession:
             await self._collect_reply(text, turn)
         elif state.answer:
             self._pending = None
-            if await self._global_intent(text, turn, margin=GLOBAL_OVER_VALUE_MARGIN, strict=True):
+            if await self._global_intent(text, turn, margin=GLOBAL_OVER_VALUE_MARGIN):
                 return
             await self._answer_then_next(text, turn)
         elif state.intents or self.runtime.definition.global_intents:
@@ -431,16 +431,24 @@ class AgentSession:
         return None if choice.option == NONE_OPTION else choice.option
 
     async def _global_intent(
-        self, text: str, turn: _Turn, *, margin: float, strict: bool = False
+        self, text: str, turn: _Turn, *, margin: float, over_value: bool = False
     ) -> bool:
-        """Follow a global intent (human, goodbye, ...) if the caller clearly asked for one."""
+        """Follow a global intent (human, goodbye, ...) if the caller clearly asked for one.
+
+        Checked where the step expects a value or a question. Every intent of the agent
+        competes, so that a global intent wins only by pointing at it rather than at anything
+        else the agent knows ("I have a billing question" is nearer "human" than "goodbye",
+        but much nearer the billing intent: no request for a person). Over a value that
+        parsed (``over_value``) only the plain similarity counts.
+        """
         routes = self.runtime.global_routes()
         if not routes:
             return False
         vector = await self._embed(text)
-        ranked = self.runtime.classifier.rank(vector, routes, text)
-        chosen = accepted(ranked, self.runtime.threshold, margin=margin, strict=strict)
-        if chosen is None:
+        others = [label for label in self.runtime.classifier.labels if label not in routes]
+        ranked = self.runtime.classifier.rank(vector, [*routes, *others], text, contrastive=False)
+        chosen = accepted(ranked, self.runtime.threshold, margin=margin, strict=over_value)
+        if chosen is None or chosen.label not in routes:
             return False
         name, route = routes[chosen.label]
         await self._follow(name, route, chosen.score, "classifier", text, turn)
@@ -621,7 +629,7 @@ class AgentSession:
         # the slot; a value that parsed only loses to a clearly stronger global intent.
         parsed = isinstance(result, Parsed)
         margin = GLOBAL_OVER_VALUE_MARGIN if parsed else 0.0
-        if not plain and await self._global_intent(text, turn, margin=margin, strict=parsed):
+        if not plain and await self._global_intent(text, turn, margin=margin, over_value=parsed):
             return
         if not isinstance(result, Parsed) and self.runtime.llm_enabled:
             result = await self._llm_slot(slot, text)

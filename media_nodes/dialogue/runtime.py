@@ -76,8 +76,7 @@ def build_classifier(definition: AgentDefinition, embedder: Embedder) -> IntentC
         for name, route in (state.intents or {}).items():
             examples[intent_label(state_name, name)] = list(route.examples)
     classifier = IntentClassifier(embedder, examples)
-    # The label sets calls rank: each state's (as AgentRuntime.routes builds them), the globals.
-    classifier.prepare(intent_label(GLOBAL_SCOPE, name) for name in definition.global_intents)
+    # The label sets calls rank with the contrastive model: each state's, as routes() builds them.
     for state_name, state in definition.states.items():
         own = state.intents or {}
         labels = [intent_label(GLOBAL_SCOPE, n) for n in definition.global_intents if n not in own]

@@ -188,15 +188,21 @@ class IntentClassifier:
     def embed(self, text: str) -> Vectors:
         return self.embedder.embed_one(text)
 
-    def rank(self, vector: Vectors, allowed: Iterable[str], text: str = "") -> list[Scored]:
+    def rank(
+        self, vector: Vectors, allowed: Iterable[str], text: str = "", *, contrastive: bool = True
+    ) -> list[Scored]:
         """Allowed labels best first: cosine similarity of the nearest examples, plus a little
-        for words of ``text`` that only some of the allowed intents use."""
+        for words of ``text`` that only some of the allowed intents use.
+
+        ``contrastive=False`` leaves out the softmax model: for a few global intents checked
+        on their own (is this a value, or a request for a person?) it would crown one of them
+        whatever was said."""
         allowed = [label for label in allowed if label in self._rows]
         if not allowed:
             return []
         similarities = self._matrix @ vector
         distinct = self._distinct_words(text, allowed) if text else {}
-        contrast = self._contrast(allowed)
+        contrast = self._contrast(allowed) if contrastive else None
         probabilities = contrast.probabilities(vector) if contrast else {}
         baseline = 1 / len(allowed)
         nearest: dict[str, float] = {}
