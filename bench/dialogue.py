@@ -96,7 +96,7 @@ async def main(turns: int) -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "intent_accuracy": round(accuracy.accuracy, 4),
         "intent_cases": accuracy.total,
-        "intent_misses": [list(m) for m in accuracy.misses],
+        "intent_misses": [[m.state, m.expected, m.text, m.got] for m in accuracy.misses],
     }
     return report
 

@@ -114,7 +114,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own_models = models is None
-        # The slot parsers load their data on first use (dateparser alone takes about a second):
+        # The slot parsers load their data on first use (phone-number metadata, number words):
         # load it now, beside the models, so no caller's turn waits for it.
         parsers = asyncio.create_task(asyncio.to_thread(warm_parsers))
         loaded = models if models is not None else await asyncio.to_thread(load_models, cfg)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the engine pulls in onnxruntime and qdrant: import it only 
     import httpx
 
     from media_nodes.dialogue.engine import AgentSession
+    from media_nodes.dialogue.evaluation import IntentAccuracy
     from media_nodes.dialogue.runtime import AgentRuntime
     from media_nodes.dialogue.testing import Script, ScriptResult
     from shared.agents.loader import LoadedAgent
@@ -56,16 +57,22 @@ def validate(
 @app.command()
 def test(
     agent: Annotated[str, typer.Argument(help="Agent id (under PARLEY_AGENTS_DIR) or path.")],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Scripts or folders of scripts (default: the agent's tests/)."),
+    ] = None,
     script: Annotated[
-        list[Path], typer.Option("--script", "-s", help="Conversation script; repeatable.")
-    ],
+        list[Path] | None,
+        typer.Option("--script", "-s", help="Conversation script; repeatable."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print transcripts.")] = False,
     llm: Annotated[
         bool,
         typer.Option("--llm", help="Use the configured LLM (default: deterministic path only)."),
     ] = False,
 ) -> None:
-    """Run text conversations against an agent; exit 1 at the first mismatch, with a diff."""
+    """Run every conversation script given (files or folders) against an agent, loading its
+    models once; report every failure with a diff. Exit 1 if any failed, 2 on a bad script."""
     try:
         settings = get_settings()
     except SettingsError as exc:
@@ -76,25 +83,53 @@ def test(
     path = _resolve_agent(agent, settings.agents_dir)
     try:
         loaded = load_agent_file(path)
-        scripts = [(p, load_script(p)) for p in script]
-    except (AgentDefinitionError, ScriptError) as exc:
+    except AgentDefinitionError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    given = [*(paths or []), *(script or [])]
+    if not given:
+        given = [Path(loaded.source).parent / "tests"]
+    files = _script_files(given)
+    if not files:
+        typer.echo("no conversation scripts found in " + ", ".join(map(str, given)), err=True)
+        raise typer.Exit(2)
+    scripts = []
+    bad = False
+    for file in files:
+        try:
+            scripts.append((file, load_script(file)))
+        except ScriptError as exc:
+            typer.echo(f"ERROR {exc}", err=True)
+            bad = True
     results = asyncio.run(_run_all(loaded, scripts, use_llm=llm))
-    failed = False
+    failed = 0
     for result in results:
         if result.ok:
             typer.echo(f"PASS {result.script} ({len(result.turns)} turns)")
             if verbose:
                 typer.echo(format_transcript(result))
             continue
-        failed = True
+        failed += 1
         typer.echo(f"FAIL {result.script}")
         typer.echo(format_transcript(result))
         typer.echo(str(result.mismatch))
-        break
+    typer.echo(f"{len(results) - failed} passed, {failed} failed")
+    if bad:
+        raise typer.Exit(2)
     if failed:
         raise typer.Exit(1)
+
+
+def _script_files(paths: list[Path]) -> list[Path]:
+    """Script files, folders expanded (sorted); paraphrase files are no scripts."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            files += [f for f in found if f.name != "paraphrases.yaml"]
+        else:
+            files.append(path)
+    return files
 
 
 async def _run_all(
@@ -110,10 +145,13 @@ async def _run_all(
         settings = settings.model_copy(update={"llm_base_url": ""})
     # In-memory Qdrant: a test run never touches (or locks) a media node's knowledge folder.
     factory = AgentDialogueFactory(settings, knowledge=KnowledgeBase(":memory:"))
+    compiled: dict[str, AgentRuntime] = {}  # per tenant: the models load and embed once
     results = []
     try:
         for path, parsed in scripts:
-            runtime = await factory.compile(parsed.tenant, loaded)
+            if parsed.tenant not in compiled:
+                compiled[parsed.tenant] = await factory.compile(parsed.tenant, loaded)
+            runtime = compiled[parsed.tenant]
 
             async def new_session(
                 client: httpx.AsyncClient,
@@ -126,15 +164,65 @@ async def _run_all(
                     replace(runtime, http=client),
                     call_id=f"test-{path.stem}",
                     variables=parsed.variables,
+                    started_at=parsed.now,
                 )
 
-            result = await run_script(parsed, new_session, name=parsed.name or path.name)
-            results.append(result)
-            if not result.ok:
-                break
+            results.append(await run_script(parsed, new_session, name=parsed.name or path.name))
     finally:
         await factory.aclose()
     return results
+
+
+@app.command(name="eval")
+def evaluate(
+    agent: Annotated[str, typer.Argument(help="Agent id (under PARLEY_AGENTS_DIR) or path.")],
+    paraphrases: Annotated[
+        Path,
+        typer.Option("--paraphrases", "-p", help="YAML: state -> intent -> utterances."),
+    ],
+    minimum: Annotated[
+        float | None,
+        typer.Option("--min-accuracy", help="Exit 1 below this accuracy (0-1)."),
+    ] = None,
+) -> None:
+    """Intent accuracy on held-out paraphrases: accuracy, confusions, confident misroutes."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    from media_nodes.dialogue.evaluation import intent_accuracy, load_paraphrases
+
+    path = _resolve_agent(agent, settings.agents_dir)
+    try:
+        loaded = load_agent_file(path)
+        cases = load_paraphrases(paraphrases)
+    except (AgentDefinitionError, ValueError, OSError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+    async def measure() -> IntentAccuracy:
+        from media_nodes.dialogue.factory import AgentDialogueFactory
+        from shared.knowledge.store import KnowledgeBase
+
+        factory = AgentDialogueFactory(
+            settings.model_copy(update={"llm_base_url": ""}), knowledge=KnowledgeBase(":memory:")
+        )
+        try:
+            runtime = await factory.compile("eval", loaded)
+            result = await intent_accuracy(runtime, cases)
+        finally:
+            await factory.aclose()
+        return result
+
+    try:
+        result = asyncio.run(measure())
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(result.report())
+    if minimum is not None and result.accuracy < minimum:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -142,8 +230,14 @@ def schema(
     folder: Annotated[Path, typer.Option(help="Where to write agent.schema.json.")] = Path(
         "events/schemas"
     ),
+    docs: Annotated[
+        Path | None, typer.Option(help="Markdown file whose field reference block to update.")
+    ] = None,
 ) -> None:
-    """Write the JSON Schema of agent definitions (for editors and CI)."""
-    from shared.agents.schema import write_agent_schema
+    """Write the JSON Schema of agent definitions (for editors and CI), and with --docs the
+    field reference in a Markdown file."""
+    from shared.agents.schema import update_field_reference, write_agent_schema
 
     typer.echo(str(write_agent_schema(folder)))
+    if docs is not None:
+        typer.echo(str(update_field_reference(docs)))

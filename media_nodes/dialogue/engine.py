@@ -10,14 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from media_nodes.dialogue.actions import call_http
 from media_nodes.dialogue.llm import NONE_OPTION, LlmFailure, Message
-from media_nodes.dialogue.nlu.slots import Parsed, parse_dtmf, parse_slot, parse_yes_no, speakable
+from media_nodes.dialogue.nlu.intents import accepted
+from media_nodes.dialogue.nlu.slots import (
+    Parsed,
+    ParseResult,
+    is_plain_answer,
+    is_plain_yes,
+    parse_dtmf,
+    parse_slot,
+    parse_yes_no,
+    speakable,
+)
 from media_nodes.dialogue.outcomes import disposition_for_end, template_summary
 from media_nodes.dialogue.protocol import (
     AgentOutput,
@@ -39,6 +52,7 @@ from media_nodes.dialogue.runtime import AgentRuntime
 from media_nodes.dialogue.templates import render
 from shared.agents.dispositions import ESCALATED, FAILED, NO_INPUT, RESOLVED
 from shared.agents.models import (
+    RETURN,
     EndAction,
     HttpAction,
     IntentRoute,
@@ -55,7 +69,24 @@ log = logging.getLogger(__name__)
 NO_MATCH = "no_match"
 MAX_MOVES_PER_TURN = 25
 MAX_UTTERANCE_CHARS = 2000
-GLOBAL_IN_COLLECT_MARGIN = 0.1  # global intents need more confidence while a slot is asked
+# While the caller is giving a value (or asking the knowledge), a global intent needs this much
+# more confidence to win over a value that parsed; a value that did not parse needs none.
+GLOBAL_OVER_VALUE_MARGIN = 0.1
+# Slot types whose values are told apart from each other's words (a day, a time, an option), so
+# one utterance may fill several of them ("Tuesday at 3") or correct an earlier one.
+ALONGSIDE_TYPES = frozenset({"date", "time", "choice"})
+CORRECTION = re.compile(
+    r"^\W*(no|nope|actually|sorry|wait|oh|hmm|make it|change|instead|rather|can we do|"
+    r"could we do|let's do|lets do)\b|\b(instead|rather|make it|change it|change that)\b",
+    re.IGNORECASE,
+)
+# Below threshold + this, an intent may lose to a knowledge passage that fits the words better;
+# a question ("do you ...?") gets a small head start, since questions are what knowledge answers.
+CONFIDENT_INTENT_MARGIN = 0.2
+QUESTION_BONUS = 0.05
+QUESTION_WORDS = frozenset(
+    "do does did can could is are was will would how what which when where why who".split()
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +117,14 @@ class _OfferHuman:
     then: str
 
 
+@dataclass(frozen=True)
+class _ReturnPoint:
+    """Where a sub-flow (an intent's ``call``) goes back to: the state and what it waited for."""
+
+    state: str
+    pending: _ConfirmSlot | _OfferHuman | None
+
+
 class _Turn:
     def __init__(self) -> None:
         self.items: list[AgentOutput | _Stream] = []
@@ -103,11 +142,22 @@ class AgentSession:
     """Implements :class:`media_nodes.dialogue.protocol.DialogueSession` for one call."""
 
     def __init__(
-        self, runtime: AgentRuntime, *, call_id: str, variables: dict[str, str] | None = None
+        self,
+        runtime: AgentRuntime,
+        *,
+        call_id: str,
+        variables: dict[str, str] | None = None,
+        started_at: datetime | None = None,
     ) -> None:
         self.runtime = runtime
         self.agent = runtime.definition
         self.call_id = call_id
+        # Dates the caller says count from the call's start in the business's timezone.
+        zone = ZoneInfo(self.agent.timezone)
+        start = started_at or datetime.now(UTC)
+        self.started_at = (
+            start.replace(tzinfo=zone) if start.tzinfo is None else start.astimezone(zone)
+        )
         self.variables = {**self.agent.variables, **(variables or {})}
         self._state = self.agent.start
         self.slots: dict[str, Any] = {}
@@ -119,6 +169,13 @@ class AgentSession:
         self._tentative: str | None = None
         self._escalation: str | None = None
         self._pending: _ConfirmSlot | _OfferHuman | None = None
+        self._returns: list[_ReturnPoint] = []
+        self._regions = {
+            slot.name: slot.region
+            for state in self.agent.states.values()
+            for slot in state.collect or []
+            if slot.type == "phone"
+        }
         self._failed = 0
         self._silent = 0
         self._slot_attempts: dict[str, int] = {}
@@ -295,21 +352,24 @@ class AgentSession:
             await self._confirm_reply(text, turn)
             return
         if isinstance(self._pending, _OfferHuman):
-            answer = parse_yes_no(text)
             offer = self._pending
-            if answer is not None:
+            if is_plain_yes(text):
                 self._pending = None
-                if answer:
-                    await self._escalate("explicit_request", turn)
-                else:
-                    await self._enter(offer.then, turn)
+                await self._escalate("explicit_request", turn)
                 return
+            if await self._global_intent(text, turn, margin=0.0):
+                return
+            if parse_yes_no(text) is False:
+                self._pending = None
+                await self._enter(offer.then, turn)
+                return
+            # Neither: most likely another question, which the state below answers.
         state = self._current()
         if state.collect:
             await self._collect_reply(text, turn)
         elif state.answer:
             self._pending = None
-            if await self._global_intent(text, turn, margin=GLOBAL_IN_COLLECT_MARGIN):
+            if await self._global_intent(text, turn, margin=GLOBAL_OVER_VALUE_MARGIN):
                 return
             await self._answer_then_next(text, turn)
         elif state.intents or self.runtime.definition.global_intents:
@@ -320,23 +380,36 @@ class AgentSession:
     async def _route(self, text: str, turn: _Turn) -> None:
         routes = self.runtime.routes(self._state)
         vector = await self._embed(text)
-        ranked = self.runtime.classifier.rank(vector, routes)
+        ranked = self.runtime.classifier.rank(vector, routes, text)
         best = ranked[0] if ranked else None
-        if best and best.score >= self.runtime.threshold:
-            name, route = routes[best.label]
+        best_score = best.score if best else 0.0
+        # Knowledge competes with the intent's plain similarity: retrieval scores are the same
+        # kind of number, the classifier's contrasts are not.
+        similarity = best.similarity if best else 0.0
+        if similarity < self.runtime.threshold + CONFIDENT_INTENT_MARGIN:
+            # Not a confident intent: a question the knowledge answers better is answered here
+            # ("do you ship to Canada?" is no order-status request), and the state stays.
+            bonus = QUESTION_BONUS if _looks_like_question(text) else 0.0
+            if await self._side_answer(text, turn, better_than=similarity - bonus):
+                if best is not None:
+                    self._record("knowledge_over_intent", f"{best.label} {best.score:.3f}")
+                return
+        chosen = accepted(ranked, self.runtime.threshold)
+        if chosen is not None:
+            name, route = routes[chosen.label]
             self._failed = 0
-            await self._follow(name, route, best.score, "classifier", text, turn)
+            await self._follow(name, route, chosen.score, "classifier", text, turn)
             return
         if self.runtime.llm_enabled:
-            chosen = await self._llm_choose(text, routes, turn)
-            if chosen is not None:
-                name, route = routes[chosen]
+            picked = await self._llm_choose(text, routes, turn)
+            if picked is not None:
+                name, route = routes[picked]
                 self._failed = 0
                 await self._follow(name, route, 1.0, "llm", text, turn)
                 return
             if self._escalation:  # the LLM failure escalated the call
                 return
-        self._note_intent(NO_MATCH, best.score if best else 0.0, "classifier", turn)
+        self._note_intent(NO_MATCH, best_score, "classifier", turn)
         await self._not_understood(turn)
 
     async def _llm_choose(
@@ -347,7 +420,7 @@ class AgentSession:
         options = {label: _describe(name, route) for label, (name, route) in routes.items()}
         try:
             choice = await self.runtime.llm.choose(
-                instructions=self.agent.llm.instructions,
+                instructions=self._instructions(),
                 history=self.history[:-1],
                 utterance=text,
                 options=options,
@@ -361,18 +434,29 @@ class AgentSession:
         self._record("llm_choice", f"{choice.option} in {choice.elapsed_ms:.0f} ms")
         return None if choice.option == NONE_OPTION else choice.option
 
-    async def _global_intent(self, text: str, turn: _Turn, *, margin: float) -> bool:
-        """Follow a global intent (human, goodbye, ...) if the caller clearly asked for one."""
+    async def _global_intent(
+        self, text: str, turn: _Turn, *, margin: float, over_value: bool = False
+    ) -> bool:
+        """Follow a global intent (human, goodbye, ...) if the caller clearly asked for one.
+
+        Checked where the step expects a value or a question. Every intent of the agent
+        competes, so that a global intent wins only by pointing at it rather than at anything
+        else the agent knows ("I have a billing question" is nearer "human" than "goodbye",
+        but much nearer the billing intent: no request for a person). Over a value that
+        parsed (``over_value``) only the plain similarity counts.
+        """
         routes = self.runtime.global_routes()
         if not routes:
             return False
         vector = await self._embed(text)
-        ranked = self.runtime.classifier.rank(vector, routes)
-        if ranked and ranked[0].score >= self.runtime.threshold + margin:
-            name, route = routes[ranked[0].label]
-            await self._follow(name, route, ranked[0].score, "classifier", text, turn)
-            return True
-        return False
+        others = [label for label in self.runtime.classifier.labels if label not in routes]
+        ranked = self.runtime.classifier.rank(vector, [*routes, *others], text, contrastive=False)
+        chosen = accepted(ranked, self.runtime.threshold, margin=margin, strict=over_value)
+        if chosen is None or chosen.label not in routes:
+            return False
+        name, route = routes[chosen.label]
+        await self._follow(name, route, chosen.score, "classifier", text, turn)
+        return True
 
     async def _follow(
         self, name: str, route: IntentRoute, score: float, source: Any, text: str, turn: _Turn
@@ -382,6 +466,9 @@ class AgentSession:
             turn.say(self._last_said or self._prompt_of(self._current()))
         elif route.do == "escalate":
             await self._escalate("explicit_request", turn)
+        elif route.call is not None:
+            self._returns.append(_ReturnPoint(self._state, self._pending))
+            await self._enter(route.call, turn, utterance=text)
         else:
             assert route.next is not None
             await self._enter(route.next, turn, utterance=text)
@@ -399,7 +486,7 @@ class AgentSession:
         if state.collect and not self._pending:
             slot = self._next_slot(state)
             if slot is not None:
-                result = parse_dtmf(slot, digits)
+                result = parse_dtmf(slot, digits, now=self.started_at)
                 if isinstance(result, Parsed):
                     await self._got_value(slot, result.value, turn)
                     return
@@ -449,6 +536,9 @@ class AgentSession:
         turn.moves += 1
         if turn.moves > MAX_MOVES_PER_TURN:
             raise RuntimeError(f"more than {MAX_MOVES_PER_TURN} state moves in one turn")
+        if name == RETURN:
+            await self._return(turn)
+            return
         self._state = name
         self._pending = None
         self.states_visited.append(name)
@@ -463,7 +553,7 @@ class AgentSession:
                 self.slots.pop(slot.name, None)
                 self._slot_attempts[slot.name] = 0
             for slot in state.collect if utterance else []:
-                result = parse_slot(slot, utterance or "") if slot.prefill else None
+                result = self._parse(slot, utterance or "") if slot.prefill else None
                 if not isinstance(result, Parsed):
                     continue
                 if slot.confirm:
@@ -480,7 +570,34 @@ class AgentSession:
         elif state.action:
             await self._act(state, turn)
         elif state.next:
-            await self._enter(state.next, turn)
+            await self._enter(self._branch(state, state.next), turn)
+
+    async def _return(self, turn: _Turn) -> None:
+        """End a sub-flow: back to the calling state as it was, which asks its question again."""
+        if not self._returns:
+            # Reached without a call (a caller may arrive by an ordinary 'next'): start over.
+            self._record("return_without_call", f"from {self._state}")
+            await self._enter(self.agent.start, turn)
+            return
+        point = self._returns.pop()
+        self._state = point.state
+        self._pending = point.pending
+        self.states_visited.append(point.state)
+        turn.add(StateEntered(point.state))
+        turn.say(self._prompt_of(self._current()))
+
+    def _branch(self, state: State, default: str) -> str:
+        """Where a state goes on: the first matching branch on a slot's value, else ``default``."""
+        for branch in state.branches or []:
+            if branch.matches(self.slots.get(branch.slot)):
+                self._record("branch", f"{self._state}: {branch.slot} -> {branch.next}")
+                return branch.next
+        return default
+
+    def _instructions(self) -> str:
+        extra = self._current().llm_instructions
+        base = self.agent.llm.instructions
+        return f"{base}\n{extra}".strip() if extra else base
 
     def _prompt_of(self, state: State) -> str:
         if isinstance(self._pending, _ConfirmSlot):
@@ -502,7 +619,7 @@ class AgentSession:
         slot = self._next_slot(state)
         if slot is None:
             assert state.next is not None
-            await self._enter(state.next, turn)
+            await self._enter(self._branch(state, state.next), turn)
         else:
             turn.say(self._render(slot.prompt))
 
@@ -510,27 +627,34 @@ class AgentSession:
         state = self._current()
         slot = self._next_slot(state)
         assert slot is not None
-        if slot.type == "free_text" and await self._global_intent(
-            text, turn, margin=GLOBAL_IN_COLLECT_MARGIN
-        ):
+        result = self._parse(slot, text)
+        plain = slot.type == "yes_no" and is_plain_answer(text)
+        # A global intent (a person, goodbye, repeat) wins unless the words are a value for
+        # the slot; a value that parsed only loses to a clearly stronger global intent.
+        parsed = isinstance(result, Parsed)
+        margin = GLOBAL_OVER_VALUE_MARGIN if parsed else 0.0
+        if not plain and await self._global_intent(text, turn, margin=margin, over_value=parsed):
             return
-        result = parse_slot(slot, text)
         if not isinstance(result, Parsed) and self.runtime.llm_enabled:
             result = await self._llm_slot(slot, text)
         if isinstance(result, Parsed):
+            self._fill_alongside(state, slot, text, turn)
             await self._got_value(slot, result.value, turn)
             return
-        if await self._global_intent(text, turn, margin=0.0):
+        if self._correct_earlier(state, slot, text, turn):
+            turn.say(self._render(slot.prompt))
             return
         self._record("slot_unparsed", f"{slot.name}: {result.reason}")
-        await self._slot_failed(slot, turn)
+        if not result.refused and await self._side_answer(text, turn):
+            return
+        await self._slot_failed(slot, turn, refused=result.refused)
 
     async def _llm_slot(self, slot: Slot, text: str) -> Any:
         """Ask the LLM for the value, then hold it to the same parser (the slot's guardrail)."""
         assert self.runtime.llm is not None
         try:
             value = await self.runtime.llm.extract(
-                instructions=self.agent.llm.instructions,
+                instructions=self._instructions(),
                 utterance=text,
                 slot_name=slot.name.replace("_", " "),
                 slot_description=slot.type.replace("_", " "),
@@ -538,20 +662,26 @@ class AgentSession:
             )
         except LlmFailure as failure:
             self._record(f"llm_{failure.kind}", failure.detail)
-            return parse_slot(slot, "")
+            return self._parse(slot, "")
         if value is None:
-            return parse_slot(slot, "")
-        checked = parse_slot(slot, value)
+            return self._parse(slot, "")
+        checked = self._parse(slot, value)
         if not isinstance(checked, Parsed):
             self._record("llm_guardrail", f"{slot.name}: rejected '{value}' ({checked.reason})")
         return checked
 
-    async def _slot_failed(self, slot: Slot, turn: _Turn) -> None:
+    async def _slot_failed(self, slot: Slot, turn: _Turn, *, refused: bool = False) -> None:
         self._slot_attempts[slot.name] = self._slot_attempts.get(slot.name, 0) + 1
-        if self._slot_attempts[slot.name] >= slot.max_attempts:
+        self._failed += 1
+        if (
+            self._slot_attempts[slot.name] >= slot.max_attempts
+            or self._failed >= self.agent.escalation.max_failed_attempts
+        ):
             await self._escalate("failed_attempts", turn)
             return
-        if slot.reprompt:
+        if refused and slot.invalid_reprompt:
+            turn.say(self._render(slot.invalid_reprompt))
+        elif slot.reprompt:
             turn.say(self._render(slot.reprompt))
         else:
             turn.say(self._render(self.agent.messages.not_understood))
@@ -568,31 +698,90 @@ class AgentSession:
 
     def _confirm_question(self, slot: Slot, value: Any) -> str:
         template = slot.confirm_prompt or self.agent.messages.confirm
-        spoken = speakable(slot.type, value)
-        return render(template, lambda name: spoken if name == "value" else self._lookup(name))
+        spoken = speakable(slot.type, value, region=slot.region)
+        return render(
+            template,
+            lambda name: spoken if name == "value" else self._lookup(name),
+            formatted=lambda name, spoken_as: (
+                speakable(spoken_as, value, region=slot.region)
+                if name == "value"
+                else self._formatted(name, spoken_as)
+            ),
+        )
 
     async def _confirm_reply(self, text: str, turn: _Turn) -> None:
+        """Only a clear yes keeps the value; a global intent wins; anything else is a no.
+
+        "No, it's 4 5 6 8" is a correction: it carries the new value, which is confirmed in turn.
+        """
         assert isinstance(self._pending, _ConfirmSlot)
         slot, value = self._pending.slot, self._pending.value
-        answer = parse_yes_no(text)
-        if answer is None or (answer is False and slot.type != "yes_no"):
-            # "No, it's 4 5 6 8": a correction carries the new value.
-            corrected = parse_slot(slot, text) if slot.type != "yes_no" else None
-            if isinstance(corrected, Parsed) and corrected.value != value:
-                self._pending = None
-                await self._got_value(slot, corrected.value, turn)
-                return
-        if answer is True:
+        if is_plain_yes(text):
+            await self._confirmed(slot, value, turn)
+            return
+        if await self._global_intent(text, turn, margin=0.0):
+            return
+        restated = self._parse(slot, text) if slot.type != "yes_no" else None
+        if isinstance(restated, Parsed) and restated.value != value:
             self._pending = None
-            self._fill(slot, value, turn)
-            await self._ask_next_slot(turn)
-        elif answer is False:
-            self._pending = None
-            await self._slot_failed(slot, turn)
-        elif not await self._global_intent(text, turn, margin=0.0):
-            await self._not_understood(turn)
-            if self._pending is not None and not self._escalation:
-                turn.say(self._confirm_question(slot, value))
+            await self._got_value(slot, restated.value, turn)
+            return
+        if isinstance(restated, Parsed) and parse_yes_no(text) is True:
+            await self._confirmed(slot, value, turn)  # "yes, 7 2 9 1"
+            return
+        if parse_yes_no(text) is None and await self._side_answer(text, turn):
+            return  # the confirmation question is asked again
+        self._pending = None
+        self._record("confirm_refused", f"{slot.name}: {text[:80]}")
+        await self._slot_failed(slot, turn)
+
+    async def _confirmed(self, slot: Slot, value: Any, turn: _Turn) -> None:
+        self._pending = None
+        self._failed = 0
+        self._fill(slot, value, turn)
+        await self._ask_next_slot(turn)
+
+    def _fill_alongside(self, state: State, asked: Slot, text: str, turn: _Turn) -> None:
+        """Other values said in the same breath ("Tuesday at 3"): the state's other prefill
+        slots of another type that are still empty take them."""
+        for other in state.collect or []:
+            if (
+                other is asked
+                or not other.prefill
+                or other.name in self.slots
+                or other.type == asked.type
+                or other.type not in ALONGSIDE_TYPES
+                or other.confirm
+            ):
+                continue
+            result = self._parse(other, text)
+            if isinstance(result, Parsed):
+                self._fill(other, result.value, turn)
+
+    def _correct_earlier(self, state: State, asked: Slot, text: str, turn: _Turn) -> bool:
+        """ "Actually, make it Thursday" while the time is asked: the day changes, the state
+        keeps every other slot and asks its question again."""
+        if not CORRECTION.search(text):
+            return False
+        for earlier in reversed(state.collect or []):
+            if earlier.name not in self.slots or earlier.type == asked.type:
+                continue
+            if earlier.type not in ALONGSIDE_TYPES:
+                continue
+            result = self._parse(earlier, text)
+            if isinstance(result, Parsed) and result.value != self.slots[earlier.name]:
+                self._record("slot_corrected", f"{earlier.name}: {result.value}")
+                self._fill(earlier, result.value, turn)
+                spoken = speakable(earlier.type, result.value, region=earlier.region)
+                turn.say(self._render_with_value(self.agent.messages.corrected, spoken))
+                return True
+        return False
+
+    def _render_with_value(self, template: str, spoken: str) -> str:
+        return render(template, lambda name: spoken if name == "value" else self._lookup(name))
+
+    def _parse(self, slot: Slot, text: str) -> ParseResult:
+        return parse_slot(slot, text, now=self.started_at)
 
     def _fill(self, slot: Slot, value: Any, turn: _Turn) -> None:
         self.slots[slot.name] = value
@@ -626,49 +815,76 @@ class AgentSession:
         min_score = (
             state.answer.min_score if state.answer.min_score is not None else knowledge.min_score
         )
-        passages: list[Passage] = []
-        if self.runtime.knowledge is not None:
-            passages = await asyncio.to_thread(
-                self.runtime.knowledge.search,
-                self.runtime.tenant_id,
-                self.runtime.agent_id,
-                question,
-                top_k=state.answer.top_k,
-                vector=await self._embed(question),
-            )
         if ask_instead:
             min_score += state.answer.entry_margin
-        good = [p for p in passages if p.score >= min_score]
-        if passages:
-            self._record("retrieval", f"best score {passages[0].score:.3f} ({passages[0].doc_id})")
+        good = await self._retrieve(question, top_k=state.answer.top_k, min_score=min_score)
         if not good:
             if ask_instead:
                 return False
             turn.say(self._render(self.agent.messages.dont_know))
             self._pending = _OfferHuman(state.answer.next)
             return True
+        self._say_answer(question, good, turn)
+        return True
+
+    async def _side_answer(self, text: str, turn: _Turn, *, better_than: float = 0.0) -> bool:
+        """A knowledge question where the step expected something else: answer it, then ask
+        the step's question again. Nothing changes: state, slots and confirmation stay.
+
+        ``better_than``: the best passage must also score above this (the best intent's score).
+        """
+        knowledge = self.agent.knowledge
+        if not knowledge.anywhere or self.runtime.knowledge is None:
+            return False
+        min_score = knowledge.anywhere_min_score
+        if min_score is None:
+            min_score = knowledge.min_score
+        good = await self._retrieve(text, top_k=knowledge.top_k, min_score=min_score)
+        if not good or good[0].score <= better_than:
+            return False
+        self._record("side_answer", f"in {self._state}: {good[0].doc_id}")
+        self._say_answer(text, good, turn)
+        turn.say(self._prompt_of(self._current()))
+        return True
+
+    async def _retrieve(self, question: str, *, top_k: int, min_score: float) -> list[Passage]:
+        """The knowledge passages for ``question`` that score at least ``min_score``."""
+        if self.runtime.knowledge is None:
+            return []
+        passages: list[Passage] = await asyncio.to_thread(
+            self.runtime.knowledge.search,
+            self.runtime.tenant_id,
+            self.runtime.agent_id,
+            question,
+            top_k=top_k,
+            vector=await self._embed(question),
+        )
+        if passages:
+            self._record("retrieval", f"best score {passages[0].score:.3f} ({passages[0].doc_id})")
+        return [p for p in passages if p.score >= min_score]
+
+    def _say_answer(self, question: str, good: list[Passage], turn: _Turn) -> None:
         self._failed = 0
         turn.say(self._render(self.agent.messages.answer_intro))
         fallback = _readable(good[0].text)
-        if self.runtime.llm_enabled:
-            assert self.runtime.llm is not None
-            llm = self.runtime.llm
-            history = list(self.history[:-1])
-            texts = [p.text for p in good]
-            turn.add(
-                _Stream(
-                    lambda: llm.stream_answer(
-                        instructions=self.agent.llm.instructions,
-                        question=question,
-                        passages=texts,
-                        history=history,
-                    ),
-                    fallback,
-                )
-            )
-        else:
+        if not self.runtime.llm_enabled:
             turn.say(fallback)
-        return True
+            return
+        assert self.runtime.llm is not None
+        llm = self.runtime.llm
+        history = list(self.history[:-1])
+        texts = [p.text for p in good]
+        turn.add(
+            _Stream(
+                lambda: llm.stream_answer(
+                    instructions=self._instructions(),
+                    question=question,
+                    passages=texts,
+                    history=history,
+                ),
+                fallback,
+            )
+        )
 
     # ---- actions ----------------------------------------------------------------------------
 
@@ -681,7 +897,7 @@ class AgentSession:
                 for name, value in result.values.items():
                     self.slots[name] = value
                     turn.add(SlotResult(name, value, "tool"))
-                await self._enter(action.on_success, turn)
+                await self._enter(self._branch(state, action.on_success), turn)
                 return
             self._record("tool_failure", f"{self._state}: {result.error}")
             if action.on_failure:
@@ -750,8 +966,16 @@ class AgentSession:
         if name.startswith("vars."):
             return self.variables.get(name[5:])
         if name in self.slots:
-            return speakable(self.runtime.slot_types.get(name, "tool"), self.slots[name])
+            kind = self.runtime.slot_types.get(name, "tool")
+            return speakable(kind, self.slots[name], region=self._regions.get(name, "US"))
         return None
+
+    def _formatted(self, name: str, spoken_as: str) -> Any:
+        """``{{ name | filter }}``: the stored value said the filter's way."""
+        value = self._raw_lookup(name)
+        if value is None or spoken_as == "raw":
+            return value
+        return speakable(spoken_as, value, region=self._regions.get(name, "US"))
 
     def _raw_lookup(self, name: str) -> Any:
         if name.startswith("vars."):
@@ -759,7 +983,7 @@ class AgentSession:
         return self.slots.get(name)
 
     def _render(self, template: str | None) -> str:
-        return render(template, self._lookup) if template else ""
+        return render(template, self._lookup, formatted=self._formatted) if template else ""
 
     def _record(self, kind: str, detail: str) -> None:
         self.trace.append(TraceEntry(kind, detail))
@@ -770,6 +994,11 @@ def _describe(name: str, route: IntentRoute) -> str:
     if route.description:
         return route.description
     return f"{name.replace('_', ' ')}, e.g. " + "; ".join(f"'{e}'" for e in route.examples[:3])
+
+
+def _looks_like_question(text: str) -> bool:
+    first = text.strip().lower().split(" ", 1)[0].strip(",.")
+    return text.rstrip().endswith("?") or first in QUESTION_WORDS
 
 
 def _readable(passage: str, max_chars: int = 320) -> str:

@@ -75,7 +75,13 @@ def build_classifier(definition: AgentDefinition, embedder: Embedder) -> IntentC
     for state_name, state in definition.states.items():
         for name, route in (state.intents or {}).items():
             examples[intent_label(state_name, name)] = list(route.examples)
-    return IntentClassifier(embedder, examples)
+    classifier = IntentClassifier(embedder, examples)
+    # The label sets calls rank with the contrastive model: each state's, as routes() builds them.
+    for state_name, state in definition.states.items():
+        own = state.intents or {}
+        labels = [intent_label(GLOBAL_SCOPE, n) for n in definition.global_intents if n not in own]
+        classifier.prepare([*labels, *(intent_label(state_name, n) for n in own)])
+    return classifier
 
 
 def slot_types(definition: AgentDefinition) -> dict[str, str]:

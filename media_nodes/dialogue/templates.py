@@ -1,7 +1,8 @@
 """``{{ name }}`` templates in what the agent says and in tool URLs.
 
-Deliberately tiny: names only (a slot, or ``vars.NAME`` for call variables), no expressions, so a
-tenant's definition can never run code. Unknown names render as nothing.
+Deliberately tiny: names only (a slot, or ``vars.NAME`` for call variables) and a fixed set of
+filters saying how to speak a value (``{{ phone | phone }}``), no expressions, so a tenant's
+definition can never run code. Unknown names render as nothing.
 """
 
 from __future__ import annotations
@@ -18,12 +19,21 @@ def render(
     lookup: Callable[[str], Any],
     *,
     escape: Callable[[str, str], str] = lambda _name, value: value,
+    formatted: Callable[[str, str], Any] | None = None,
 ) -> str:
-    """Fill ``{{ name }}``; ``escape(name, value)`` may encode values (URL-quote slot values)."""
+    """Fill ``{{ name }}``; ``escape(name, value)`` may encode values (URL-quote slot values).
+
+    ``{{ name | filter }}`` asks ``formatted(name, filter)`` when given (spoken text); where
+    there is none (URLs, bodies) the value is the plain one.
+    """
 
     def substitute(match: re.Match[str]) -> str:
-        value = lookup(match.group(1))
-        return "" if value is None else escape(match.group(1), str(value))
+        name, spoken_as = match.group(1), match.group(2)
+        if spoken_as and formatted is not None:
+            value = formatted(name, spoken_as)
+        else:
+            value = lookup(name)
+        return "" if value is None else escape(name, str(value))
 
     return TEMPLATE_NAME.sub(substitute, template)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from media_nodes.dialogue.protocol import (
     Transfer,
     UserTurn,
 )
+from shared.agents.loader import _LineMap as LineMap
 
 
 class _Strict(BaseModel):
@@ -98,6 +100,11 @@ class Script(_Strict):
     agent: str | None = None
     tenant: str = "test"
     variables: dict[str, str] = Field(default_factory=dict)
+    now: datetime | None = Field(
+        None,
+        description="When the call starts (2026-12-02T10:00:00-05:00): what the caller's "
+        "'tomorrow' counts from. Empty: the real time, so scripts with dates should give it.",
+    )
     tools: dict[str, ToolAnswer] = Field(default_factory=dict)
     turns: list[ScriptTurn] = Field(min_length=1)
     end: EndExpect = Field(default_factory=EndExpect)
@@ -108,16 +115,30 @@ class ScriptError(ValueError):
 
 
 def load_script(path: Path) -> Script:
+    """A script file; its problems say ``file:line: field: message``."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        lines = LineMap(yaml.compose(text, Loader=yaml.SafeLoader))
+        data = yaml.safe_load(text)
         return Script.model_validate(data)
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ScriptError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ScriptError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ScriptError(f"{path}: {problems}") from None
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            line = lines.line_of(loc)
+            field = ".".join(str(p) for p in loc) or "(document)"
+            problems.append(
+                f"{path}:{line}: {field}: {error['msg']}"
+                if line
+                else f"{path}: {field}: {error['msg']}"
+            )
+        raise ScriptError("\n".join(problems)) from None
 
 
 @dataclass

@@ -270,14 +270,10 @@ def read_knowledge(
 
 def inline_knowledge(loaded: LoadedAgent) -> AgentDefinition:
     """The definition with its knowledge files replaced by their text (for storing in the DB)."""
-    from shared.agents.models import Knowledge, KnowledgeDocument
+    from shared.agents.models import KnowledgeDocument
 
     documents = [KnowledgeDocument(title=k.title, text=k.text) for k in loaded.knowledge]
-    knowledge = Knowledge(
-        documents=documents,
-        min_score=loaded.definition.knowledge.min_score,
-        top_k=loaded.definition.knowledge.top_k,
-    )
+    knowledge = loaded.definition.knowledge.model_copy(update={"documents": documents})
     return loaded.definition.model_copy(update={"knowledge": knowledge})
 
 

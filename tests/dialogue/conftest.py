@@ -24,6 +24,7 @@ from shared.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_AGENT = ROOT / "examples" / "agents" / "acme-shop"
+DENTAL_AGENT = ROOT / "examples" / "agents" / "smile-dental"
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +70,17 @@ def acme_runtime(
         settings, knowledge=knowledge, embedder=embedder, http=httpx.AsyncClient()
     )
     return factory._compile("tenant-a", acme)
+
+
+@pytest.fixture(scope="session")
+def dental_runtime(
+    settings: Settings, knowledge: KnowledgeBase, embedder: Embedder
+) -> AgentRuntime:
+    """The second example agent (a dental practice's booking line), compiled once."""
+    factory = AgentDialogueFactory(
+        settings, knowledge=knowledge, embedder=embedder, http=httpx.AsyncClient()
+    )
+    return factory._compile("tenant-d", load_agent_file(DENTAL_AGENT))
 
 
 @pytest.fixture

@@ -230,3 +230,93 @@ def test_the_cli_names_a_hostile_definitions_problem(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 1
     assert f"{path}:1: (document): alias *a refers to a node holding it" in result.output
+
+
+def test_a_key_indented_too_far_is_caught_in_the_text() -> None:
+    text = BASE.replace(
+        "  bye:\n    say: Bye.\n",
+        "  bye:\n    say: >-\n      Bye.\n      disposition: resolved\n",
+    )
+    problems = problems_of(text)
+    assert any(
+        field == "states.bye.say" and "'disposition:', probably a key indented too far" in message
+        for _, field, message in problems
+    ), problems
+
+
+def test_unknown_variables_and_a_templated_greeting_are_errors() -> None:
+    text = BASE.replace("greeting: Hello.", "greeting: Hello {{ vars.caller }}.").replace(
+        "    say: Bye.", "    say: Bye from {{ vars.shop }}."
+    )
+    problems = problems_of(text)
+    messages = [m for _, _, m in problems]
+    assert any("unknown variable 'vars.shop'" in m for m in messages), problems
+    assert any("the greeting is fixed text" in m for m in messages), problems
+    assert (3, "greeting", next(m for m in messages if "greeting is fixed" in m)) in problems
+
+
+@pytest.mark.parametrize(
+    ("option", "kind"),
+    [
+        ("min_length: 4", "date"),
+        ('business_hours: "09:00-17:00"', "date"),
+        ("future_only: true", "time"),
+        ("region: GB", "digits"),
+        ("confirm_prompt: Right?", "digits"),
+    ],
+)
+def test_an_option_without_effect_on_the_slot_type_is_an_error(option: str, kind: str) -> None:
+    text = BASE.replace(
+        "      leave:\n        next: bye\n",
+        "      leave:\n        next: ask\n",
+    ) + (
+        "  ask:\n    collect:\n      - name: value\n"
+        f"        type: {kind}\n        prompt: Which?\n        {option}\n    next: bye\n"
+    )
+    problems = problems_of(text)
+    assert any("has no effect" in m for _, _, m in problems), problems
+
+
+def test_script_errors_carry_their_line(tmp_path: Path) -> None:
+    from media_nodes.dialogue.testing import ScriptError, load_script
+
+    script = tmp_path / "s.yaml"
+    script.write_text("turns:\n  - user: hi\n  - user: yes\n    expect: {stat: menu}\n")
+    with pytest.raises(ScriptError) as caught:
+        load_script(script)
+    message = str(caught.value)
+    assert f"{script}:3: turns.1.user:" in message
+    assert f"{script}:4: turns.1.expect.stat:" in message
+
+
+def test_branches_need_a_filled_slot_and_one_test() -> None:
+    text = BASE.replace(
+        "    say: Bye.\n",
+        "    say: Bye.\n",
+    ).replace(
+        "      leave:\n        next: bye\n",
+        "      leave:\n        next: route\n",
+    ) + ("  route:\n    next: bye\n    branches:\n      - {slot: tier, equals: gold, next: bye}\n")
+    assert any("branch tests 'tier'" in m for _, _, m in problems_of(text))
+    both = text.replace("{slot: tier, equals: gold, next: bye}", "{slot: tier, next: bye}")
+    assert any("exactly one of 'equals'" in m for _, _, m in problems_of(both))
+
+
+def test_per_state_instructions_for_the_model_load() -> None:
+    loaded = load_agent_file(ROOT / "examples/agents/smile-dental")
+    state = loaded.definition.states["book_visit"]
+    assert state.llm_instructions and "dental appointment" in state.llm_instructions
+
+
+def test_docs_document_every_field() -> None:
+    from shared.agents.schema import REFERENCE_END, REFERENCE_START, field_reference
+
+    doc = (ROOT / "docs" / "dialogue.md").read_text()
+    block = doc[doc.index(REFERENCE_START) : doc.index(REFERENCE_END) + len(REFERENCE_END)]
+    assert block == field_reference(), "run: parley agent schema --docs docs/dialogue.md"
+    from shared.agents import models
+
+    for model in (models.AgentDefinition, models.State, models.Slot, models.HttpAction):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+            assert f"| `{name}` |" in block

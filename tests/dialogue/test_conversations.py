@@ -15,16 +15,22 @@ from media_nodes.dialogue.engine import AgentSession
 from media_nodes.dialogue.runtime import AgentRuntime
 from media_nodes.dialogue.testing import Script, load_script, run_script
 
-from .conftest import EXAMPLE_AGENT
+from .conftest import DENTAL_AGENT, EXAMPLE_AGENT
 
 SCRIPTS = sorted(
     p for p in (EXAMPLE_AGENT / "tests").glob("*.yaml") if p.name != "paraphrases.yaml"
 )
+DENTAL_SCRIPTS = sorted((DENTAL_AGENT / "tests").glob("*.yaml"))
 
 
 def session_maker(runtime: AgentRuntime, script: Script):  # type: ignore[no-untyped-def]
     async def make(client: httpx.AsyncClient, _state: Callable[[], str]) -> AgentSession:
-        return AgentSession(replace(runtime, http=client), call_id="t", variables=script.variables)
+        return AgentSession(
+            replace(runtime, http=client),
+            call_id="t",
+            variables=script.variables,
+            started_at=script.now,
+        )
 
     return make
 
@@ -37,6 +43,17 @@ def test_example_ships_scripts() -> None:
 async def test_example_script_passes(path: Path, acme_runtime: AgentRuntime) -> None:
     script = load_script(path)
     result = await run_script(script, session_maker(acme_runtime, script))
+    assert result.ok, str(result.mismatch)
+
+
+def test_dental_example_ships_scripts() -> None:
+    assert len(DENTAL_SCRIPTS) >= 6
+
+
+@pytest.mark.parametrize("path", DENTAL_SCRIPTS, ids=lambda p: p.stem)
+async def test_dental_script_passes(path: Path, dental_runtime: AgentRuntime) -> None:
+    script = load_script(path)
+    result = await run_script(script, session_maker(dental_runtime, script))
     assert result.ok, str(result.mismatch)
 
 
@@ -99,3 +116,25 @@ def test_cli_validate_and_test_exit_codes(tmp_path: Path, monkeypatch: pytest.Mo
     garbled = tmp_path / "garbled.yaml"
     garbled.write_text("turns: 3\n")
     assert runner.invoke(app, ["test", str(EXAMPLE_AGENT), "--script", str(garbled)]).exit_code == 2
+
+
+def test_cli_runs_a_folder_and_reports_every_failure(tmp_path: Path) -> None:
+    runner = CliRunner()
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "a_wrong.yaml").write_text(
+        "turns:\n  - expect: {state: main_menu}\n  - user: bye\n    expect: {intent: human}\n"
+    )
+    (folder / "b_right.yaml").write_text((EXAMPLE_AGENT / "tests/billing.yaml").read_text())
+    (folder / "c_wrong.yaml").write_text("turns:\n  - expect: {state: billing}\n")
+    result = runner.invoke(app, ["test", str(EXAMPLE_AGENT), str(folder)])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert [line.split()[0] for line in lines] == ["FAIL", "PASS", "FAIL"]
+    assert result.output.rstrip().endswith("1 passed, 2 failed")
+
+
+def test_cli_runs_the_agents_own_tests_by_default() -> None:
+    result = CliRunner().invoke(app, ["test", str(DENTAL_AGENT)])
+    assert result.exit_code == 0, result.output
+    assert f"{len(DENTAL_SCRIPTS)} passed, 0 failed" in result.output

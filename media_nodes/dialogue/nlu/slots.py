@@ -15,6 +15,7 @@ from typing import Any, get_args
 import phonenumbers
 
 from media_nodes.dialogue.nlu.spoken import numbers_to_digits, spoken_digits, words
+from media_nodes.dialogue.nlu.when import find_date, find_time, parse_hours, within
 from shared.agents.models import Slot, SlotType
 
 
@@ -26,6 +27,7 @@ class Parsed:
 @dataclass(frozen=True)
 class Unparsed:
     reason: str
+    refused: bool = False  # a value was heard, but a rule of the slot refused it
 
 
 ParseResult = Parsed | Unparsed
@@ -33,10 +35,12 @@ ParseResult = Parsed | Unparsed
 YES = {
     "yes",
     "yeah",
+    "yea",
     "yep",
     "yup",
     "ya",
     "yah",
+    "yes'm",
     "sure",
     "correct",
     "right",
@@ -48,23 +52,116 @@ YES = {
     "exactly",
     "indeed",
     "certainly",
-    "please",
+    "perfect",
+    "uh-huh",
+    "mhm",
 }
 NO = {"no", "nope", "nah", "not", "incorrect", "wrong", "negative", "don't", "dont", "never"}
-YES_PHRASES = ("that's right", "that is right", "go ahead", "of course", "please do", "i do")
-NO_PHRASES = ("that's wrong", "not right", "no thanks", "i don't", "that is wrong")
+YES_PHRASES = (
+    "that's right",
+    "that is right",
+    "that's correct",
+    "that is correct",
+    "go ahead",
+    "of course",
+    "please do",
+    "yes please",
+    "sounds good",
+    "that's it",
+    "you got it",
+    "i do",
+    "uh huh",
+    "mm hmm",
+)
+NO_PHRASES = (
+    "that's wrong",
+    "that is wrong",
+    "not right",
+    "not correct",
+    "no thanks",
+    "i don't want",
+    "i don't think so",
+    "not really",
+    "don't do",
+)
+# Not knowing is no answer at all: "um, I don't know" must not count as a no.
+UNSURE_PHRASES = (
+    "don't know",
+    "dont know",
+    "do not know",
+    "not sure",
+    "no idea",
+    "not certain",
+    "can't remember",
+    "don't remember",
+    "cannot remember",
+    "i'm unsure",
+    "maybe",
+    "let me check",
+    "let me think",
+    "hold on",
+    "one second",
+    "one moment",
+    "just a second",
+    "just a moment",
+)
+# Words that may surround a plain yes or no without adding any meaning of their own.
+FILLERS = {
+    "um",
+    "uh",
+    "uhm",
+    "erm",
+    "er",
+    "hmm",
+    "oh",
+    "ah",
+    "well",
+    "so",
+    "and",
+    "thanks",
+    "thank",
+    "you",
+    "please",
+    "that's",
+    "thats",
+    "that",
+    "is",
+    "it",
+    "it's",
+    "its",
+    "all",
+    "sir",
+    "ma'am",
+    "very",
+    "much",
+    "good",
+    "great",
+    "fine",
+    "cool",
+    "alright",
+    "i",
+    "think",
+}
+
+
+def _normal(text: str) -> str:
+    return " ".join(w for w in words(text.replace("\u2019", "'")) if w != ".")
+
+
+def _has(phrase: str, normal: str) -> bool:
+    return re.search(rf"(?<![\w']){re.escape(phrase)}(?![\w'])", normal) is not None
 
 
 def parse_yes_no(text: str) -> bool | None:
-    """True for yes, False for no, None when the caller said neither (or both, undecided)."""
-    lowered = text.lower()
-    for phrase in NO_PHRASES:
-        if phrase in lowered:
-            return False
-    for phrase in YES_PHRASES:
-        if phrase in lowered:
-            return True
-    for token in words(lowered):
+    """True for yes, False for no, None when the caller said neither, or is not sure."""
+    lowered = _normal(text)
+    if any(_has(phrase, lowered) for phrase in UNSURE_PHRASES):
+        return None
+    if any(_has(phrase, lowered) for phrase in NO_PHRASES):
+        return False
+    if any(_has(phrase, lowered) for phrase in YES_PHRASES):
+        return True
+    for token in lowered.split():
         if token in NO:
             return False
         if token in YES:
@@ -72,14 +169,37 @@ def parse_yes_no(text: str) -> bool | None:
     return None
 
 
+def is_plain_yes(text: str) -> bool:
+    """Only affirmation and filler ("yes", "yeah that's right, thanks"): nothing else is meant.
+
+    A confirmation takes this without asking the classifier: no other intent hides in it.
+    """
+    lowered = _normal(text)
+    if parse_yes_no(lowered) is not True:
+        return False
+    for phrase in YES_PHRASES:
+        lowered = re.sub(rf"(?<![\w']){re.escape(phrase)}(?![\w'])", " ", lowered)
+    return all(token in YES or token in FILLERS for token in lowered.split())
+
+
+def is_plain_answer(text: str) -> bool:
+    """A plain yes or a plain no ("no", "nope, thanks"): a value, never another intent."""
+    if is_plain_yes(text):
+        return True
+    lowered = _normal(text)
+    if parse_yes_no(lowered) is not False:
+        return False
+    return all(t in NO or t in FILLERS for t in lowered.split())
+
+
 def _digits(slot: Slot, text: str) -> ParseResult:
     digits = spoken_digits(text)
     if not digits:
         return Unparsed("no digits heard")
     if slot.min_length and len(digits) < slot.min_length:
-        return Unparsed(f"only {len(digits)} digits, need at least {slot.min_length}")
+        return Unparsed(f"only {len(digits)} digits, need at least {slot.min_length}", True)
     if slot.max_length and len(digits) > slot.max_length:
-        return Unparsed(f"{len(digits)} digits, at most {slot.max_length} allowed")
+        return Unparsed(f"{len(digits)} digits, at most {slot.max_length} allowed", True)
     return Parsed(digits)
 
 
@@ -94,69 +214,35 @@ def _number(slot: Slot, text: str) -> ParseResult:
     raw = match.group()
     value: int | float = float(raw) if "." in raw else int(raw)
     if slot.minimum is not None and value < slot.minimum:
-        return Unparsed(f"{value} is below {slot.minimum:g}")
+        return Unparsed(f"{value} is below {slot.minimum:g}", True)
     if slot.maximum is not None and value > slot.maximum:
-        return Unparsed(f"{value} is above {slot.maximum:g}")
+        return Unparsed(f"{value} is above {slot.maximum:g}", True)
     return Parsed(value)
 
 
-def _date(slot: Slot, text: str, now: datetime) -> ParseResult:
-    import dateparser.search  # slow to load: warm_parsers loads it at start-up
-
-    converted = numbers_to_digits(text)
-    found = dateparser.search.search_dates(
-        converted,
-        languages=["en"],
-        settings={"PREFER_DATES_FROM": "future", "RELATIVE_BASE": now},
-    )
-    if not found:
-        return Unparsed("no date heard")
-    return Parsed(found[-1][1].date().isoformat())
-
-
-HOUR_WORDS = {
-    w: str(i)
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve".split()
-    )
-}
-PM = re.compile(r"\b(p\.?\s?m\b\.?|afternoon|evening|tonight|night)")
-AM = re.compile(r"\b(a\.?\s?m\b\.?|morning)")
-CLOCK = re.compile(r"\b(\d{1,2})(?:(?::|\.|\s)(\d{2}))?(\s*oclock)?(?!\d)")
+def _date(slot: Slot, text: str, today: date) -> ParseResult:
+    found = find_date(text, today)
+    if found.day is None:
+        return Unparsed(found.problem)
+    if slot.future_only and found.day < today:
+        return Unparsed(f"{found.day} is in the past", True)
+    if slot.weekdays_only and found.day.weekday() >= 5:
+        return Unparsed(f"{found.day} is on a weekend", True)
+    return Parsed(found.day.isoformat())
 
 
 def _time(slot: Slot, text: str) -> ParseResult:
-    lowered = re.sub(r"\bo\s?'?\s?clock\b", " oclock", text.lower())
-    lowered = numbers_to_digits(lowered)
-    lowered = re.sub(
-        r"\b(" + "|".join(HOUR_WORDS) + r")\b", lambda m: HOUR_WORDS[m.group(1)], lowered
-    )
-    if re.search(r"\b(noon|midday)\b", lowered):
-        return Parsed("12:00")
-    if re.search(r"\bmidnight\b", lowered):
-        return Parsed("00:00")
-    pm, am = PM.search(lowered), AM.search(lowered)
-    relative = re.search(r"\b(half|quarter) (past|to) (\d{1,2})\b", lowered)
-    if relative:
-        hour = int(relative.group(3)) % 24
-        minutes = 30 if relative.group(1) == "half" else 15
-        if relative.group(2) == "to":
-            hour, minutes = (hour - 1) % 24, 60 - minutes
-    else:
-        # A bare number is a time only with minutes, "o'clock", or am/pm around it.
-        found = next(
-            (m for m in CLOCK.finditer(lowered) if m.group(2) or m.group(3) or pm or am), None
+    found = find_time(text, business_hours=slot.business_hours)
+    if found.moment is None:
+        if found.part_of_day and slot.parts_of_day:
+            return Parsed(found.part_of_day)
+        return Unparsed(found.problem or "a part of the day, not a time")
+    hours = parse_hours(slot.business_hours)
+    if hours is not None and not within(found.moment, hours):
+        return Unparsed(
+            f"{found.moment:%H:%M} is outside business hours {slot.business_hours}", True
         )
-        if found is None:
-            return Unparsed("no time heard")
-        hour, minutes = int(found.group(1)), int(found.group(2) or 0)
-        if hour > 23 or minutes > 59:
-            return Unparsed("not a time of day")
-    if pm and hour < 12:
-        hour += 12
-    elif am and hour == 12:
-        hour = 0
-    return Parsed(time(hour % 24, minutes).strftime("%H:%M"))
+    return Parsed(found.moment.strftime("%H:%M"))
 
 
 SEPARATORS = {"dot": ".", "period": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
@@ -242,7 +328,10 @@ def _phone(slot: Slot, text: str) -> ParseResult:
         number = phonenumbers.parse(plus + digits, slot.region)
     except phonenumbers.NumberParseException as exc:
         return Unparsed(f"not a phone number: {exc}")
-    if not phonenumbers.is_possible_number(number):
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+        return Unparsed("a local number without its area code")
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
         return Unparsed("not a possible phone number")
     return Parsed(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
@@ -262,11 +351,74 @@ def _choice(slot: Slot, text: str) -> ParseResult:
     return Parsed(best[1])
 
 
+LEADING_FILLERS = re.compile(r"^(?:(?:um+|uh+|er+m?|hmm+|so|well|oh)\b[\s,.]*)+", re.IGNORECASE)
+
+
+def clean_text(text: str) -> str:
+    """What the caller said without recognition noise: repeated runs, leading fillers, spaces."""
+    cleaned = LEADING_FILLERS.sub("", " ".join(text.split()))
+    return collapse_repeats(cleaned).strip()
+
+
+def collapse_repeats(text: str) -> str:
+    """Whisper may loop on a phrase ("Maria Lopez Maria Lopez Maria Lopez"): keep it once."""
+    tokens = text.split()
+    keys = [re.sub(r"\W", "", t.lower()) for t in tokens]
+    for size in range(1, len(tokens) // 2 + 1):
+        i = 0
+        out: list[str] = []
+        out_keys: list[str] = []
+        while i < len(tokens):
+            chunk = keys[i : i + size]
+            if len(chunk) == size and out_keys[-size:] == chunk and any(chunk):
+                i += size
+                continue
+            out.append(tokens[i])
+            out_keys.append(keys[i])
+            i += 1
+        tokens, keys = out, out_keys
+    return " ".join(tokens)
+
+
 def _free_text(slot: Slot, text: str) -> ParseResult:
-    cleaned = " ".join(text.split())
+    cleaned = clean_text(text)
     if not any(ch.isalnum() for ch in cleaned):
         return Unparsed("nothing said")
     return Parsed(cleaned[:1000])
+
+
+NAME_LEAD_INS = re.compile(
+    r"^(?:(?:yes|yeah|sure|ok(?:ay)?|hi|hello)\b[\s,.]*)*"
+    r"(?:it'?s|it is|this is|that'?s|that is|my name is|my name'?s|the name is|name'?s|"
+    r"i'?m|i am|call me|you can call me|surname is|last name is|first name is)\b[\s,]*",
+    re.IGNORECASE,
+)
+SPELLED = re.compile(r"\b(?:[A-Za-z][\s.-]+){1,}[A-Za-z]\b")
+NOT_NAMES = {"i", "don't", "dont", "know", "what", "why", "sorry", "no", "not", "the", "a"}
+
+
+def _name(slot: Slot, text: str) -> ParseResult:
+    said = clean_text(text.replace("\u2019", "'"))
+    said = NAME_LEAD_INS.sub("", said).strip()
+    # Spelled letters ("L-O-P-E-Z", "l o p e z"): joined into one word.
+    said = SPELLED.sub(lambda m: re.sub(r"[\s.-]", "", m.group()), said)
+    said = re.sub(r"[.!?,;:]+$", "", said).strip(" ,.")
+    said = collapse_repeats(said)
+    words_ = [w for w in re.split(r"\s+", said) if w]
+    # "Lopez, L O P E Z": the spelling repeats the name before it.
+    if len(words_) >= 2 and words_[-1].lower() == re.sub(r"\W", "", words_[-2]).lower():
+        words_ = words_[:-1]
+    words_ = [w.strip(",.") for w in words_ if w.strip(",.")]
+    if not words_ or len(words_) > 5:
+        return Unparsed("no name heard")
+    if any(w.lower() in NOT_NAMES for w in words_) or any(ch.isdigit() for ch in said):
+        return Unparsed("no name heard")
+    return Parsed(" ".join(_capitalised(w) for w in words_))
+
+
+def _capitalised(word: str) -> str:
+    parts = re.split(r"([-'])", word)
+    return "".join(p[:1].upper() + p[1:].lower() if p not in "-'" else p for p in parts)
 
 
 def parse_slot(slot: Slot, text: str, *, now: datetime | None = None) -> ParseResult:
@@ -280,7 +432,7 @@ def parse_slot(slot: Slot, text: str, *, now: datetime | None = None) -> ParseRe
         case "number":
             return _number(slot, text)
         case "date":
-            return _date(slot, text, now or datetime.now())
+            return _date(slot, text, (now or datetime.now()).date())
         case "time":
             return _time(slot, text)
         case "yes_no":
@@ -294,6 +446,8 @@ def parse_slot(slot: Slot, text: str, *, now: datetime | None = None) -> ParseRe
             return _choice(slot, text)
         case "free_text":
             return _free_text(slot, text)
+        case "name":
+            return _name(slot, text)
     return Unparsed(f"unknown slot type {slot.type}")
 
 
@@ -308,12 +462,13 @@ WARM_UP_UTTERANCES: dict[str, str] = {
     "phone": "plus one four one five five five five one two three four",
     "choice": "the second one",
     "free_text": "hello",
+    "name": "it's maria lopez, l o p e z",
 }
 
 
 def warm_parsers() -> list[str]:
     """Parse a sample of every slot type once, so the libraries behind them load their data
-    (dateparser's languages, phone-number metadata, number words) before a caller's turn needs
+    (phone-number metadata, number words, the date and time patterns) before a caller's turn needs
     it; returns the slot types warmed. Meant for start-up, off the event loop."""
     warmed = []
     for slot_type in get_args(SlotType):  # every type: a new one needs its utterance above
@@ -324,21 +479,42 @@ def warm_parsers() -> list[str]:
     return warmed
 
 
-def parse_dtmf(slot: Slot, digits: str) -> ParseResult:
+def parse_dtmf(slot: Slot, digits: str, *, now: datetime | None = None) -> ParseResult:
     """Keypad input for a slot: digits, numbers and phones take keys ('#' ends entry)."""
     keys = digits.rstrip("#")
     if slot.type in ("digits", "number", "phone"):
-        return parse_slot(slot, keys)
+        return parse_slot(slot, keys, now=now)
     if slot.type == "yes_no" and keys in ("1", "2"):
         return Parsed(keys == "1")
     return Unparsed(f"keypad input does not fit a {slot.type} slot")
 
 
-def speakable(slot_type: str, value: Any) -> str:
-    """A value as TTS should read it: digits one by one, emails with 'at' and 'dot'."""
+def spoken_phone(value: str, region: str = "US") -> str:
+    """Grouped as people say a number ("5 5 5, 1 2 3, 4 5 6 7"); the country code only for a
+    number from another country than the caller's region."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return " ".join(value.lstrip("+"))
+    local = number.country_code == phonenumbers.country_code_for_region(region.upper())
+    style = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if local
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    groups = [g for g in re.split(r"[^\d+]+", phonenumbers.format_number(number, style)) if g]
+    spoken = [("plus " + " ".join(g[1:])) if g.startswith("+") else " ".join(g) for g in groups]
+    return ", ".join(spoken)
+
+
+def speakable(slot_type: str, value: Any, *, region: str = "US") -> str:
+    """A value as TTS should read it: digits one by one, phone numbers grouped, emails with
+    'at' and 'dot', dates and times as said."""
     if value is None:
         return ""
-    if slot_type in ("digits", "phone"):
+    if slot_type == "phone":
+        return spoken_phone(str(value), region)
+    if slot_type == "digits":
         return " ".join(str(value).lstrip("+"))
     if slot_type == "email":
         return str(value).replace("@", " at ").replace(".", " dot ")
@@ -346,6 +522,8 @@ def speakable(slot_type: str, value: Any) -> str:
         return "yes" if value else "no"
     if slot_type == "choice":
         return str(value).replace("_", " ")
+    if slot_type == "spell":
+        return " ".join(ch for ch in str(value) if not ch.isspace())
     if slot_type == "date":
         try:
             day = date.fromisoformat(str(value))
@@ -353,9 +531,13 @@ def speakable(slot_type: str, value: Any) -> str:
             return str(value)
         return f"{day:%A}, {day:%B} {day.day}"
     if slot_type == "time":
+        if value in ("morning", "afternoon", "evening"):
+            return f"in the {value}"
         try:
             moment = time.fromisoformat(str(value))
         except ValueError:
             return str(value)
+        if moment == time(12, 0):
+            return "noon"
         return moment.strftime("%I:%M %p").lstrip("0").replace(":00", "")
     return str(value)
