@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -35,9 +36,12 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 def dry_run(target: str, venv: Path) -> list[str]:
     """The commands ``make TARGET`` would run for a newcomer (nothing installed in ``venv``)."""
+    # Run as a newcomer would, not as a sub-make of `make test` (whose flags print directories).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     proc = subprocess.run(
-        ["make", "-n", target, f"VENV={venv}"],
+        ["make", "-n", "--no-print-directory", target, f"VENV={venv}"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=30,
