@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from shared.agents.loader import AgentDefinitionError, find_agent, load_agent_file
-from shared.settings import SettingsError, get_settings
+from shared.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:  # the engine pulls in onnxruntime and qdrant: import it only to run tests
     import httpx
@@ -25,6 +25,15 @@ if TYPE_CHECKING:  # the engine pulls in onnxruntime and qdrant: import it only 
 app = typer.Typer(
     help="Agent definitions: validate them and run conversation tests.", no_args_is_help=True
 )
+
+
+def _settings_or_exit() -> Settings:
+    """The settings, or exit 2 naming what is wrong with them."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 def _resolve_agent(agent: str, agents_dir: Path) -> Path:
@@ -73,11 +82,7 @@ def test(
 ) -> None:
     """Run every conversation script given (files or folders) against an agent, loading its
     models once; report every failure with a diff. Exit 1 if any failed, 2 on a bad script."""
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    settings = _settings_or_exit()
     from media_nodes.dialogue.testing import ScriptError, format_transcript, load_script
 
     path = _resolve_agent(agent, settings.agents_dir)
@@ -186,11 +191,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Intent accuracy on held-out paraphrases: accuracy, confusions, confident misroutes."""
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    settings = _settings_or_exit()
     from media_nodes.dialogue.evaluation import intent_accuracy, load_paraphrases
 
     path = _resolve_agent(agent, settings.agents_dir)
