@@ -124,10 +124,15 @@ class Slot(_Model):
                 raise ValueError("business_hours must start before they end")
         if self.confirm_prompt and not self.confirm:
             raise ValueError("confirm_prompt has no effect without 'confirm: true'")
+        # Only options that differ from their default: a stored definition comes back with
+        # every default spelled out (the admin API's JSON), and a default changes nothing.
+        defaults = type(self).model_fields
         useless = sorted(
             name
             for name in self.model_fields_set
-            if name in SLOT_TYPE_OPTIONS and self.type not in SLOT_TYPE_OPTIONS[name]
+            if name in SLOT_TYPE_OPTIONS
+            and self.type not in SLOT_TYPE_OPTIONS[name]
+            and getattr(self, name) != defaults[name].default
         )
         if useless:
             raise ValueError(

@@ -320,3 +320,14 @@ def test_docs_document_every_field() -> None:
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"
             assert f"| `{name}` |" in block
+
+
+@pytest.mark.parametrize("agent", ["acme-shop", "smile-dental"])
+def test_a_shipped_agent_survives_the_json_the_admin_api_stores(agent: str) -> None:
+    # The admin API and the demo send model_dump(mode="json"): every default spelled out.
+    from shared.agents.loader import load_agent_file
+    from shared.agents.models import AgentDefinition
+
+    definition = load_agent_file(ROOT / "examples" / "agents" / agent).definition
+    stored = definition.model_dump(mode="json", exclude_none=True)
+    assert AgentDefinition.model_validate(stored) == definition
