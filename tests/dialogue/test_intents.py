@@ -89,7 +89,10 @@ def test_idioms_become_their_plain_verb(said: str, plain: str) -> None:
     assert canonical(said) == plain
 
 
-@pytest.mark.parametrize("text", ["I'll drop off the form", "I'm moving away", "I'll drop by"])
+@pytest.mark.parametrize(
+    "text",
+    ["I'll drop off the form", "I'm moving away", "I'll drop by", "don't forget to text me"],
+)
 def test_words_with_another_reading_are_kept(text: str) -> None:
     assert canonical(text) == text
 

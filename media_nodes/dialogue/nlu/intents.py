@@ -70,7 +70,7 @@ PARAPHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bcall(?:ing|ed|s)? off\b", "cancel"),
         (rf"\bcall(?:ing|ed|s)? ({_OBJECT}) off\b", r"cancel \1"),
         (
-            r"\b(?:scrap|scratch|drop|withdraw|forget|ditch)(?:p?ed|p?ing|s|es)?\b"
+            r"\b(?:scrap|scratch|drop|withdraw|ditch)(?:p?ed|p?ing|s|es)?\b"
             r"(?! off| by| in\b)",
             "cancel",
         ),
