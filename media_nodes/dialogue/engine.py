@@ -24,6 +24,7 @@ from media_nodes.dialogue.nlu.intents import accepted
 from media_nodes.dialogue.nlu.slots import (
     Parsed,
     ParseResult,
+    Unparsed,
     is_plain_answer,
     is_plain_yes,
     parse_dtmf,
@@ -635,10 +636,14 @@ class AgentSession:
         margin = GLOBAL_OVER_VALUE_MARGIN if parsed else 0.0
         if not plain and await self._global_intent(text, turn, margin=margin, over_value=parsed):
             return
-        if not isinstance(result, Parsed) and self.runtime.llm_enabled:
-            result = await self._llm_slot(slot, text)
+        from_llm: dict[str, Any] = {}
+        if not isinstance(result, Parsed) and not result.refused and self.runtime.llm_enabled:
+            result, from_llm = await self._llm_slots(state, slot, text, result)
         if isinstance(result, Parsed):
             self._fill_alongside(state, slot, text, turn)
+            for name, value in from_llm.items():
+                if name not in self.slots:  # the deterministic parsers come first
+                    self._fill(self._slot_named(state, name), value, turn)
             await self._got_value(slot, result.value, turn)
             return
         if self._correct_earlier(state, slot, text, turn):
@@ -649,26 +654,68 @@ class AgentSession:
             return
         await self._slot_failed(slot, turn, refused=result.refused)
 
-    async def _llm_slot(self, slot: Slot, text: str) -> Any:
-        """Ask the LLM for the value, then hold it to the same parser (the slot's guardrail)."""
+    async def _llm_slots(
+        self, state: State, asked: Slot, text: str, unparsed: ParseResult
+    ) -> tuple[ParseResult, dict[str, Any]]:
+        """Ask the LLM, in one call constrained to these slots' names and types, for the asked
+        slot and the state's other empty prefill slots; every value is then held to its slot's
+        parser and rules, so the LLM never fills what the parser would refuse. Returns the asked
+        slot's result (``unparsed`` when the LLM failed or found nothing) and the other values
+        that passed."""
         assert self.runtime.llm is not None
+        wanted = [asked] + [
+            s
+            for s in state.collect or []
+            if s is not asked and s.prefill and not s.confirm and s.name not in self.slots
+        ]
         try:
-            value = await self.runtime.llm.extract(
+            values = await self.runtime.llm.extract_slots(
                 instructions=self._instructions(),
                 utterance=text,
-                slot_name=slot.name.replace("_", " "),
-                slot_description=slot.type.replace("_", " "),
+                slots={s.name: slot_value_schema(s) for s in wanted},
                 mode=self.agent.llm.mode,
             )
         except LlmFailure as failure:
             self._record(f"llm_{failure.kind}", failure.detail)
-            return self._parse(slot, "")
-        if value is None:
-            return self._parse(slot, "")
-        checked = self._parse(slot, value)
-        if not isinstance(checked, Parsed):
-            self._record("llm_guardrail", f"{slot.name}: rejected '{value}' ({checked.reason})")
-        return checked
+            return unparsed, {}
+        offered = {s.name: s for s in wanted}
+        accepted_values: dict[str, Any] = {}
+        for name, value in values.items():
+            slot = offered.get(name)
+            if slot is None:
+                self._record("llm_guardrail", f"{name!r} is not a slot of {self._state}")
+                continue
+            if value is None:
+                continue
+            checked = self._check_llm_value(slot, value, text)
+            if isinstance(checked, Parsed):
+                accepted_values[name] = checked.value
+            else:
+                self._record("llm_guardrail", f"{name}: rejected {value!r} ({checked.reason})")
+        self._record("llm_slots", ", ".join(sorted(accepted_values)) or "nothing")
+        result = accepted_values.pop(asked.name, None)
+        if result is None:
+            return unparsed, {}
+        return Parsed(result), accepted_values
+
+    def _check_llm_value(self, slot: Slot, value: Any, text: str) -> ParseResult:
+        """The slot's parser and rules on the LLM's value; a name or free text must also be
+        words the caller said (a small model invents names)."""
+        if isinstance(value, bool):
+            spoken = "yes" if value else "no"
+        elif isinstance(value, int | float):
+            spoken = f"{value:g}"
+        elif isinstance(value, str):
+            spoken = value[:MAX_UTTERANCE_CHARS]
+        else:
+            return Unparsed(f"not a value: {type(value).__name__}")
+        if slot.type in ("name", "free_text") and not _said_in(spoken, text):
+            return Unparsed("not in the caller's words")
+        return self._parse(slot, spoken)
+
+    @staticmethod
+    def _slot_named(state: State, name: str) -> Slot:
+        return next(s for s in state.collect or [] if s.name == name)
 
     async def _slot_failed(self, slot: Slot, turn: _Turn, *, refused: bool = False) -> None:
         self._slot_attempts[slot.name] = self._slot_attempts.get(slot.name, 0) + 1
@@ -1008,3 +1055,36 @@ def _readable(passage: str, max_chars: int = 320) -> str:
     cut = passage[:max_chars]
     end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
     return cut[: end + 1] if end > 40 else cut.rsplit(" ", 1)[0] + "."
+
+
+SLOT_VALUE_HINTS: dict[str, str] = {
+    "digits": "a number said digit by digit",
+    "number": "a number",
+    "date": "a day, as the caller said it (e.g. 'next Tuesday', 'December 14th')",
+    "time": "a time of day, as the caller said it (e.g. 'half past ten', '3 pm')",
+    "yes_no": "true for yes, false for no",
+    "email": "an email address",
+    "phone": "a phone number",
+    "choice": "one of the listed options",
+    "free_text": "the caller's words",
+    "name": "a person's name",
+}
+
+
+def slot_value_schema(slot: Slot) -> dict[str, Any]:
+    """The JSON schema the LLM's value for ``slot`` must match (null: not given)."""
+    description = f"{slot.name.replace('_', ' ')}: {SLOT_VALUE_HINTS[slot.type]}"
+    if slot.type == "yes_no":
+        return {"type": ["boolean", "null"], "description": description}
+    if slot.type == "number":
+        return {"type": ["number", "null"], "description": description}
+    if slot.type == "choice" and slot.choices:
+        return {"enum": [*slot.choices, None], "description": description}
+    return {"type": ["string", "null"], "maxLength": 80, "description": description}
+
+
+def _said_in(value: str, text: str) -> bool:
+    """Every word of ``value`` is a word of ``text`` (case and punctuation aside)."""
+    said = set(re.findall(r"[a-z0-9']+", text.lower()))
+    words = re.findall(r"[a-z0-9']+", value.lower())
+    return bool(words) and all(word in said for word in words)

@@ -1,4 +1,4 @@
-"""The LLM layer: constrained choices, slot extraction and streamed grounded answers.
+"""The LLM layer: constrained choices, slot filling and streamed grounded answers.
 
 Works with any OpenAI-compatible server through the ``openai`` client. Every call has a deadline;
 any error or timeout raises :class:`LlmFailure` so the engine falls back to its deterministic path
@@ -117,39 +117,48 @@ class LlmClient:
             option = raw[:200]  # not even JSON: the guardrail rejects it like any other stray
         return Choice(guard(option, allowed), raw, (time.perf_counter() - started) * 1000)
 
-    async def extract(
+    async def extract_slots(
         self,
         *,
         instructions: str,
         utterance: str,
-        slot_name: str,
-        slot_description: str,
+        slots: Mapping[str, dict[str, Any]],
         mode: Mode = "tools",
         timeout_s: float | None = None,
-    ) -> str | None:
-        """The value of one slot as the caller said it (the engine's parser checks it after)."""
+    ) -> dict[str, Any]:
+        """The values of ``slots`` (name -> JSON schema of its value) in the caller's words,
+        null for those not given, asked for in one constrained call. Only a JSON object comes
+        back; the engine still checks every name and holds every value to the slot's parser."""
+        wanted = "\n".join(
+            f"- {name}: {spec.get('description', '')}" for name, spec in slots.items()
+        )
         messages = [
             {
                 "role": "system",
                 "content": (
-                    f"{instructions}\n\nExtract the caller's {slot_name} ({slot_description}) "
-                    "from their words. Use null if they did not give it."
+                    f"{instructions}\n\nFill in the values the caller gives in their words, "
+                    f"exactly as they said them. Use null for any they did not give.\n{wanted}"
                 ).strip(),
             },
             {"role": "user", "content": utterance},
         ]
         schema = {
             "type": "object",
-            "properties": {"value": {"type": ["string", "null"], "maxLength": 200}},
-            "required": ["value"],
+            "properties": dict(slots),
+            "required": list(slots),
             "additionalProperties": False,
         }
-        raw = await self._structured(messages, schema, "extract_value", mode, timeout_s)
+        # Several values, each up to a short phrase.
+        raw = await self._structured(
+            messages, schema, "fill_slots", mode, timeout_s, max_tokens=48 + 40 * len(slots)
+        )
         try:
-            value = json.loads(raw).get("value")
-        except (ValueError, AttributeError):
-            raise LlmFailure("invalid", f"not a JSON object: {raw[:200]!r}") from None
-        return str(value) if value not in (None, "") else None
+            values = json.loads(raw)
+        except ValueError:
+            values = None
+        if not isinstance(values, dict):
+            raise LlmFailure("invalid", f"not a JSON object: {raw[:200]!r}")
+        return values
 
     async def summarize(self, *, transcript: Sequence[Message], facts: str) -> str:
         """Two plain sentences about the call, for a CRM note (not streamed)."""
@@ -177,12 +186,13 @@ class LlmClient:
         name: str,
         mode: Mode,
         timeout_s: float | None,
+        max_tokens: int = 64,
     ) -> str:
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "temperature": 0,
-            "max_tokens": 64,
+            "max_tokens": max_tokens,
         }
         if mode == "tools":
             kwargs["tools"] = [

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from media_nodes.dialogue.cli import app
 from media_nodes.dialogue.evaluation import intent_accuracy, load_paraphrases
-from media_nodes.dialogue.nlu.intents import accepted, content_words
+from media_nodes.dialogue.nlu.intents import accepted, canonical, content_words
 from media_nodes.dialogue.runtime import AgentRuntime
 
 from .conftest import DENTAL_AGENT, EXAMPLE_AGENT
@@ -42,13 +42,15 @@ async def test_held_out_accuracy_of_acme_shop(acme_runtime: AgentRuntime) -> Non
     assert not result.confident_misroutes, result.report()
 
 
-async def test_held_out_accuracy_of_the_dental_agent(dental_runtime: AgentRuntime) -> None:
+@pytest.mark.parametrize("held_out", ["held_out.yaml", "held_out_2.yaml"])
+async def test_held_out_accuracy_of_the_dental_agent(
+    held_out: str, dental_runtime: AgentRuntime
+) -> None:
     result = await intent_accuracy(
-        dental_runtime, load_paraphrases(DENTAL_AGENT / "eval" / "held_out.yaml")
+        dental_runtime, load_paraphrases(DENTAL_AGENT / "eval" / held_out)
     )
     assert result.total >= 50
-    # Measured 86 % (72 % with the plain nearest-example classifier); the goal is 90 %.
-    assert result.accuracy >= 0.85, result.report()
+    assert result.accuracy >= 0.9, result.report()
     assert len(result.confident_misroutes) <= 1, result.report()
 
 
@@ -66,6 +68,37 @@ def test_nonsense_is_no_intent(
 def test_negated_words_do_not_count_for_their_intent() -> None:
     words = content_words("I'm not going to make it and I don't want to reschedule, just cancel")
     assert "cancel" in words and "reschedul" not in words
+
+
+@pytest.mark.parametrize(
+    ("said", "plain"),
+    [
+        ("I need to call off my appointment", "I need to cancel my appointment"),
+        ("can you call it off", "can you cancel it"),
+        ("please scrap the booking", "please cancel the booking"),
+        ("take us off the list", "cancel us from the list"),
+        ("I'd like to rebook", "I'd like to reschedule"),
+        ("could we push my visit back a day", "could we postpone my visit a day"),
+        ("bring it forward", "move it earlier"),
+        ("put me through to billing", "connect me to billing"),
+        ("I think that covers it", "I think that's all"),
+        ("book another appointment for my son", "book a new appointment for my son"),
+    ],
+)
+def test_idioms_become_their_plain_verb(said: str, plain: str) -> None:
+    assert canonical(said) == plain
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I'll drop off the form", "I'm moving away", "I'll drop by", "don't forget to text me"],
+)
+def test_words_with_another_reading_are_kept(text: str) -> None:
+    assert canonical(text) == text
+
+
+def test_a_negated_idiom_does_not_count_for_its_intent() -> None:
+    assert "reschedul" not in content_words("cancel it and don't rebook")
 
 
 async def test_only_allowed_intents_are_ranked(acme_runtime: AgentRuntime) -> None:

@@ -1,6 +1,8 @@
 """Local intent classifier: nearest examples by sentence-embedding similarity, sharpened.
 
-The agent's example utterances are embedded once, when the agent is loaded. Each turn embeds the
+Common idioms ("call off my visit", "rebook", "put me through") are first rewritten to their
+plain verb, in the caller's words and the examples alike. The agent's example utterances are
+embedded once, when the agent is loaded. Each turn embeds the
 caller's text once (about 6 ms on one CPU thread) and scores only the intents the current state
 allows: an intent's score is its best example's similarity, plus a little of its runner-up's, so
 one lucky example does not outvote an intent whose examples agree. Two contrasts between the
@@ -55,6 +57,58 @@ NEAR_THRESHOLD_BAND = 0.1
 CLEAR_LEAD = 0.2
 
 
+# Idioms for the requests every phone agent hears, rewritten to the plain verb before the
+# utterance (and every example) is embedded and its words counted: the small embedding model
+# puts "call off my visit" next to "book a visit", and no agent author lists every idiom.
+# Only phrases with one reading on a phone line are rewritten ("drop off" and "moving away"
+# are left alone).
+_OBJECT = r"(?:(?:it|that|this|them|me|us|my|our|his|her|their|the)\b[\w' -]{0,30}?)"
+PARAPHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), replacement)
+    for pattern, replacement in (
+        # cancel
+        (r"\bcall(?:ing|ed|s)? off\b", "cancel"),
+        (rf"\bcall(?:ing|ed|s)? ({_OBJECT}) off\b", r"cancel \1"),
+        (
+            r"\b(?:scrap|scratch|drop|withdraw|ditch)(?:p?ed|p?ing|s|es)?\b"
+            r"(?! off| by| in\b)",
+            "cancel",
+        ),
+        (r"\bget(?:ting)? rid of\b", "cancel"),
+        (r"\b(?:take|cross|strike)s? (me|us|him|her|them) off\b", r"cancel \1 from"),
+        (r"\bremove (me|us|him|her|them) from\b", r"cancel \1 from"),
+        # a new booking, not a move of the old one
+        (r"\breserv(?:e|ed|es|ing)\b", "book"),
+        (
+            r"\b(?:make|book|get|set up|schedule) (?:another|a second|one more|an extra) "
+            r"(appointment|visit|booking|cleaning|checkup|check-up)\b",
+            r"book a new \1",
+        ),
+        # reschedule
+        (r"\bre-?(?:book|arrange|schedule)(?:ed|ing|s)?\b", "reschedule"),
+        (rf"\bpush(?:ed|ing|es)? ({_OBJECT})?back\b", r"postpone \1"),
+        (r"\bpush(?:ed|ing|es)? (it|that|this|them) (?=to\b)", r"move \1 "),
+        (rf"\bbring(?:ing|s)? ({_OBJECT})?forward\b", r"move \1earlier"),
+        (r"\b(?:switch|swap)(?:ed|ing|es)?\b", "change"),
+        # a person
+        (r"\bput(?:ting)? (me|us) through\b", r"connect \1"),
+        (r"\btransfer(?:red|ring|s)? (me|us)\b", r"connect \1"),
+        # nothing else
+        (r"\b(?:that|this) (?:covers|cover|covered) (?:it|everything)\b", "that's all"),
+        (r"\bthat(?:'ll| will) be (?:all|it)\b", "that's all"),
+        (r"\bcheck[ -]up\b", "checkup"),
+    )
+)
+
+
+def canonical(text: str) -> str:
+    """``text`` with the common idioms of ``PARAPHRASES`` rewritten to their plain verb."""
+    text = text.replace("\u2019", "'")
+    for pattern, replacement in PARAPHRASES:
+        text = pattern.sub(replacement, text)
+    return re.sub(r"\s{2,}", " ", text)
+
+
 @dataclass(frozen=True)
 class Scored:
     label: str
@@ -100,7 +154,7 @@ def stem(word: str) -> str:
 def content_words(text: str) -> set[str]:
     """Stems of the words that carry meaning; a negated word ("don't want to reschedule")
     does not count for the intent it names."""
-    lowered = text.lower().replace("\u2019", "'")
+    lowered = canonical(text).lower()
     negated = {stem(m.group(1)) for m in NEGATION.finditer(lowered)}
     tokens = re.findall(r"[a-z']+", lowered)
     return {stem(t) for t in tokens if t not in STOPWORDS and len(t) > 1} - negated
@@ -154,7 +208,7 @@ class IntentClassifier:
         for label, utterances in examples.items():
             for utterance in utterances:
                 labels.append(label)
-                texts.append(utterance)
+                texts.append(canonical(utterance))
         self._matrix = embedder.embed(texts) if texts else np.zeros((0, 384), dtype=np.float32)
         self._rows: dict[str, np.ndarray] = {
             label: np.array([i for i, lab in enumerate(labels) if lab == label])
@@ -186,7 +240,7 @@ class IntentClassifier:
         return list(self._rows)
 
     def embed(self, text: str) -> Vectors:
-        return self.embedder.embed_one(text)
+        return self.embedder.embed_one(canonical(text))
 
     def rank(
         self, vector: Vectors, allowed: Iterable[str], text: str = "", *, contrastive: bool = True
