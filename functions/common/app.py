@@ -19,6 +19,7 @@ from starlette.routing import Route
 from functions.common.errors import install_error_handlers
 from functions.common.input_guard import InputGuard
 from functions.common.observability import logger, metrics, tracer
+from functions.common.operations import operations
 
 API_TITLE = "Parley API"
 API_VERSION = "1.0.0"
@@ -99,16 +100,9 @@ def _serve_merged_docs(app: FastAPI) -> None:
 
 
 def route_keys(app: FastAPI) -> set[str]:
-    """The API Gateway HTTP API route keys (``METHOD /path``) that ``app`` answers.
-
-    Every API route is in the app's OpenAPI document (FastAPI resolves included routers there);
-    the docs routes are plain routes of the app itself.
-    """
-    keys = {
-        f"{method.upper()} {path}"
-        for path, operations in app.openapi()["paths"].items()
-        for method in operations
-    }
+    """The API Gateway HTTP API route keys (``METHOD /path``) that ``app`` answers: its
+    OpenAPI operations, and the docs routes, which are plain routes of the app itself."""
+    keys = {f"{method} {path}" for path, methods in operations(app).items() for method in methods}
     for route in app.routes:
         if type(route) is Route and route.methods:
             # Starlette answers HEAD for every GET route itself; API Gateway needs no route.

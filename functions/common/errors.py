@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from functions.common.operations import operations
 from shared.db import DatabaseUnavailable
 
 log = logging.getLogger("parley.functions")
@@ -110,17 +111,17 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 
 def _allowed_methods(request: Request, fallback: str) -> str:
-    """Every method some operation takes on this path (Starlette names only the first route's),
-    from the app's OpenAPI paths; ``fallback`` for paths outside the document (/docs)."""
+    """Every method some operation takes on this path (Starlette names only the first route's);
+    ``fallback`` for paths outside the OpenAPI document (/docs)."""
     app = request.app
     table: list[tuple[re.Pattern[str], str]] | None = getattr(app.state, "methods_by_path", None)
     if table is None:
         table = [
             (
                 re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$"),
-                ", ".join(sorted(method.upper() for method in operations)),
+                ", ".join(methods),
             )
-            for path, operations in app.openapi().get("paths", {}).items()
+            for path, methods in operations(app).items()
         ]
         app.state.methods_by_path = table
     for pattern, methods in table:
