@@ -31,6 +31,7 @@ from shared.events import (
     CallEnded,
     CallStarted,
     DispositionSet,
+    EscalationRequested,
     Event,
     IntentDetected,
     LatencyMeasured,
@@ -42,7 +43,7 @@ from shared.events import (
 log = logging.getLogger(__name__)
 
 # Events that change the calls row itself; they are applied one by one, in order.
-_CALL_LEVEL = (CallStarted, SlotFilled, DispositionSet, CallEnded)
+_CALL_LEVEL = (CallStarted, SlotFilled, DispositionSet, EscalationRequested, CallEnded)
 
 # Twilio call statuses in the order a call moves through them; terminal ones share the top rank.
 STATUS_RANK = {
@@ -196,13 +197,15 @@ async def _record(conn: AsyncConnection[Any], events: list[Event]) -> set[uuid.U
         """WITH e AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS e(event_id uuid,
                           call_id text, tenant_id text, seq int, type text, schema_version int,
                           occurred_at timestamptz, payload jsonb)),
+                live AS (SELECT * FROM e WHERE NOT EXISTS (  -- a deleted call stays deleted
+                             SELECT 1 FROM deleted_calls d WHERE d.call_id = e.call_id)),
                 calls_added AS (INSERT INTO calls (call_id, tenant_id)
-                                SELECT DISTINCT ON (call_id) call_id, tenant_id FROM e
+                                SELECT DISTINCT ON (call_id) call_id, tenant_id FROM live
                                 ORDER BY call_id ON CONFLICT (call_id) DO NOTHING)
            INSERT INTO call_events
                (event_id, call_id, tenant_id, seq, type, schema_version, occurred_at, payload)
            SELECT event_id, call_id, tenant_id, seq, type, schema_version, occurred_at, payload
-           FROM e
+           FROM live e
            WHERE NOT EXISTS (  -- a second stream of the call: its number is taken or it is over
                SELECT 1 FROM call_events o
                WHERE o.call_id = e.call_id AND o.event_id <> e.event_id
@@ -257,15 +260,41 @@ async def _project(conn: AsyncConnection[Any], event: Event) -> None:
                    WHERE call_id = %s AND last_seq <= %s AND lost_at IS NULL""",
                 (p.disposition, p.summary, Jsonb(p.slots), seq, call_id, seq),
             )
+        case EscalationRequested():
+            await conn.execute(
+                """UPDATE calls SET escalation_reason = COALESCE(escalation_reason, %s),
+                       updated_at = now() WHERE call_id = %s""",
+                (p.reason, call_id),
+            )
         case CallEnded():
+            # What the call used and its median latency, read once from its rows (written
+            # before call-level events), so aggregates never touch turns or latencies.
             await conn.execute(
                 """UPDATE calls SET ended_at = COALESCE(ended_at, %s), duration_ms = %s,
                        end_reason = COALESCE(end_reason, %s),
                        recording_url = COALESCE(%s, recording_url),
                        status = CASE WHEN status_rank < 3 THEN 'completed' ELSE status END,
-                       status_rank = 3, last_seq = GREATEST(last_seq, %s), updated_at = now()
+                       status_rank = 3, last_seq = GREATEST(last_seq, %s),
+                       llm_tokens = COALESCE(%s, llm_tokens),
+                       asr_audio_ms = (SELECT COALESCE(sum(GREATEST(end_ms - start_ms, 0)), 0)
+                                       FROM call_turns t WHERE t.call_id = calls.call_id
+                                         AND t.speaker = 'caller' AND t.source = 'speech'),
+                       tts_chars = (SELECT COALESCE(sum(length(text)), 0) FROM call_turns t
+                                    WHERE t.call_id = calls.call_id AND t.speaker = 'agent'),
+                       voice_to_voice_p50_ms = (
+                           SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY voice_to_voice_ms)
+                           FROM call_latency l WHERE l.call_id = calls.call_id),
+                       updated_at = now()
                    WHERE call_id = %s AND lost_at IS NULL""",
-                (event.occurred_at, p.duration_ms, p.reason, p.recording_url, seq, call_id),
+                (
+                    event.occurred_at,
+                    p.duration_ms,
+                    p.reason,
+                    p.recording_url,
+                    seq,
+                    p.llm_tokens,
+                    call_id,
+                ),
             )
         case _:
             # Turns, intents and latencies are written by _project_rows; escalation.requested

@@ -51,6 +51,9 @@ class CallEnded(_Payload):
     reason: str = Field(description="Why the call ended: hangup, transfer, agent_end, error, ...")
     duration_ms: int = Field(ge=0)
     recording_url: str | None = None
+    llm_tokens: int | None = Field(
+        None, ge=0, description="Prompt and completion tokens the call's LLM turns used."
+    )
 
 
 class TurnUser(_Payload):
