@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from functions.common.auth import Scope
 
@@ -18,7 +19,49 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_ZONES = frozenset(available_timezones())
+
+
+def _zone(name: str) -> str:
+    if name not in _ZONES:
+        raise ValueError("not an IANA time zone name (e.g. Europe/Berlin, America/New_York)")
+    return name
+
+
+TimeZoneName = Annotated[
+    str,
+    Field(max_length=64, examples=["America/New_York"]),
+    AfterValidator(_zone),
+]
+CallRetention = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=36500,
+        description="Delete calls (transcript, recording, events) that started longer ago; "
+        "null keeps them.",
+    ),
+]
+
+
+class Prices(Body):
+    """What a call costs, per unit used; the aggregates and calls report the amounts."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    per_minute: float = Field(0.0, ge=0, description="Per minute of call (telephony).")
+    per_asr_minute: float = Field(0.0, ge=0, description="Per minute of caller speech recognised.")
+    per_1k_tts_chars: float = Field(0.0, ge=0, description="Per 1,000 characters spoken.")
+    per_1k_llm_tokens: float = Field(0.0, ge=0, description="Per 1,000 LLM tokens.")
+
+
 class TenantSettings(Body):
+    timezone: TimeZoneName = Field(
+        "UTC", description="Days and weeks of the analytics; dates without an offset."
+    )
+    call_retention_days: CallRetention = None
+    prices: Prices = Field(default_factory=Prices)
     recording_enabled: bool = Field(False, description="Record every call of the tenant.")
     recording_retention_days: int = Field(30, ge=1, le=3650, description="Keep recordings for.")
     redact_pii: bool = Field(True, description="Redact card numbers and the like in transcripts.")
@@ -41,6 +84,9 @@ class SettingsReplace(Body):
     overflow_number: E164 | None = Field(
         description="Where calls go when no media node has capacity (null: a polite hangup)."
     )
+    timezone: TimeZoneName = Field("UTC", description="Analytics days and weeks (default UTC).")
+    call_retention_days: CallRetention = None
+    prices: Prices = Field(default_factory=Prices, description="Default: every price 0.")
     confirm_redaction_off: bool = Field(
         False,
         description="Must be true in the request that turns redact_pii off (an audited action).",
@@ -56,6 +102,9 @@ class SettingsUpdate(Body):
     recording_retention_days: int | None = Field(None, ge=1, le=3650)
     redact_pii: bool | None = None
     overflow_number: E164 | None = Field(None, description="null removes the overflow number.")
+    timezone: TimeZoneName | None = None
+    call_retention_days: CallRetention = None
+    prices: Prices | None = None
     confirm_redaction_off: bool = Field(
         False,
         description="Must be true in the request that turns redact_pii off (an audited action).",

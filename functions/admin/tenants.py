@@ -125,7 +125,7 @@ async def _change_settings(
         if row is None:
             raise ApiError(404, "tenant not found")
         before = TenantSettings.model_validate(row["settings"] or {})
-        after = before.model_copy(update=changes)
+        after = TenantSettings.model_validate(before.model_dump() | changes)
         turned_off = before.redact_pii and not after.redact_pii
         if turned_off and not confirmed:
             raise invalid("body.confirm_redaction_off", REDACTION_OFF_NEEDS_CONFIRMATION)
@@ -170,7 +170,8 @@ async def patch_tenant_settings(
     body: SettingsUpdate, principal: Principal = Depends(require("admin"))
 ) -> TenantOut:
     changes = body.model_dump(exclude={"confirm_redaction_off"}, exclude_unset=True)
-    for name in ("recording_enabled", "recording_retention_days", "redact_pii"):
+    required = ("recording_enabled", "recording_retention_days", "redact_pii", "timezone", "prices")
+    for name in required:
         if name in changes and changes[name] is None:
             raise invalid(f"body.{name}", "cannot be null")
     return await _change_settings(principal, changes, confirmed=body.confirm_redaction_off)

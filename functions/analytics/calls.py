@@ -4,47 +4,34 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from psycopg import sql
 
+from functions.admin.models import Prices
 from functions.analytics import cursor as cursors
+from functions.analytics.filters import CallFilter, call_filter, tenant_settings
 from functions.analytics.models import (
     CallDetail,
     CallPage,
     CallSummary,
+    Cost,
     IntentHit,
     LatencyTurn,
     StatusChange,
     Turn,
+    Usage,
 )
 from functions.analytics.recording import recording_link
 from functions.common.auth import Principal, require
 from functions.common.db import db, fetch_all, fetch_one
-from functions.common.errors import ERROR_RESPONSES, ApiError, invalid
+from functions.common.errors import ERROR_RESPONSES, ApiError
 
 router = APIRouter(tags=["calls"], responses=ERROR_RESPONSES)
 
 Sort = Literal["-started_at", "started_at", "-duration_ms", "duration_ms"]
-Status = Literal[
-    "queued",
-    "initiated",
-    "ringing",
-    "in-progress",
-    "completed",
-    "busy",
-    "no-answer",
-    "canceled",
-    "failed",
-]
-NAME = r"^[a-z][a-z0-9_]{0,63}$"
-# Words, spaces and speech punctuation only: no quotes beyond apostrophes, no SQL syntax.
-SEARCH = re.compile(r"^[\w\s'.,?!-]{1,200}$")
 MAX_LIMIT = 1000
-MAX_DURATION_MS = 86_400_000
 
 _COLUMNS = [
     "call_id",
@@ -57,30 +44,52 @@ _COLUMNS = [
     "status",
     "disposition",
     "intents",
+    "primary_intent",
+    "escalation_reason",
     "started_at",
     "answered_at",
     "ended_at",
     "duration_ms",
     "end_reason",
+    "voice_to_voice_p50_ms",
     "summary",
 ]
+# What a call used; with the tenant's prices they make its cost.
+USAGE_COLUMNS = ["asr_audio_ms", "tts_chars", "llm_tokens"]
 _SORT_KEY = {
     "started_at": sql.SQL("c.started_at"),
     "duration_ms": sql.SQL("COALESCE(c.duration_ms, 0)"),
 }
-CSV_COLUMNS = _COLUMNS
+CSV_COLUMNS = [*_COLUMNS, "cost"]
+SELECT_COLUMNS = sql.SQL(", ").join(
+    sql.SQL("c.") + sql.Identifier(col) for col in [*_COLUMNS, *USAGE_COLUMNS]
+)
 
 
-def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:  # in UTC, so an offset cannot carry the instant past year 9999 (or before 1970)
-        utc = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-    except OverflowError:
-        utc = None
-    if utc is None or not 1970 <= utc.year <= 9999:
-        raise invalid(field, "must be between 1970 and 9999 (UTC)")
-    return utc
+def call_usage(row: dict[str, Any], prices: Prices) -> Usage:
+    """What one call used, and what that costs at the tenant's prices."""
+    usage = Usage(
+        minutes=round((row["duration_ms"] or 0) / 60_000, 4),
+        asr_seconds=round((row["asr_audio_ms"] or 0) / 1000, 3),
+        tts_chars=int(row["tts_chars"] or 0),
+        llm_tokens=int(row["llm_tokens"] or 0),
+    )
+    usage.cost = cost_of(usage, prices)
+    return usage
+
+
+def cost_of(usage: Usage, prices: Prices) -> Cost:
+    amount = (
+        usage.minutes * prices.per_minute
+        + usage.asr_seconds / 60 * prices.per_asr_minute
+        + usage.tts_chars / 1000 * prices.per_1k_tts_chars
+        + usage.llm_tokens / 1000 * prices.per_1k_llm_tokens
+    )
+    return Cost(amount=round(amount, 6), currency=prices.currency)
+
+
+def call_summary(row: dict[str, Any], prices: Prices) -> CallSummary:
+    return CallSummary(**{k: row[k] for k in _COLUMNS}, usage=call_usage(row, prices))
 
 
 def _wants_csv(request: Request, format: str | None) -> bool:
@@ -88,6 +97,9 @@ def _wants_csv(request: Request, format: str | None) -> bool:
         return format == "csv"
     accept = request.headers.get("accept", "")
     return "text/csv" in accept and "application/json" not in accept
+
+
+_FREE_TEXT = {"summary", "intents", "disposition", "primary_intent", "end_reason"}
 
 
 def _safe_cell(value: Any) -> Any:
@@ -105,67 +117,13 @@ def _safe_cell(value: Any) -> Any:
 )
 async def list_calls(
     request: Request,
-    principal: Principal = Depends(require("read")),
-    disposition: Annotated[str | None, Query(pattern=NAME)] = None,
-    intent: Annotated[str | None, Query(pattern=NAME)] = None,
-    agent_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = None,
-    number: Annotated[
-        str | None, Query(pattern=r"^\+[1-9][0-9]{6,14}$", description="Caller or dialled number.")
-    ] = None,
-    status: Annotated[Status | None, Query()] = None,
-    started_after: Annotated[datetime | None, Query(description="ISO 8601; inclusive.")] = None,
-    started_before: Annotated[datetime | None, Query(description="ISO 8601; exclusive.")] = None,
-    min_duration_ms: Annotated[int | None, Query(ge=0, le=MAX_DURATION_MS)] = None,
-    max_duration_ms: Annotated[int | None, Query(ge=0, le=MAX_DURATION_MS)] = None,
-    q: Annotated[
-        str | None, Query(max_length=200, description="Words to find in the transcripts.")
-    ] = None,
+    f: CallFilter = Depends(call_filter),
     sort: Annotated[Sort, Query()] = "-started_at",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     format: Annotated[Literal["json", "csv"] | None, Query()] = None,
 ) -> Any:
-    after = _aware(started_after, "query.started_after")
-    before = _aware(started_before, "query.started_before")
-    if after and before and after >= before:
-        raise invalid("query.started_before", "must be after started_after")
-    if (
-        min_duration_ms is not None
-        and max_duration_ms is not None
-        and min_duration_ms > max_duration_ms
-    ):
-        raise invalid("query.max_duration_ms", "must be at least min_duration_ms")
-    if q is not None and (not SEARCH.match(q) or "--" in q or not q.strip()):
-        raise invalid("query.q", "use words, spaces and . , ? ! ' - only")
-
-    where: list[sql.Composable] = [sql.SQL("c.tenant_id = %s")]
-    params: list[Any] = [principal.tenant_id]
-
-    def add(clause: str, *values: Any) -> None:
-        where.append(sql.SQL(clause))
-        params.extend(values)
-
-    if disposition is not None:
-        add("c.disposition = %s", disposition)
-    if intent is not None:
-        add("c.intents @> ARRAY[%s]::text[]", intent)
-    if agent_id is not None:
-        add("c.agent_id = %s", agent_id)
-    if number is not None:
-        add("(c.from_number = %s OR c.to_number = %s)", number, number)
-    if status is not None:
-        add("c.status = %s", status)
-    if after is not None:
-        add("c.started_at >= %s", after)
-    if before is not None:
-        add("c.started_at < %s", before)
-    if min_duration_ms is not None:
-        add("c.duration_ms >= %s", min_duration_ms)
-    if max_duration_ms is not None:
-        add("c.duration_ms <= %s", max_duration_ms)
-    if q is not None:
-        add("c.transcript @@ websearch_to_tsquery('english', %s)", q)
-
+    where, params = list(f.where), list(f.params)
     field = sort.lstrip("-")
     descending = sort.startswith("-")
     key = _SORT_KEY[field]
@@ -179,7 +137,7 @@ async def list_calls(
         "SELECT {columns}, {key} AS sort_key FROM calls c WHERE {where} "
         "ORDER BY {key} {dir}, c.call_id {dir} LIMIT %s"
     ).format(
-        columns=sql.SQL(", ").join(sql.SQL("c.") + sql.Identifier(col) for col in _COLUMNS),
+        columns=SELECT_COLUMNS,
         key=key,
         where=sql.SQL(" AND ").join(where),
         dir=direction,
@@ -193,7 +151,7 @@ async def list_calls(
         rows = rows[:limit]
         last = rows[-1]
         next_cursor = cursors.encode(sort, last["sort_key"], last["call_id"])
-    items = [CallSummary(**{k: r[k] for k in _COLUMNS}) for r in rows]
+    items = [call_summary(r, f.settings.prices) for r in rows]
 
     if _wants_csv(request, format):
         return _csv(items, next_cursor)
@@ -207,12 +165,8 @@ def _csv(items: list[CallSummary], next_cursor: str | None) -> Response:
     for item in items:
         data = item.model_dump(mode="json")
         data["intents"] = "|".join(item.intents)
-        writer.writerow(
-            [
-                _safe_cell(data[c]) if c in ("summary", "intents", "disposition") else data[c]
-                for c in CSV_COLUMNS
-            ]
-        )
+        data["cost"] = item.usage.cost.amount if item.usage.cost else None
+        writer.writerow([_safe_cell(data[c]) if c in _FREE_TEXT else data[c] for c in CSV_COLUMNS])
     headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
@@ -270,8 +224,10 @@ async def get_call(
                             status_rank""",
                 (call["twilio_call_sid"],),
             )
+    settings = await tenant_settings(principal.tenant_id)
     return CallDetail(
-        **{k: call[k] for k in _COLUMNS},
+        **{k: call[k] for k in _COLUMNS if k != "voice_to_voice_p50_ms"},
+        usage=call_usage(call, settings.prices),
         twilio_call_sid=call["twilio_call_sid"],
         node_id=call["node_id"],
         slots=call["slots"] or {},

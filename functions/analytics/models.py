@@ -8,6 +8,19 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class Cost(BaseModel):
+    amount: float = Field(description="At the tenant's prices (settings.prices).")
+    currency: str
+
+
+class Usage(BaseModel):
+    minutes: float = Field(description="Call duration in minutes (not rounded up).")
+    asr_seconds: float = Field(description="Caller speech the recogniser heard.")
+    tts_chars: int = Field(description="Characters the agent spoke.")
+    llm_tokens: int = Field(description="LLM tokens the call's turns used.")
+    cost: Cost | None = None
+
+
 class CallSummary(BaseModel):
     call_id: str
     agent_id: str | None
@@ -19,12 +32,18 @@ class CallSummary(BaseModel):
     status: str
     disposition: str | None
     intents: list[str]
+    primary_intent: str | None = Field(description="The first intent the caller showed.")
+    escalation_reason: str | None = Field(description="Why the call was handed to a human.")
     started_at: datetime
     answered_at: datetime | None
     ended_at: datetime | None
     duration_ms: int | None
     end_reason: str | None
+    voice_to_voice_p50_ms: float | None = Field(
+        description="The call's median voice-to-voice latency."
+    )
     summary: str | None
+    usage: Usage
 
 
 class CallPage(BaseModel):
@@ -76,7 +95,6 @@ class CallDetail(CallSummary):
     turns: list[Turn]
     intent_hits: list[IntentHit]
     latency: list[LatencyTurn]
-    voice_to_voice_p50_ms: float | None
     status_history: list[StatusChange]
     recording_url: str | None = Field(
         description="A pre-signed URL when stored in S3, else this API's /recording route."

@@ -246,6 +246,15 @@ def test_settings_patch_changes_only_what_is_sent_and_put_replaces_everything(
         "recording_retention_days": 90,
         "redact_pii": True,
         "overflow_number": "+15550001111",
+        "timezone": "UTC",
+        "call_retention_days": None,
+        "prices": {
+            "currency": "USD",
+            "per_minute": 0.0,
+            "per_asr_minute": 0.0,
+            "per_1k_tts_chars": 0.0,
+            "per_1k_llm_tokens": 0.0,
+        },
     }
     partial_put = _call("admin.put-v1-tenant-settings.json", tenant, body={"redact_pii": True})
     assert partial_put.status == 422

@@ -1,0 +1,218 @@
+"""The filters every call query shares (the list, the aggregate, the export), and one date model.
+
+Multi-value filters take the parameter repeated (``disposition=a&disposition=b``: either); the
+filters are ANDed. Dates: ``started_after`` (inclusive) and ``started_before`` (exclusive) take
+an ISO date (midnight in the tenant's time zone) or an ISO date-time (without an offset: in the
+tenant's time zone). Days and weeks of the aggregate are the tenant's too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, Query
+from psycopg import sql
+
+from functions.admin.models import TenantSettings
+from functions.common.auth import Principal, require
+from functions.common.db import db, fetch_one
+from functions.common.errors import invalid
+
+NAME = r"^[a-z][a-z0-9_]{0,63}$"
+AGENT = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# Words, spaces and speech punctuation only: no quotes beyond apostrophes, no SQL syntax.
+SEARCH = re.compile(r"^[\w\s'.,?!-]{1,200}$")
+SLOT = re.compile(r"^([a-z][a-z0-9_]{0,63})(?::(.{0,200}))?$")
+MAX_DURATION_MS = 86_400_000
+MAX_LATENCY_MS = 600_000
+MAX_VALUES = 50
+Status = Literal[
+    "queued",
+    "initiated",
+    "ringing",
+    "in-progress",
+    "completed",
+    "busy",
+    "no-answer",
+    "canceled",
+    "failed",
+]
+Names = Annotated[list[str] | None, Query(max_length=MAX_VALUES)]
+
+
+@dataclass
+class CallFilter:
+    """A tenant's filters as SQL over ``calls c``, plus the tenant's settings."""
+
+    settings: TenantSettings
+    where: list[sql.Composable] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.timezone)
+
+    def add(self, clause: str, *values: Any) -> None:
+        self.where.append(sql.SQL(clause))
+        self.params.extend(values)
+
+    def sql(self) -> sql.Composable:
+        return sql.SQL(" AND ").join(self.where)
+
+
+def parse_instant(value: str | None, field_name: str, zone: ZoneInfo) -> datetime | None:
+    """An ISO date (midnight in ``zone``) or date-time (``zone`` when it has no offset), in UTC."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            moment = datetime.combine(date.fromisoformat(text), time(), tzinfo=zone)
+        else:
+            moment = datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=zone)
+    except ValueError:
+        raise invalid(field_name, "an ISO date (2026-11-23) or date-time expected") from None
+    try:  # in UTC, so an offset cannot carry the instant past year 9999 (or before 1970)
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not 1970 <= utc.year <= 9999:
+        raise invalid(field_name, "must be between 1970 and 9999 (UTC)")
+    return utc
+
+
+async def tenant_settings(tenant_id: str) -> TenantSettings:
+    async with db() as conn:
+        row = await fetch_one(
+            conn, "SELECT settings FROM tenants WHERE tenant_id = %s", (tenant_id,)
+        )
+    return TenantSettings.model_validate((row or {}).get("settings") or {})
+
+
+def _names(values: list[str] | None, field_name: str, pattern: str = NAME) -> list[str]:
+    out = []
+    for value in values or []:
+        if not re.match(pattern, value):
+            raise invalid(field_name, f"'{value[:40]}' does not match {pattern}")
+        out.append(value)
+    return out
+
+
+def _range(low: int | None, high: int | None, field_name: str) -> None:
+    if low is not None and high is not None and low > high:
+        raise invalid(field_name, "the maximum must be at least the minimum")
+
+
+async def call_filter(
+    principal: Principal = Depends(require("read")),
+    agent_id: Annotated[list[str] | None, Query(max_length=MAX_VALUES)] = None,
+    disposition: Names = None,
+    intent: Annotated[
+        list[str] | None,
+        Query(max_length=MAX_VALUES, description="Calls that showed any of these intents."),
+    ] = None,
+    primary_intent: Names = None,
+    end_reason: Names = None,
+    escalation_reason: Names = None,
+    status: Annotated[list[Status] | None, Query(max_length=MAX_VALUES)] = None,
+    escalated: Annotated[
+        bool | None, Query(description="Handed to a human (or asked for one), or not.")
+    ] = None,
+    voicemail: Annotated[bool | None, Query(description="A voicemail picked up, or not.")] = None,
+    number: Annotated[
+        str | None, Query(pattern=r"^\+[1-9][0-9]{6,14}$", description="Caller or dialled number.")
+    ] = None,
+    started_after: Annotated[
+        str | None, Query(max_length=40, description="ISO date or date-time; inclusive.")
+    ] = None,
+    started_before: Annotated[
+        str | None, Query(max_length=40, description="ISO date or date-time; exclusive.")
+    ] = None,
+    min_duration_ms: Annotated[int | None, Query(ge=0, le=MAX_DURATION_MS)] = None,
+    max_duration_ms: Annotated[int | None, Query(ge=0, le=MAX_DURATION_MS)] = None,
+    min_latency_ms: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_LATENCY_MS, description="The call's median voice-to-voice latency."),
+    ] = None,
+    max_latency_ms: Annotated[int | None, Query(ge=0, le=MAX_LATENCY_MS)] = None,
+    slot: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_VALUES,
+            description="An extracted field: 'name' (it was filled) or 'name:value' (to this "
+            "value, compared as text). Repeated: all of them.",
+        ),
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Words to find in the transcripts.")
+    ] = None,
+) -> CallFilter:
+    settings = await tenant_settings(principal.tenant_id)
+    f = CallFilter(settings=settings)
+    f.add("c.tenant_id = %s", principal.tenant_id)
+    f.started_after = parse_instant(started_after, "query.started_after", f.zone)
+    f.started_before = parse_instant(started_before, "query.started_before", f.zone)
+    if f.started_after and f.started_before and f.started_after >= f.started_before:
+        raise invalid("query.started_before", "must be after started_after")
+    _range(min_duration_ms, max_duration_ms, "query.max_duration_ms")
+    _range(min_latency_ms, max_latency_ms, "query.max_latency_ms")
+    if q is not None and (not SEARCH.match(q) or "--" in q or not q.strip()):
+        raise invalid("query.q", "use words, spaces and . , ? ! ' - only")
+
+    for column, values, pattern in (
+        ("agent_id", agent_id, AGENT),
+        ("disposition", disposition, NAME),
+        ("primary_intent", primary_intent, NAME),
+        ("end_reason", end_reason, NAME),
+        ("escalation_reason", escalation_reason, NAME),
+    ):
+        chosen = _names(values, f"query.{column}", pattern)
+        if chosen:
+            f.add(f"c.{column} = ANY(%s)", chosen)
+    if intent:
+        f.add("c.intents && %s::text[]", _names(intent, "query.intent"))
+    if status:
+        f.add("c.status = ANY(%s)", list(status))
+    if escalated is not None:
+        clause = "(c.escalation_reason IS NOT NULL OR c.disposition = 'escalated_to_human')"
+        f.add(clause if escalated else f"NOT {clause}")
+    if voicemail is not None:
+        f.add(
+            "c.disposition = 'voicemail'"
+            if voicemail
+            else "c.disposition IS DISTINCT FROM 'voicemail'"
+        )
+    if number is not None:
+        f.add("(c.from_number = %s OR c.to_number = %s)", number, number)
+    if f.started_after is not None:
+        f.add("c.started_at >= %s", f.started_after)
+    if f.started_before is not None:
+        f.add("c.started_at < %s", f.started_before)
+    if min_duration_ms is not None:
+        f.add("c.duration_ms >= %s", min_duration_ms)
+    if max_duration_ms is not None:
+        f.add("c.duration_ms <= %s", max_duration_ms)
+    if min_latency_ms is not None:
+        f.add("c.voice_to_voice_p50_ms >= %s", min_latency_ms)
+    if max_latency_ms is not None:
+        f.add("c.voice_to_voice_p50_ms <= %s", max_latency_ms)
+    for item in slot or []:
+        match = SLOT.match(item)
+        if match is None:
+            raise invalid("query.slot", "use name or name:value (name: lowercase, digits, _)")
+        name, value = match.group(1), match.group(2)
+        if value is None:
+            f.add("c.slots ? %s", name)
+        else:
+            f.add("c.slots ->> %s = %s", name, value)
+    if q is not None:
+        f.add("c.transcript @@ websearch_to_tsquery('english', %s)", q)
+    return f
