@@ -134,3 +134,35 @@ class LatencySummary(BaseModel):
         "1.25%", description="Percentiles come from a histogram with buckets 2.5% wide."
     )
     agents: list[AgentLatency]
+
+
+class Stats(BaseModel):
+    avg: float | None
+    p50: float | None
+    p95: float | None
+
+
+class AggregateGroup(BaseModel):
+    key: dict[str, Any] = Field(
+        description="The group's value of each group_by key (null: not set); a subtotal row "
+        "leaves out the keys it adds up."
+    )
+    subtotal: bool = False
+    calls: int
+    share: float = Field(description="calls / every matching call.")
+    rate: float = Field(
+        description="calls / the calls with the same first key (e.g. the agent's) when grouped "
+        "by two or more keys; else the same as share."
+    )
+    duration_ms: Stats
+    latency_ms: Stats = Field(description="Over the calls' median voice-to-voice latencies.")
+    usage: Usage = Field(description="Summed over the group's calls, with its cost.")
+
+
+class Aggregate(BaseModel):
+    group_by: list[str]
+    timezone: str = Field(description="The tenant's time zone: days and weeks are its own.")
+    started_after: datetime | None
+    started_before: datetime | None
+    total_calls: int
+    groups: list[AggregateGroup]

@@ -1,0 +1,167 @@
+"""The aggregate endpoint, multi-value filters, repeated parameters, the tenant's time zone and
+cost per call, on the real PostgreSQL through the analytics Lambda handler."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from functions.analytics.app import handler
+from tests.functions.conftest import Tenant, api_event, invoke
+
+# 01:30 UTC on Tuesday 17 November is 20:30 on Monday the 16th in New York: days (and the first
+# week) differ by zone.
+DAY0 = datetime(2026, 11, 17, 1, 30, tzinfo=UTC)
+
+
+def _get(tenant: Tenant, path: str, pairs: list[tuple[str, str]]) -> Any:
+    event = api_event("analytics.get-v1-calls.json", tenant, path=path)
+    event["rawQueryString"] = urlencode(pairs)
+    event["queryStringParameters"] = {k: v for k, v in pairs} or None
+    return invoke(handler, event)
+
+
+def _aggregate(tenant: Tenant, *pairs: tuple[str, str]) -> Any:
+    reply = _get(tenant, "/v1/calls/aggregate", list(pairs))
+    assert reply.status == 200, reply.body
+    return reply.json()
+
+
+def _seed(sql: psycopg.Connection[Any], tenant_id: str) -> None:
+    """12 calls: agents sales/support alternate; every third escalated; 60 s each."""
+    for i in range(12):
+        escalated = i % 3 == 0
+        sql.execute(
+            """INSERT INTO calls (call_id, tenant_id, agent_id, started_at, duration_ms,
+                   disposition, intents, end_reason, escalation_reason, voice_to_voice_p50_ms,
+                   asr_audio_ms, tts_chars, llm_tokens, slots)
+               VALUES (%s, %s, %s, %s, 60000, %s, %s, %s, %s, %s, 30000, 500, 1000, %s)""",
+            (
+                f"a{i:02d}-{uuid.uuid4().hex[:6]}",
+                tenant_id,
+                "sales" if i % 2 else "support",
+                DAY0 + timedelta(days=i),
+                "escalated_to_human" if escalated else "resolved",
+                ["refund", "order_status"] if i % 4 == 0 else ["order_status"],
+                "transfer" if escalated else "hangup",
+                "explicit_request" if escalated else None,
+                500 + 100 * i,
+                Jsonb({"order_id": f"A{i}"}),
+            ),
+        )
+
+
+@pytest.fixture
+def seeded(rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, other_tenant: Tenant) -> None:
+    _seed(sql, tenant.tenant_id)
+    _seed(sql, other_tenant.tenant_id)
+    sql.execute(
+        "UPDATE tenants SET settings = settings || %s WHERE tenant_id = %s",
+        (
+            Jsonb(
+                {
+                    "timezone": "America/New_York",
+                    "prices": {"currency": "EUR", "per_minute": 0.01, "per_1k_llm_tokens": 0.5},
+                }
+            ),
+            tenant.tenant_id,
+        ),
+    )
+
+
+def test_escalated_calls_last_week_per_agent_and_what_callers_asked_for(
+    seeded: None, tenant: Tenant
+) -> None:
+    # The docs' example: one request.
+    answer = _aggregate(
+        tenant,
+        ("disposition", "escalated_to_human"),
+        ("started_after", "2026-11-16"),
+        ("started_before", "2026-11-23"),
+        ("group_by", "agent"),
+        ("group_by", "intent"),
+        ("subtotals", "true"),
+    )
+    assert answer["timezone"] == "America/New_York"
+    # New York's 2026-11-16..22: calls 0..6 (call 0 is 20:30 on the 16th); escalated 0, 3, 6
+    assert answer["total_calls"] == 3
+    rows = {(tuple(sorted(g["key"].items())), g["subtotal"]): g for g in answer["groups"]}
+    assert rows[((), True)]["calls"] == 3
+    assert rows[((("agent", "support"),), True)]["calls"] == 2  # calls 0 and 6
+    assert rows[((("agent", "sales"),), True)]["calls"] == 1  # call 3
+    support_refund = rows[((("agent", "support"), ("intent", "refund")), False)]
+    assert support_refund["calls"] == 1 and support_refund["rate"] == 0.5
+    assert support_refund["share"] == round(1 / 3, 4)
+
+
+def test_days_and_weeks_are_the_tenants(seeded: None, tenant: Tenant, other_tenant: Tenant) -> None:
+    new_york = _aggregate(tenant, ("group_by", "day"), ("started_before", "2026-11-18"))
+    assert [g["key"]["day"] for g in new_york["groups"]] == ["2026-11-16", "2026-11-17"]
+    utc = _aggregate(other_tenant, ("group_by", "day"), ("started_before", "2026-11-18"))
+    assert [g["key"]["day"] for g in utc["groups"]] == ["2026-11-17"]
+    weeks = _aggregate(tenant, ("group_by", "week"))
+    assert {g["key"]["week"]: g["calls"] for g in weeks["groups"]} == {
+        "2026-11-16": 7,
+        "2026-11-23": 5,
+    }
+
+
+def test_statistics_and_cost_are_summed(seeded: None, tenant: Tenant) -> None:
+    (total,) = _aggregate(tenant)["groups"]
+    assert total["calls"] == 12 and total["key"] == {}
+    assert total["duration_ms"] == {"avg": 60000.0, "p50": 60000.0, "p95": 60000.0}
+    assert total["latency_ms"]["p50"] == 1050.0 and total["latency_ms"]["avg"] == 1050.0
+    usage = total["usage"]
+    assert usage["minutes"] == 12 and usage["asr_seconds"] == 360 and usage["llm_tokens"] == 12000
+    # 12 min x 0.01 + 12k tokens x 0.5 / 1k
+    assert usage["cost"] == {"amount": 6.12, "currency": "EUR"}
+
+
+def test_multi_value_filters_take_every_value(seeded: None, tenant: Tenant) -> None:
+    both = _aggregate(tenant, ("disposition", "resolved"), ("disposition", "escalated_to_human"))
+    assert both["total_calls"] == 12
+    one = _aggregate(tenant, ("disposition", "resolved"))
+    assert one["total_calls"] == 8
+    assert _aggregate(tenant, ("escalated", "true"))["total_calls"] == 4
+    assert _aggregate(tenant, ("end_reason", "transfer"), ("agent_id", "sales"))["total_calls"] == 2
+    assert _aggregate(tenant, ("intent", "refund"), ("intent", "nothing"))["total_calls"] == 3
+    assert (
+        _aggregate(tenant, ("min_latency_ms", "1000"), ("max_latency_ms", "1200"))["total_calls"]
+        == 3
+    )
+    assert _aggregate(tenant, ("slot", "order_id:A5"))["total_calls"] == 1
+    assert _aggregate(tenant, ("slot", "order_id"))["total_calls"] == 12
+    listed = _get(tenant, "/v1/calls", [("disposition", "resolved"), ("disposition", "x_y")])
+    assert listed.status == 200 and len(listed.json()["items"]) == 8
+    first = listed.json()["items"][0]
+    assert first["primary_intent"] == "order_status"
+    assert first["usage"]["cost"] == {"amount": 0.51, "currency": "EUR"}
+
+
+@pytest.mark.parametrize("path", ["/v1/calls", "/v1/calls/aggregate"])
+def test_a_repeated_single_value_parameter_is_a_400(
+    seeded: None, tenant: Tenant, path: str
+) -> None:
+    reply = _get(tenant, path, [("started_after", "2026-11-01"), ("started_after", "2026-11-20")])
+    assert reply.status == 400, reply.body
+    assert reply.json()["error"]["details"][0]["field"] == "query.started_after"
+    limit = _get(tenant, "/v1/calls", [("limit", "1"), ("limit", "1000")])
+    assert limit.status == 400
+
+
+def test_bad_aggregate_requests_are_422(seeded: None, tenant: Tenant) -> None:
+    for pairs in (
+        [("group_by", "colour")],
+        [("group_by", "agent"), ("group_by", "agent")],
+        [("started_after", "last tuesday")],
+        [("slot", "Bad Name:1")],
+        [("min_latency_ms", "900"), ("max_latency_ms", "100")],
+    ):
+        reply = _get(tenant, "/v1/calls/aggregate", pairs)
+        assert reply.status == 422, (pairs, reply.body)
