@@ -182,6 +182,17 @@ ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
     (
         "analytics",
         "GET",
+        "/v1/calls/aggregate",
+        "/v1/calls/aggregate",
+        {"disposition": "escalated_to_human", "started_after": "2026-11-23", "group_by": "agent"},
+        None,
+    ),
+    ("admin", "DELETE", "/v1/calls/{call_id}", "/v1/calls/call-sample-1", {}, None),
+    ("admin", "DELETE", "/v1/callers/{number}", "/v1/callers/+15551230001", {}, None),
+    ("admin", "GET", "/v1/audit-log", "/v1/audit-log", {"limit": "50"}, None),
+    (
+        "analytics",
+        "GET",
         "/v1/calls/{call_id}/recording",
         "/v1/calls/call-sample-1/recording",
         {},

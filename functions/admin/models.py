@@ -235,3 +235,22 @@ class DocumentOut(BaseModel):
     content_type: str
     chunk_count: int
     created_at: datetime
+
+
+class Deletion(BaseModel):
+    calls: int = Field(description="Calls deleted (with transcripts, events, derived rows).")
+    recordings: int = Field(description="Recordings removed from storage.")
+    call_ids: list[str]
+
+
+class AuditEntry(BaseModel):
+    entry_id: int
+    key_id: str = Field(description="The API key that acted ('retention': the purge).")
+    action: str
+    detail: dict[str, Any]
+    at: datetime
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_before: int | None = Field(description="Pass as ?before= for older entries.")

@@ -26,6 +26,7 @@ from functions.common.auth import Principal, require, store_key
 from functions.common.db import db, fetch_all, fetch_one
 from functions.common.errors import ERROR_RESPONSES, ApiError, invalid
 from functions.common.observability import logger
+from shared.retention import audit
 
 router = APIRouter(tags=["tenants"], responses=ERROR_RESPONSES)
 
@@ -138,11 +139,7 @@ async def _change_settings(
         )
         if changed:
             action = "redaction_disabled" if turned_off else "settings_changed"
-            await conn.execute(
-                "INSERT INTO tenant_audit_log (tenant_id, key_id, action, detail) "
-                "VALUES (%s, %s, %s, %s)",
-                (principal.tenant_id, principal.key_id, action, Jsonb(changed)),
-            )
+            await audit(conn, principal.tenant_id, principal.key_id, action, changed)
             log = logger.warning if turned_off else logger.info
             log(action, tenant_id=principal.tenant_id, key_id=principal.key_id, changed=changed)
     assert updated is not None
@@ -186,9 +183,16 @@ async def patch_tenant_settings(
 async def post_key(body: KeyCreate, principal: Principal = Depends(require("admin"))) -> CreatedKey:
     if "platform" in body.scopes and not principal.allows("platform"):
         raise ApiError(403, "only a platform key can create platform keys")
-    async with db() as conn:
+    async with db() as conn, conn.transaction():
         key = await store_key(conn, principal.tenant_id, list(body.scopes), body.name)
         row = await fetch_one(conn, "SELECT * FROM api_keys WHERE key_id = %s", (key.key_id,))
+        await audit(
+            conn,
+            principal.tenant_id,
+            principal.key_id,
+            "key_created",
+            {"key_id": key.key_id, "scopes": list(body.scopes), "name": body.name},
+        )
     assert row is not None
     return CreatedKey(**_key_fields(row), key=key.secret)
 
@@ -233,6 +237,10 @@ async def revoke_key(key_id: str, principal: Principal = Depends(require("admin"
             "WHERE key_id = %s AND tenant_id = %s",
             (key_id[:100], principal.tenant_id),
         )
+        if cursor.rowcount:
+            await audit(
+                conn, principal.tenant_id, principal.key_id, "key_revoked", {"key_id": key_id}
+            )
     if cursor.rowcount == 0:
         raise ApiError(404, f"no API key '{key_id[:100]}'")
     return Response(status_code=204)
