@@ -54,7 +54,8 @@ INSERT INTO tenants (tenant_id, name)
     SELECT 'bench-' || i, 'Bench ' || i FROM generate_series(0, 4) i;
 INSERT INTO calls (call_id, tenant_id, agent_id, agent_version, direction, twilio_call_sid,
                    from_number, to_number, status, status_rank, started_at, answered_at, ended_at,
-                   duration_ms, end_reason, disposition, summary, intents, node_id, last_seq)
+                   duration_ms, end_reason, disposition, summary, intents, node_id, last_seq,
+                   voice_to_voice_p50_ms, asr_audio_ms, tts_chars, llm_tokens)
 SELECT 'call-' || lpad(g::text, 8, '0'),
        CASE WHEN g %% 10 < 6 THEN 'bench-0' ELSE 'bench-' || (1 + g %% 4) END,
        'agent-' || (g %% 5), 1,
@@ -64,7 +65,8 @@ SELECT 'call-' || lpad(g::text, 8, '0'),
        '+1800555' || lpad((g %% 20)::text, 4, '0'),
        s.status, CASE WHEN s.status = 'in-progress' THEN 2 ELSE 3 END,
        s.started, s.started + interval '3 seconds', s.started + s.duration * interval '1 ms',
-       s.duration, 'hangup', s.disposition, 'Generated call ' || g, s.intents, 'node-1', 9
+       s.duration, 'hangup', s.disposition, 'Generated call ' || g, s.intents, 'node-1', 9,
+       650 + random() * 700, s.duration / 3, s.duration / 60, s.duration / 50
 FROM generate_series(1, %(calls)s) g,
 LATERAL (SELECT
     now() - random() * interval '365 days' AS started,
@@ -240,6 +242,31 @@ def main() -> None:
         results[name] = percentiles(times)
         all_summaries += times
     results["ALL SUMMARIES"] = percentiles(all_summaries)
+
+    week_ago = (now - timedelta(days=7)).date().isoformat()
+    aggregate_cases = {
+        "aggregate: escalated last week per agent and intent": {
+            "disposition": "escalated_to_human",
+            "started_after": week_ago,
+            "group_by": ["agent", "intent"],
+            "subtotals": "true",
+        },
+        "aggregate: 90 days by week and disposition": {
+            "started_after": start,
+            "group_by": ["week", "disposition"],
+        },
+        "aggregate: 30 days per agent (cost, latency)": {
+            "started_after": iso(30),
+            "group_by": "agent",
+        },
+        "aggregate: a year by end reason": {"group_by": "end_reason"},
+    }
+    all_aggregates: list[float] = []
+    for name, params in aggregate_cases.items():
+        times = [get("/v1/calls/aggregate", params)[0] for _ in range(args.runs)]
+        results[name] = percentiles(times)
+        all_aggregates += times
+    results["ALL AGGREGATES"] = percentiles(all_aggregates)
     asyncio.get_event_loop().run_until_complete(runtime.close())
 
     print(f"machine: {host}")
@@ -251,6 +278,7 @@ def main() -> None:
     verdict = {
         "list p95 <= 50 ms": results["ALL LIST QUERIES"]["p95"] <= 50,
         "summaries p95 <= 200 ms": results["ALL SUMMARIES"]["p95"] <= 200,
+        "aggregates p95 <= 200 ms": results["ALL AGGREGATES"]["p95"] <= 200,
     }
     print(verdict)
     path = save(

@@ -9,6 +9,7 @@ placeholder key: replace the ``authorization`` header with a real one.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -254,7 +255,7 @@ def http_event(
     method: str,
     path: str,
     *,
-    query: dict[str, str] | None = None,
+    query: Mapping[str, str | list[str]] | None = None,
     body: str | None = None,
     headers: dict[str, str] | None = None,
     stage: str = "$default",
@@ -263,7 +264,7 @@ def http_event(
 ) -> dict[str, Any]:
     """An API Gateway HTTP API v2 event as API Gateway would deliver it."""
     raw_path = path if stage == "$default" else f"/{stage}{path}"
-    raw_query = urlencode(query or {})
+    raw_query = urlencode(query or {}, doseq=True)
     all_headers = {
         "host": host,
         "user-agent": "parley-sample/1.0",
@@ -299,7 +300,10 @@ def http_event(
         "isBase64Encoded": False,
     }
     if query:
-        event["queryStringParameters"] = dict(query)
+        # API Gateway joins a repeated parameter's values with commas here
+        event["queryStringParameters"] = {
+            k: ",".join(v) if isinstance(v, list) else v for k, v in query.items()
+        }
     if body is not None:
         event["body"] = body
     return event
