@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from functions.campaigns import routes
+from functions.campaigns import routes, store
 from functions.common.auth import Principal
 from functions.common.db import db
 from functions.common.errors import ApiError
@@ -50,7 +50,7 @@ async def run(
         while True:
             async with db() as conn:
                 current = await routes._campaign(conn, tenant_id, campaign.campaign_id)
-                counts = await routes.store.progress(conn, campaign.campaign_id)
+                counts = await store.progress(conn, campaign.campaign_id)
             say(render(current.status, counts))
             if current.status in ("completed", "canceled"):
                 return current.status

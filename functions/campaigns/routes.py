@@ -208,7 +208,7 @@ def parse_contacts_csv(text: str) -> list[Contact]:
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or "number" not in reader.fieldnames:
         raise invalid("body", "a CSV header with a 'number' column is needed")
-    contacts = []
+    contacts: list[Contact] = []
     for line, row in enumerate(reader, start=2):
         if len(contacts) >= MAX_CONTACTS:
             raise invalid("body", f"at most {MAX_CONTACTS} contacts per upload")

@@ -159,17 +159,20 @@ async def purge_retention() -> dict[str, int]:
     return {"calls": report.total_calls, "recordings": report.total_recordings}
 
 
+def campaigns_tick() -> dict[str, int]:
+    return _run(tick())
+
+
+def campaigns_dial(attempt_id: str) -> str:
+    return _run(dial(attempt_id))
+
+
+def retention_purge() -> dict[str, int]:
+    return _run(purge_retention())
+
+
 def register(app: Celery) -> None:
     """Attach the tasks to ``app`` (the worker's)."""
-
-    @app.task(name=TICK)
-    def campaigns_tick() -> dict[str, int]:
-        return _run(tick())
-
-    @app.task(name=DIAL)
-    def campaigns_dial(attempt_id: str) -> str:
-        return _run(dial(attempt_id))
-
-    @app.task(name=RETENTION)
-    def retention_purge() -> dict[str, int]:
-        return _run(purge_retention())
+    app.task(name=TICK)(campaigns_tick)
+    app.task(name=DIAL)(campaigns_dial)
+    app.task(name=RETENTION)(retention_purge)

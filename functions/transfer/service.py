@@ -63,7 +63,7 @@ def place_call(
             status_callback=status_url,
             status_callback_method="POST",
             status_callback_event=["initiated", "ringing", "answered", "completed"],
-            **amd,  # type: ignore[arg-type]
+            **amd,
         )
     except (TwilioException, OSError) as exc:
         raise failed(exc) from None
