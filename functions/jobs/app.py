@@ -16,6 +16,18 @@ from typing import Any
 from celery import Celery
 
 from functions.common.config import FunctionSettings
+from shared.settings import EVERY_PROCESS, REDIS, Needs
+
+# What a worker or beat process reads: the database, the broker, Twilio (it places the calls,
+# which call back to the public API URL).
+NEEDS = (
+    EVERY_PROCESS
+    | REDIS
+    | Needs.of(
+        secrets=["PARLEY_TWILIO_AUTH_TOKEN"],
+        settings=["PARLEY_TWILIO_ACCOUNT_SID", "PARLEY_PUBLIC_BASE_URL"],
+    )
+)
 
 TICK = "parley.campaigns.tick"
 DIAL = "parley.campaigns.dial"

@@ -63,11 +63,17 @@ def beat(
         None, help="Where beat keeps its last run times (default: data_dir/celerybeat-schedule)."
     ),
     loglevel: str = typer.Option("info", help="Celery log level."),
+    metrics_port: int = typer.Option(
+        0, min=0, max=65535, help="Serve parley_jobs_queue_depth on /metrics here (0: off)."
+    ),
 ) -> None:
     """Run the scheduler of the periodic jobs (exactly one per deployment)."""
     from functions.jobs.app import beat_schedule, celery_app
+    from functions.jobs.metrics import serve_queue_depth
 
     settings = _settings()
+    if metrics_port:
+        serve_queue_depth(settings, metrics_port)
     app = celery_app(settings)
     app.conf.beat_schedule = beat_schedule(settings)
     path = schedule_file or settings.data_dir / "celerybeat-schedule"
