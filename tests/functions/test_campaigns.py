@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from functions.samples import SAMPLE_ACCOUNT_SID, SAMPLE_AUTH_TOKEN, twilio_signature
-from tests.functions.conftest import FakeTwilio, Recorded, Tenant, make_agent, phone
+from tests.functions.conftest import FakeTwilio, Recorded, Tenant, call_sid, make_agent, phone
 
 pytestmark = pytest.mark.integration
 
@@ -376,3 +376,41 @@ def test_a_worker_killed_mid_dial_places_no_second_call_for_the_attempt(
     assert progress["attempts"] == {"answered": 6}
     # The killed task did come back (acks late, visibility timeout) and found its claim taken.
     assert "'not claimed'" in workers.log_of(replacement)
+
+
+def test_stop_calling_me_puts_the_number_on_the_do_not_call_list(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, other_tenant: Tenant, live_api: str
+) -> None:
+    ours = _agent_with_voicemail(sql, tenant)
+    callee, caller = phone(), phone()
+    # The agent's opt-out state ended these calls with the disposition do_not_call (as the
+    # media node's events project it): the other party's number joins the tenant's list.
+    for sid, direction, from_number, to_number in (
+        (call_sid(), "outbound-api", ours, callee),
+        (call_sid(), "inbound", caller, ours),
+    ):
+        sql.execute(
+            """INSERT INTO calls (call_id, tenant_id, agent_id, twilio_call_sid, from_number,
+                   to_number, direction, status, status_rank)
+               VALUES (%s, %s, 'acme-shop', %s, %s, %s, %s, 'in-progress', 2)""",
+            (f"call-{sid[-10:]}", tenant.tenant_id, sid, from_number, to_number, direction),
+        )
+        sql.execute(
+            "UPDATE calls SET disposition = 'do_not_call' WHERE twilio_call_sid = %s", (sid,)
+        )
+    api = httpx.Client(base_url=live_api, headers={"Authorization": tenant.auth}, timeout=10)
+    assert api.get("/v1/dnc").json() == sorted([callee, caller])
+    other = httpx.Client(base_url=live_api, headers={"Authorization": other_tenant.auth})
+    assert other.get("/v1/dnc").json() == []
+    # (Dispatch skips listed numbers: the 50-contact campaign above checks it.)
+    campaign_id = api.post(
+        "/v1/campaigns",
+        json={
+            "name": "after opt-out",
+            "agent_id": "acme-shop",
+            "contacts": [{"number": callee, "timezone": "UTC"}],
+        },
+    ).json()["campaign_id"]
+    assert api.delete(f"/v1/dnc/{caller}").status_code == 204
+    assert api.get("/v1/dnc").json() == [callee]
+    assert api.post(f"/v1/campaigns/{campaign_id}/pause").status_code == 409  # still a draft

@@ -80,3 +80,20 @@ CREATE TABLE tenant_call_limits (
     tenant_id             text PRIMARY KEY REFERENCES tenants (tenant_id),
     max_concurrent_calls  integer NOT NULL CHECK (max_concurrent_calls > 0)
 );
+
+-- A call that ends with the disposition do_not_call (the person said "stop calling me") puts
+-- the other party's number on the tenant's list, however the disposition arrived (the event
+-- projection, an API): one place, so no path can forget it.
+CREATE FUNCTION parley_caller_opt_out() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO dnc_numbers (tenant_id, number, source)
+    SELECT NEW.tenant_id,
+           CASE WHEN NEW.direction LIKE 'outbound%' THEN NEW.to_number ELSE NEW.from_number END,
+           'caller'
+    WHERE EXISTS (SELECT 1 FROM tenants t WHERE t.tenant_id = NEW.tenant_id)
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER calls_opt_out AFTER INSERT OR UPDATE OF disposition ON calls
+    FOR EACH ROW WHEN (NEW.disposition = 'do_not_call') EXECUTE FUNCTION parley_caller_opt_out();
