@@ -50,6 +50,10 @@ def _app(broker_url: str, key_prefix: str, visibility_timeout_s: float) -> Celer
         broker_transport_options={
             "visibility_timeout": visibility_timeout_s,
             "global_keyprefix": key_prefix,
+            # Workers take turns giving overdue messages back under a Redis lock; a worker
+            # killed while holding it would block every restore until the lock expires
+            # (kombu's default: 5 minutes), so it expires well within the visibility timeout.
+            "unacked_mutex_expire": max(1, int(visibility_timeout_s / 2)),
         },
     )
     return app

@@ -16,7 +16,11 @@ def test_a_task_is_acknowledged_only_once_it_ran_and_comes_back_if_its_worker_di
     conf = app.conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
-    assert conf.broker_transport_options == {"visibility_timeout": 42, "global_keyprefix": "t1:"}
+    assert conf.broker_transport_options == {
+        "visibility_timeout": 42,
+        "global_keyprefix": "t1:",
+        "unacked_mutex_expire": 21,
+    }
     register(app)
     assert {TICK, DIAL, RETENTION} <= set(app.tasks)
 
