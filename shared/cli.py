@@ -29,12 +29,14 @@ def _register_areas() -> None:
     """Each area's commands (their modules import heavy libraries only inside commands)."""
     from functions.cli import api_app, tenant_app
     from functions.consumer.cli import register as register_event_pipeline
+    from functions.jobs.cli import register as register_jobs
     from media_nodes.cli import app as media_app
     from media_nodes.dialogue.cli import app as agent_app
     from media_nodes.simulator.cli import call_command
     from media_nodes.transports.webrtc_cli import app as webrtc_app
 
     register_event_pipeline(events_app)
+    register_jobs(app)
     app.add_typer(agent_app, name="agent")
     app.add_typer(api_app, name="api")
     app.add_typer(tenant_app, name="tenant")

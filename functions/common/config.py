@@ -24,6 +24,35 @@ class FunctionSettings(Settings):
             "X-Forwarded-Proto are believed; empty believes none."
         ),
     )
+    jobs_key_prefix: str = Field(
+        "parley:jobs:",
+        description="Prefix of the job scheduler's Redis keys (Celery broker queues, beat lock).",
+    )
+    jobs_visibility_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "Seconds a task taken by a worker stays invisible to others; a worker that died "
+            "without acknowledging it gives it back to the queue after this."
+        ),
+    )
+    campaign_tick_s: float = Field(
+        2.0, gt=0, description="Seconds between two dispatch rounds of the running campaigns."
+    )
+    campaign_dial_stale_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "Seconds a claimed dial may go without any word of its call (no Call SID, no "
+            "callback) before the attempt counts as failed; it is never dialled again."
+        ),
+    )
+    campaign_tenant_max_concurrency: int = Field(
+        20, gt=0, description="Campaign calls a tenant may have at once unless its limit is set."
+    )
+    retention_purge_interval_s: float = Field(
+        3600.0, gt=0, description="Seconds between two runs of the per-tenant retention purge."
+    )
 
     @field_validator("public_base_url")
     @classmethod

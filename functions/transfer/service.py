@@ -35,9 +35,25 @@ class PlacedCall:
 
 
 def place_call(
-    settings: FunctionSettings, *, to: str, from_number: str, voice_url: str, status_url: str
+    settings: FunctionSettings,
+    *,
+    to: str,
+    from_number: str,
+    voice_url: str,
+    status_url: str,
+    amd_url: str | None = None,
 ) -> PlacedCall:
-    """Ask Twilio to dial ``to``; when answered it fetches TwiML from our voice webhook."""
+    """Ask Twilio to dial ``to``; when answered it fetches TwiML from our voice webhook. With
+    ``amd_url``, Twilio's answering-machine detection runs alongside the call (async AMD) and
+    posts its verdict there once the greeting ended (DetectMessageEnd: after the beep)."""
+    amd: dict[str, str] = {}
+    if amd_url:
+        amd = {
+            "machine_detection": "DetectMessageEnd",
+            "async_amd": "true",
+            "async_amd_status_callback": amd_url,
+            "async_amd_status_callback_method": "POST",
+        }
     try:
         call = client_for(settings).calls.create(
             to=to,
@@ -47,6 +63,7 @@ def place_call(
             status_callback=status_url,
             status_callback_method="POST",
             status_callback_event=["initiated", "ringing", "answered", "completed"],
+            **amd,
         )
     except (TwilioException, OSError) as exc:
         raise failed(exc) from None

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Request, Response
 
+from functions.campaigns import store as campaigns
 from functions.common.db import db
 from functions.common.errors import ERROR_RESPONSES, ErrorResponse, invalid
 from functions.common.observability import logger, metrics
 from functions.common.runtime import runtime
-from functions.voice import calls, twiml
+from functions.voice import amd, calls, twiml
 from functions.voice.signature import verified_form
 from shared.agents.dispositions import ESCALATED, FAILED
 from shared.cache import CacheUnavailable, NodeInfo, StreamClaims
@@ -114,7 +115,10 @@ async def voice_webhook(request: Request) -> Response:
         direction=direction,
         status=status,
     )
+    attempt_id = _attempt(request)
     async with db() as conn:
+        if attempt_id:
+            await campaigns.link_call(conn, attempt_id, call_sid)
         # The route (database) and a media node (Redis) are looked up at the same time.
         route, node = await asyncio.gather(
             calls.lookup_route(conn, call_sid, our_number), _pick_node()
@@ -146,6 +150,7 @@ async def voice_webhook(request: Request) -> Response:
             logger.warning("no media node capacity", call_id=recorded.call_id)
             return _xml(twiml.say_and_hang_up(twiml.BUSY_MESSAGE))
         recorded = await calls.record_call(conn, call, route, node_id=node.node_id)
+        variables = await campaigns.variables_for_call(conn, call_sid) if attempt_id else {}
     if recorded.settled or (recorded.known and await _stream_started(recorded.call_id)):
         return _already_connected(recorded)
     call_id = recorded.call_id
@@ -160,7 +165,10 @@ async def voice_webhook(request: Request) -> Response:
     )
     record = route.recording or bool(route.tenant_settings.get("recording_enabled"))
     # The media node reads these names (media_nodes/identity.py); it trusts only the token's claims.
-    parameters = {
+    # A campaign contact's variables reach the agent as {{ vars.NAME }}; they never replace the
+    # parameters that identify the call.
+    parameters = {k: v for k, v in variables.items() if k not in RESERVED_PARAMETERS}
+    parameters |= {
         "call_id": call_id,
         "tenant_id": route.tenant_id,
         "agent_id": route.agent_id,
@@ -171,6 +179,17 @@ async def voice_webhook(request: Request) -> Response:
     }
     logger.info("call routed", call_id=call_id, node_id=node.node_id, agent=route.agent_id)
     return _xml(twiml.stream(node.url, parameters))
+
+
+RESERVED_PARAMETERS = frozenset(
+    {"call_id", "tenant_id", "agent_id", "token", "record", "from", "to"}
+)
+
+
+def _attempt(request: Request) -> str | None:
+    """The campaign attempt a callback URL names (see functions/jobs/tasks.py)."""
+    value = request.query_params.get("attempt", "")
+    return value if re.match(r"^att_[0-9a-f]{32}$", value) else None
 
 
 def _already_connected(recorded: calls.RecordedCall) -> Response:
@@ -231,7 +250,10 @@ async def status_callback(request: Request) -> Response:
         raise invalid("form.CallDuration", "must be whole seconds")
     if (sequence and not sequence.isdigit()) or len(sequence) > 9:
         raise invalid("form.SequenceNumber", "must be a whole number")
+    attempt_id = _attempt(request)
     async with db() as conn:
+        if attempt_id:
+            await _link_campaign_call(conn, attempt_id, call_sid, status)
         applied = await calls.apply_status(
             conn,
             call_sid=call_sid,
@@ -240,6 +262,10 @@ async def status_callback(request: Request) -> Response:
             at=_timestamp(form.get("Timestamp", "")),
             duration_ms=int(duration) * 1000 if duration else None,
         )
+        if applied.known and STATUS_RANK[status] == 3:
+            await campaigns.settle(
+                conn, call_sid=call_sid, attempt_id=None, status=status, now=datetime.now(UTC)
+            )
     if not applied.known:
         # Not a call we know (a callback URL set on a number we never routed, a stale retry):
         # acknowledged, so Twilio does not retry, counted, and nothing is stored for it.
@@ -253,4 +279,65 @@ async def status_callback(request: Request) -> Response:
         changed=applied.changed,
         in_history=applied.in_history,
     )
+    return Response(status_code=204)
+
+
+async def _link_campaign_call(conn: Any, attempt_id: str, call_sid: str, status: str) -> None:
+    """A callback of a campaign call whose dialing worker died before it stored the Call SID:
+    the attempt is linked and the call recorded now, so the callback is not lost."""
+    linked = await campaigns.link_call(conn, attempt_id, call_sid)
+    if linked is None:
+        return
+    route = await calls.agent_route(conn, linked["tenant_id"], linked["agent_id"])
+    await calls.record_call(
+        conn,
+        calls.NewCall(
+            call_sid=call_sid,
+            from_number=linked["from_number"],
+            to_number=linked["number"],
+            direction="outbound-api",
+            status="queued",
+        ),
+        route,
+    )
+
+
+_AMD_FIELDS: dict[str, dict[str, Any]] = {
+    "CallSid": {"type": "string", "pattern": CALL_SID.pattern},
+    "AccountSid": {"type": "string"},
+    "AnsweredBy": {"type": "string", "enum": list(amd.ANSWERS)},
+    "MachineDetectionDuration": {"type": "string", "pattern": "^[0-9]{1,7}$"},
+}
+
+
+@router.post(
+    "/twilio/amd",
+    status_code=204,
+    summary="Twilio answering-machine detection callback (async AMD)",
+    response_class=Response,
+    responses=_responses({}),
+    openapi_extra=_form_schema(["CallSid", "AnsweredBy"], _AMD_FIELDS),
+)
+async def amd_callback(request: Request) -> Response:
+    form = await verified_form(request)
+    call_sid = _required(form, "CallSid", CALL_SID)
+    answer = form.get("AnsweredBy", "")
+    if answer not in amd.ANSWERS:
+        raise invalid("form.AnsweredBy", f"unknown answer '{answer[:40]}'")
+    attempt_id = _attempt(request)
+    async with db() as conn:
+        if attempt_id:
+            await _link_campaign_call(conn, attempt_id, call_sid, "in-progress")
+        action = await amd.record_answer(conn, call_sid, answer)
+    if action is None:
+        logger.warning("AMD callback for an unknown call", call_sid=call_sid)
+        metrics.add_metric(name="UnknownCallSid", unit=MetricUnit.Count, value=1)
+        return Response(status_code=204)
+    if action.twiml is not None or action.hang_up:
+        try:
+            await asyncio.to_thread(amd.act, runtime().settings, call_sid, action)
+        except amd.TwilioFailed as exc:
+            # The call goes on with the agent; Twilio's answer is in the log.
+            logger.error("voicemail action failed", call_sid=call_sid, error=str(exc))
+    logger.info("answering machine detection", call_sid=call_sid, answered_by=answer)
     return Response(status_code=204)

@@ -14,6 +14,8 @@ STANDARD_DISPOSITIONS: dict[str, str] = {
     "no_input": "The caller stayed silent and the agent ended the call.",
     "voicemail": "An answering machine or voicemail picked up (outbound calls).",
     "failed": "A technical failure ended the call (error, shutdown, tool failure with no route).",
+    "do_not_call": "The person asked not to be called again; the number joins the tenant's "
+    "do-not-call list.",
 }
 
 RESOLVED = "resolved"
@@ -23,3 +25,4 @@ HUNG_UP = "caller_hung_up"
 NO_INPUT = "no_input"
 VOICEMAIL = "voicemail"
 FAILED = "failed"
+DO_NOT_CALL = "do_not_call"

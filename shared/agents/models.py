@@ -431,6 +431,27 @@ class Messages(_Model):
     )
 
 
+class Voicemail(_Model):
+    action: Literal["hang_up", "leave_message"] = Field(
+        "hang_up",
+        description="When an answering machine picks up an outbound call: hang up, or leave "
+        "'message' after the beep and then hang up. Either way the disposition is voicemail.",
+    )
+    message: str = Field(
+        "",
+        max_length=1000,
+        description="The voicemail message (fixed text, no {{ }} templates).",
+    )
+
+    @model_validator(mode="after")
+    def _message_to_leave(self) -> Voicemail:
+        if self.action == "leave_message" and not self.message.strip():
+            raise ValueError("voicemail: 'leave_message' needs a 'message'")
+        if "{{" in self.message:
+            raise ValueError("voicemail: the message is fixed text, no {{ }} templates")
+        return self
+
+
 class AgentDefinition(_Model):
     """A complete agent: the document stored per tenant and version."""
 
@@ -463,6 +484,9 @@ class AgentDefinition(_Model):
     knowledge: Knowledge = Field(default_factory=Knowledge, description="Knowledge base.")
     escalation: Escalation = Field(
         default_factory=Escalation, description="When and where calls go to a person."
+    )
+    voicemail: Voicemail = Field(
+        default_factory=Voicemail, description="What to do on an answering machine."
     )
     global_intents: dict[Name, IntentRoute] = Field(
         default_factory=dict, description="Understood in every state (human, repeat, goodbye)."

@@ -302,6 +302,12 @@ class FakeTwilio:
     requests: list[Recorded] = field(default_factory=list)
     fail_with: int | None = None
     next_sid: str = field(default_factory=call_sid)
+    # Campaign tests: a new SID per call, a hook run before the answer (to hold it) and one
+    # after it (to play Twilio's callbacks for the call).
+    fresh_sids: bool = False
+    before_reply: Any = None
+    after_reply: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @pytest.fixture
@@ -327,9 +333,11 @@ def fake_twilio(rt: runtime_module.Runtime) -> Iterator[FakeTwilio]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             form = parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True)
-            state.requests.append(
-                Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, form)
+            recorded = Recorded(
+                "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, form
             )
+            with state.lock:
+                state.requests.append(recorded)
             if self.headers.get("Authorization") != expected_auth:
                 self._reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
                 return
@@ -345,10 +353,17 @@ def fake_twilio(rt: runtime_module.Runtime) -> Iterator[FakeTwilio]:
                 return
             prefix = f"/2010-04-01/Accounts/{SAMPLE_ACCOUNT_SID}/Calls"
             if self.path == prefix + ".json":
-                self._reply(
-                    201,
-                    {"sid": state.next_sid, "status": "queued", "account_sid": SAMPLE_ACCOUNT_SID},
-                )
+                sid = call_sid() if state.fresh_sids else state.next_sid
+                if state.before_reply:
+                    state.before_reply(recorded)
+                try:
+                    self._reply(
+                        201, {"sid": sid, "status": "queued", "account_sid": SAMPLE_ACCOUNT_SID}
+                    )
+                finally:
+                    # Twilio places the call even when the client that asked is gone.
+                    if state.after_reply:
+                        state.after_reply(recorded, sid)
             elif self.path.startswith(prefix + "/") and self.path.endswith(".json"):
                 sid = self.path[len(prefix) + 1 : -len(".json")]
                 self._reply(

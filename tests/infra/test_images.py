@@ -76,7 +76,7 @@ def test_media_image_command_matches_the_deployment(dev: Evaluation) -> None:
     (entrypoint,) = _args(pairs, "ENTRYPOINT")
     (cmd,) = _args(pairs, "CMD")
     assert json.loads(entrypoint) == ["tini", "--", "parley"]  # SIGTERM reaches the app
-    deployment = dev.one("kubernetes:apps/v1:Deployment")
+    deployment = dev.one("kubernetes:apps/v1:Deployment", "-deployment")
     (container,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
     assert container["args"] == json.loads(cmd)
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -211,6 +211,6 @@ def test_the_media_image_entry_point_is_the_parley_command_of_the_lock() -> None
 def test_the_media_command_is_one_constant_for_image_and_deployment(dev: Evaluation) -> None:
     (cmd,) = _args(_instructions("media-node.Dockerfile"), "CMD")
     assert tuple(json.loads(cmd)) == MEDIA_COMMAND
-    deployment = dev.one("kubernetes:apps/v1:Deployment")
+    deployment = dev.one("kubernetes:apps/v1:Deployment", "-deployment")
     (container,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
     assert tuple(container["args"]) == MEDIA_COMMAND

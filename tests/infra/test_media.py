@@ -10,7 +10,7 @@ from .stack_harness import Evaluation, stack_config
 
 
 def _container(stack: Evaluation) -> dict:
-    deployment = stack.one("kubernetes:apps/v1:Deployment")
+    deployment = stack.one("kubernetes:apps/v1:Deployment", "-deployment")
     (container,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
     return container
 
@@ -44,7 +44,7 @@ def test_grafana_is_internal_only(stack: Evaluation) -> None:
 
 
 def test_drain_settings_let_every_call_finish(stack: Evaluation) -> None:
-    deployment = stack.one("kubernetes:apps/v1:Deployment")
+    deployment = stack.one("kubernetes:apps/v1:Deployment", "-deployment")
     spec = deployment.inputs["spec"]
     assert spec["strategy"] == {
         "type": "RollingUpdate",
@@ -65,13 +65,13 @@ def test_drain_settings_let_every_call_finish(stack: Evaluation) -> None:
 
 def test_pdb_lets_node_drains_take_one_pod_at_a_time(stack: Evaluation) -> None:
     pdb = stack.one("kubernetes:policy/v1:PodDisruptionBudget")
-    deployment = stack.one("kubernetes:apps/v1:Deployment")
+    deployment = stack.one("kubernetes:apps/v1:Deployment", "-deployment")
     assert pdb.inputs["spec"]["maxUnavailable"] == 1
     assert pdb.inputs["spec"]["selector"] == deployment.inputs["spec"]["selector"]
 
 
 def test_hpa_scales_on_active_calls_and_scales_in_slowly(stack: Evaluation) -> None:
-    hpa = stack.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    hpa = stack.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "-hpa")
     media = _media_config(stack)
     spec = hpa.inputs["spec"]
     assert (spec["minReplicas"], spec["maxReplicas"]) == (
@@ -98,7 +98,9 @@ def test_pods_are_sized_from_config_and_locked_down(stack: Evaluation) -> None:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    pod = stack.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]
+    pod = stack.one("kubernetes:apps/v1:Deployment", "-deployment").inputs["spec"]["template"][
+        "spec"
+    ]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["serviceAccountName"] == "media-node"
     env = {e["name"]: e.get("value") for e in container["env"]}

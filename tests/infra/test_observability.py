@@ -130,7 +130,7 @@ def test_listed_metrics_are_exported_by_parley_with_their_types() -> None:
 
 def test_hpa_metric_is_exported_and_served_by_the_adapter(dev: Evaluation) -> None:
     assert _listed()[ACTIVE_CALLS_METRIC] == "gauge"
-    hpa = dev.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    hpa = dev.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "-hpa")
     assert hpa.inputs["spec"]["metrics"][0]["pods"]["metric"]["name"] == ACTIVE_CALLS_METRIC
     (rule,) = adapter_values()["rules"]["custom"]
     assert rule["name"]["as"] == ACTIVE_CALLS_METRIC
@@ -150,7 +150,10 @@ def test_dashboards_are_valid_grafana_json() -> None:
 
 @pytest.mark.parametrize("name", ["PrometheusRule", "PodMonitor"])
 def test_rules_and_scraping_are_deployed(stack: Evaluation, name: str) -> None:
-    resource = stack.one(f"kubernetes:monitoring.coreos.com/v1:{name}")
+    resource = stack.one(
+        f"kubernetes:monitoring.coreos.com/v1:{name}",
+        "" if name == "PrometheusRule" else "media-scrape",
+    )
     if name == "PrometheusRule":
         assert resource.inputs["spec"] == yaml.safe_load(ALERT_RULES.read_text())
     else:

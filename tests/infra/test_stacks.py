@@ -104,7 +104,7 @@ def _nat_count(stack: Evaluation) -> int:
 
 
 def _grace(stack: Evaluation) -> int:
-    deployment = stack.one("kubernetes:apps/v1:Deployment")
+    deployment = stack.one("kubernetes:apps/v1:Deployment", "-deployment")
     return deployment.inputs["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 
 
@@ -156,7 +156,7 @@ DOCUMENTED_DIFFERENCES = [
     ),
     (
         "media pods min",
-        lambda s: s.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"][
+        lambda s: s.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "-hpa").inputs["spec"][
             "minReplicas"
         ],
         1,

@@ -161,6 +161,24 @@ class ObservabilityConfig(_Section):
     prometheus_adapter_version: str = Field("4.14.1", description="Helm chart version.")
 
 
+class JobsConfig(_Section):
+    image: str = Field("", description="Job worker image; empty uses the media node image.")
+    workers_min: int = Field(1, ge=1, le=100, description="HPA minimum worker pods.")
+    workers_max: int = Field(4, ge=1, le=500, description="HPA maximum worker pods.")
+    concurrency: int = Field(4, ge=1, le=64, description="Task processes per worker pod.")
+    target_queue_per_worker: int = Field(
+        20, ge=1, le=10000, description="HPA target: waiting tasks per worker pod."
+    )
+    cpu: str = Field("500m", description="CPU request = limit per worker pod.")
+    memory: str = Field("1Gi", description="Memory request = limit per worker pod.")
+
+    @model_validator(mode="after")
+    def _sizes_ordered(self) -> JobsConfig:
+        if self.workers_min > self.workers_max:
+            raise ValueError("need workersMin <= workersMax")
+        return self
+
+
 class StackConfig(_Section):
     environment: Literal["dev", "staging", "prod"] = Field(
         description="Stack role; sets PARLEY_ENV."
@@ -183,6 +201,7 @@ class StackConfig(_Section):
     media: MediaConfig
     functions: FunctionsConfig
     observability: ObservabilityConfig = ObservabilityConfig()
+    jobs: JobsConfig = JobsConfig()
 
     @model_validator(mode="after")
     def _enough_brokers(self) -> StackConfig:

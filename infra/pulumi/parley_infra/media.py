@@ -77,6 +77,7 @@ class MediaService(pulumi.ComponentResource):
             },
             opts=k8s_opts,
         )
+        self.namespace: pulumi.Output[str] = namespace.metadata.name
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata={"name": SERVICE_ACCOUNT, "namespace": namespace.metadata.name},

@@ -18,6 +18,7 @@ import yaml
 from . import iam, media
 from .cluster import Cluster
 from .config import StackConfig
+from .jobs import BEAT_LABELS, QUEUE_DEPTH_METRIC
 from .network import HTTPS_PORT
 
 OBSERVABILITY_DIR = Path(__file__).resolve().parents[2] / "observability"
@@ -127,6 +128,18 @@ class Observability(pulumi.ComponentResource):
             },
             opts=after_stack,
         )
+        k8s.apiextensions.CustomResource(
+            f"{name}-jobs-scrape",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata={"name": "parley-jobs-beat", "namespace": ns_name},
+            spec={
+                "namespaceSelector": {"matchNames": [media.NAMESPACE]},
+                "selector": {"matchLabels": BEAT_LABELS},
+                "podMetricsEndpoints": [{"port": "metrics", "path": "/", "interval": "15s"}],
+            },
+            opts=after_stack,
+        )
         k8s.core.v1.Service(
             f"{name}-grafana",
             metadata={
@@ -224,6 +237,15 @@ def adapter_values() -> dict[str, object]:
                     },
                     "name": {"matches": media.ACTIVE_CALLS_METRIC, "as": media.ACTIVE_CALLS_METRIC},
                     "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+                }
+            ],
+            # The job queue's backlog, served by the one beat pod, for the workers' HPA.
+            "external": [
+                {
+                    "seriesQuery": f'{QUEUE_DEPTH_METRIC}{{namespace!=""}}',
+                    "resources": {"overrides": {"namespace": {"resource": "namespace"}}},
+                    "name": {"matches": QUEUE_DEPTH_METRIC, "as": QUEUE_DEPTH_METRIC},
+                    "metricsQuery": "max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
                 }
             ],
         },

@@ -9,6 +9,7 @@ from .cluster import Cluster
 from .config import load_stack_config, read_secrets
 from .data import Data
 from .functions import Functions
+from .jobs import JobWorkers
 from .media import MediaService
 from .network import Network
 from .observability import Observability
@@ -87,6 +88,15 @@ def build() -> dict[str, pulumi.Output[str] | str]:
     # Pods cannot reach instance metadata (hop limit 1), so they are told their region.
     pod_environment = {**environment, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
     media = MediaService(name, cfg, cluster, data, secrets, pod_environment, opts=opts)
+    JobWorkers(
+        name,
+        cfg,
+        cluster,
+        secrets,
+        {**pod_environment, "PARLEY_PUBLIC_BASE_URL": functions.api_url},
+        media.namespace,
+        opts=opts,
+    )
     observability = Observability(
         name,
         cfg,

@@ -1,0 +1,69 @@
+"""``parley campaign run``: a campaign from a CSV on this machine's database, and its progress."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from functions.campaigns import routes, store
+from functions.common.auth import Principal
+from functions.common.db import db
+from functions.common.errors import ApiError
+from functions.common.runtime import runtime
+
+
+class CampaignError(RuntimeError):
+    """The CSV or the campaign was refused; the message says why."""
+
+
+async def run(
+    tenant_id: str,
+    agent_id: str,
+    csv_text: str,
+    *,
+    name: str,
+    concurrency: int,
+    cps: float,
+    timezone: str,
+    say: Callable[[str], None],
+    interval_s: float,
+) -> str:
+    """Create and start the campaign, then report its progress until it is over; returns its
+    final status."""
+    principal = Principal(tenant_id, "cli", frozenset({"admin"}))
+    try:
+        contacts = routes.parse_contacts_csv(csv_text)
+        body = routes.CampaignCreate(
+            name=name,
+            agent_id=agent_id,
+            max_concurrency=concurrency,
+            calls_per_second=cps,
+            default_timezone=timezone or None,
+            contacts=contacts,
+        )
+        campaign = await routes.create_campaign(body, principal)
+        await routes._move(principal, campaign.campaign_id, "start")
+    except ApiError as exc:
+        raise CampaignError(exc.message) from None
+    say(f"campaign {campaign.campaign_id}: {campaign.contacts} contacts, started")
+    try:
+        while True:
+            async with db() as conn:
+                current = await routes._campaign(conn, tenant_id, campaign.campaign_id)
+                counts = await store.progress(conn, campaign.campaign_id)
+            say(render(current.status, counts))
+            if current.status in ("completed", "canceled"):
+                return current.status
+            await asyncio.sleep(interval_s)
+    finally:
+        await runtime().close()
+
+
+def render(status: str, counts: dict[str, dict[str, int]]) -> str:
+    def part(values: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(values.items())) or "-"
+
+    return (
+        f"{status}: contacts [{part(counts['contacts'])}] outcomes [{part(counts['outcomes'])}] "
+        f"dispositions [{part(counts['dispositions'])}]"
+    )

@@ -1,0 +1,38 @@
+"""``parley_jobs_queue_depth``: tasks waiting in the broker, served for Prometheus by the beat
+process (one per deployment), so the worker Deployment's HPA scales on the backlog."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+from prometheus_client import Gauge, start_http_server
+
+from functions.common.config import FunctionSettings
+
+QUEUE_DEPTH_METRIC = "parley_jobs_queue_depth"
+QUEUE = "celery"  # Celery's default queue; kombu's key prefix comes first
+
+_depth = Gauge(QUEUE_DEPTH_METRIC, "Tasks waiting in the job queue (not yet taken by a worker)")
+_failures = Gauge("parley_jobs_queue_probe_failed", "1 while the broker cannot be read")
+
+
+def queue_depth(client: redis.Redis, settings: FunctionSettings) -> int:
+    return int(client.llen(f"{settings.jobs_key_prefix}{QUEUE}"))
+
+
+def serve_queue_depth(settings: FunctionSettings, port: int, every_s: float = 5.0) -> None:
+    """Serve /metrics on ``port`` and refresh the depth every ``every_s`` in a daemon thread."""
+    client = redis.Redis.from_url(settings.redis_url)
+    start_http_server(port)
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(every_s):
+            try:
+                _depth.set(queue_depth(client, settings))
+                _failures.set(0)
+            except redis.RedisError:
+                _failures.set(1)
+
+    threading.Thread(target=refresh, name="queue-depth", daemon=True).start()

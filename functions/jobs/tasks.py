@@ -1,0 +1,178 @@
+"""The tasks the workers run. Each is idempotent: running one twice changes nothing more.
+
+Tasks are synchronous (Celery's prefork pool); each worker process keeps one event loop, so the
+database pool of the functions' runtime is made once per process and reused."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from celery import Celery
+
+from functions.campaigns import schedule, store
+from functions.common.db import db
+from functions.common.runtime import runtime
+from functions.jobs.app import DIAL, RETENTION, TICK, send
+from functions.transfer import service
+from functions.voice import calls
+
+log = logging.getLogger("parley.jobs")
+T = TypeVar("T")
+_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on this process's loop (made after the fork: a loop is never shared by processes)."""
+    global _loop
+    if _loop is None or _loop[0] != os.getpid():
+        _loop = (os.getpid(), asyncio.new_event_loop())
+    asyncio.set_event_loop(_loop[1])
+    return _loop[1].run_until_complete(coro)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def tick() -> dict[str, int]:
+    """One round: give up on lost dials, dispatch every running campaign, complete the ones
+    with nothing left. Safe to run concurrently (the dispatcher locks per campaign)."""
+    settings = runtime().settings
+    now = _now()
+    dispatched = lost = 0
+    async with db() as conn:
+        stale = await store.lost_attempts(
+            conn, older_than=now - timedelta(seconds=settings.campaign_dial_stale_s)
+        )
+        for attempt_id in stale:
+            await store.settle(
+                conn,
+                call_sid=None,
+                attempt_id=attempt_id,
+                outcome=schedule.LOST,
+                error="no word of the call after it was claimed",
+                now=now,
+            )
+            lost += 1
+        await conn.commit()
+        for campaign_id in await store.running_campaigns(conn):
+            queued = await store.dispatch(
+                conn,
+                campaign_id,
+                now=now,
+                tick_s=settings.campaign_tick_s,
+                tenant_default_max=settings.campaign_tenant_max_concurrency,
+            )
+            await conn.commit()  # the attempts exist before any worker is told about them
+            for item in queued:
+                await asyncio.to_thread(
+                    send, settings, DIAL, item.attempt_id, countdown=item.countdown_s
+                )
+            dispatched += len(queued)
+        completed = await store.complete_finished(conn, now=now)
+    return {"dispatched": dispatched, "lost": lost, "completed": completed}
+
+
+def _callback_urls(base: str, attempt_id: str) -> dict[str, str]:
+    # The attempt rides in every callback URL: a callback then finds its attempt even when the
+    # worker that placed the call died before it could store the Call SID.
+    query = f"?attempt={attempt_id}"
+    return {
+        "voice_url": f"{base}/twilio/voice{query}",
+        "status_url": f"{base}/twilio/status{query}",
+        "amd_url": f"{base}/twilio/amd{query}",
+    }
+
+
+async def dial(attempt_id: str) -> str:
+    """Place the attempt's call once: claim it (committed), then ask Twilio."""
+    settings = runtime().settings
+    async with db() as conn:
+        claim = await store.claim(conn, attempt_id, now=_now())
+    if claim is None:
+        return "not claimed"
+    if not settings.public_base_url:
+        async with db() as conn:
+            await store.settle(
+                conn,
+                call_sid=None,
+                attempt_id=attempt_id,
+                outcome=schedule.FAILED,
+                error="PARLEY_PUBLIC_BASE_URL is not set: Twilio could not call back",
+                now=_now(),
+            )
+        return "failed"
+    try:
+        placed = await asyncio.to_thread(
+            service.place_call,
+            settings,
+            to=claim.to_number,
+            from_number=claim.from_number,
+            **_callback_urls(settings.public_base_url, attempt_id),
+        )
+    except (service.TwilioFailed, service.TwilioNotConfigured) as exc:
+        log.warning("dial failed: %s", exc)
+        async with db() as conn:
+            await store.settle(
+                conn,
+                call_sid=None,
+                attempt_id=attempt_id,
+                outcome=schedule.FAILED,
+                error=str(exc)[:500],
+                now=_now(),
+            )
+        return "failed"
+    async with db() as conn:
+        route = await calls.agent_route(conn, claim.tenant_id, claim.agent_id)
+        await calls.record_call(
+            conn,
+            calls.NewCall(
+                call_sid=placed.call_sid,
+                from_number=claim.from_number,
+                to_number=claim.to_number,
+                direction="outbound-api",
+                status=placed.status if placed.status in ("queued", "initiated") else "queued",
+            ),
+            route,
+        )
+        await store.placed(conn, attempt_id, placed.call_sid)
+    return "placed"
+
+
+async def purge_retention() -> dict[str, int]:
+    """Each tenant's data retention, applied by the purge of shared.retention."""
+    from shared.recordings import local_root
+
+    settings = runtime().settings
+    retention: Any = importlib.import_module("shared.retention")
+    report = await retention.purge_expired(
+        settings.database_url,
+        recording_root=local_root(settings.recording_store, settings.data_dir),
+        now=_now(),
+    )
+    return {"calls": report.total_calls, "recordings": report.total_recordings}
+
+
+def campaigns_tick() -> dict[str, int]:
+    return _run(tick())
+
+
+def campaigns_dial(attempt_id: str) -> str:
+    return _run(dial(attempt_id))
+
+
+def retention_purge() -> dict[str, int]:
+    return _run(purge_retention())
+
+
+def register(app: Celery) -> None:
+    """Attach the tasks to ``app`` (the worker's)."""
+    app.task(name=TICK)(campaigns_tick)
+    app.task(name=DIAL)(campaigns_dial)
+    app.task(name=RETENTION)(retention_purge)

@@ -1,0 +1,130 @@
+"""Answering machines, told apart from people in the media node: the beep, a long uninterrupted
+greeting, and what voicemail and call-screening prompts say.
+
+The beep detector is deterministic signal processing: each 40 ms frame (Hann window) is
+correlated with a grid of tones, Goertzel-style (one DFT bin per tone), and the best bin's share
+of the frame's energy says how pure a tone the frame is. A voicemail beep is one steady tone
+(400-2500 Hz) for a few hundred milliseconds; speech spreads its energy over harmonics and
+glides in pitch, so it never holds one bin that purely for that long.
+
+Twilio's own AMD (functions/voice/amd.py) decides for outbound campaign calls; these detectors
+serve calls Twilio's AMD does not cover (inbound screening, WebRTC, AMD disabled) and give the
+media node its own evidence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_RATE = 8000
+FRAME = 320  # 40 ms at 8 kHz: bins 25 Hz apart
+HOP = 160  # 20 ms
+TONES_HZ = np.arange(400.0, 2500.0, 10.0)
+MIN_PURITY = 0.7  # the best bin's share of the frame's energy (1.0 = a pure tone)
+MIN_BEEP_MS = 160
+MAX_DRIFT_HZ = 30.0  # a beep's frequency stays put
+MIN_LEVEL = 100.0  # RMS of the frame (int16 scale, about -50 dBFS): below is silence
+
+_WINDOW = np.hanning(FRAME)
+_NORM = float(_WINDOW.sum() ** 2 / (2 * (_WINDOW**2).sum()))
+_BASIS = np.exp(-2j * np.pi * np.outer(TONES_HZ, np.arange(FRAME)) / SAMPLE_RATE)
+
+
+def tone_of(frame: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """(frequency, purity) of the strongest tone in one frame of FRAME samples."""
+    windowed = frame * _WINDOW
+    energy = float(np.dot(windowed, windowed))
+    if energy <= 0.0:
+        return 0.0, 0.0
+    power = np.abs(_BASIS @ windowed) ** 2
+    best = int(np.argmax(power))
+    return float(TONES_HZ[best]), float(power[best] / energy / _NORM)
+
+
+@dataclass
+class BeepDetector:
+    """Feed 8 kHz int16 audio in any chunk size; :meth:`feed` returns the time (ms from the
+    first sample) at which a beep ended, once per beep."""
+
+    _pending: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    _position: int = 0  # samples consumed (start of _pending)
+    _run_frames: int = 0
+    _run_hz: float = 0.0
+    _reported: bool = False
+
+    def feed(self, pcm: npt.NDArray[np.int16]) -> list[float]:
+        self._pending = np.concatenate([self._pending, pcm.astype(np.float64)])
+        ended: list[float] = []
+        min_frames = 1 + (MIN_BEEP_MS * SAMPLE_RATE // 1000 - FRAME) // HOP
+        while len(self._pending) >= FRAME:
+            frame = self._pending[:FRAME]
+            level = float(np.sqrt(np.mean(frame**2)))
+            hz, purity = tone_of(frame) if level >= MIN_LEVEL else (0.0, 0.0)
+            tonal = purity >= MIN_PURITY and (
+                self._run_frames == 0 or abs(hz - self._run_hz) <= MAX_DRIFT_HZ
+            )
+            if tonal:
+                if self._run_frames == 0:
+                    self._run_hz = hz
+                self._run_frames += 1
+            else:
+                if self._run_frames >= min_frames and not self._reported:
+                    ended.append((self._position + FRAME - HOP) * 1000 / SAMPLE_RATE)
+                self._run_frames = 1 if purity >= MIN_PURITY else 0
+                self._run_hz = hz
+                self._reported = False
+            self._pending = self._pending[HOP:]
+            self._position += HOP
+        return ended
+
+
+@dataclass
+class GreetingTracker:
+    """A person answers with a short 'Hello?' and waits; a machine talks on. True once the
+    callee has spoken ``long_ms`` with no pause of ``pause_ms`` since the call was answered."""
+
+    long_ms: float = 4500.0
+    pause_ms: float = 800.0
+    _speech_ms: float = 0.0
+    _silence_ms: float = 0.0
+
+    def observe(self, speech: bool, ms: float) -> bool:
+        if speech:
+            self._speech_ms += self._silence_ms + ms  # short pauses inside a greeting count
+            self._silence_ms = 0.0
+        else:
+            self._silence_ms += ms
+            if self._silence_ms >= self.pause_ms:
+                self._speech_ms = 0.0
+        return self._speech_ms >= self.long_ms
+
+
+_VOICEMAIL = re.compile(
+    r"\b(leave (me )?(a |your )?(brief |short )?(message|name and number)|after the (tone|beep)"
+    r"|at the (tone|beep)|(not|unable to) (available|come to the phone|take your call)"
+    r"|can'?t (come to|get to|answer) the phone|record your message|voice ?mail|mailbox"
+    r"|is not available|has reached|you have reached)\b",
+    re.IGNORECASE,
+)
+_SCREENING = re.compile(
+    r"\b(screening service|call screen(ing)?|state your name|say your name|record your name"
+    r"|who('s| is) calling|why you'?re calling|reason for (your |the )?call"
+    r"|the person you('re| are) calling|google assistant)\b",
+    re.IGNORECASE,
+)
+
+
+def voicemail_phrase(text: str) -> str | None:
+    """The words of ``text`` that only an answering machine says, if any."""
+    found = _VOICEMAIL.search(text)
+    return found.group(0) if found else None
+
+
+def screening_phrase(text: str) -> str | None:
+    """The words of ``text`` of a call-screening prompt (the callee's assistant answering)."""
+    found = _SCREENING.search(text)
+    return found.group(0) if found else None
