@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from shared import tracing
 from shared.bus import BusError
 from shared.db import DatabaseUnavailable
 from shared.settings import Settings, SettingsError, get_settings
@@ -37,6 +38,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _settings() -> Settings:
     try:
         settings = get_settings()
+        tracing.configure(settings, "parley-consumer")
     except SettingsError as exc:
         raise _fail(str(exc), 2) from None
     if not settings.kafka_bootstrap:
