@@ -81,6 +81,7 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         "PARLEY_LLM_MODEL": cfg.llm_model,
         "PARLEY_QDRANT_URL": cfg.qdrant_url,
         "PARLEY_TWILIO_ACCOUNT_SID": cfg.twilio_account_sid,
+        "PARLEY_OTLP_ENDPOINT": cfg.observability.otlp_endpoint,
     }
     functions = Functions(name, cfg, network, data, secrets, environment, opts=opts)
     cluster = Cluster(name, cfg.media, network, region, opts=opts)
