@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )
+    opensearch_url: str = Field(
+        "http://127.0.0.1:19200",
+        description="OpenSearch that `parley logs` searches (scripts/services start opensearch).",
+    )
     otlp_endpoint: str = Field(
         "",
         description="OTLP/HTTP base URL traces are exported to (a collector, Jaeger); "
