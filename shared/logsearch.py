@@ -80,6 +80,14 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(document(record), ensure_ascii=False)
 
 
+def configure_logging(level: str, text_format: str, *, as_json: bool) -> None:
+    """The process's root logging: JSON documents for the shipper (deployed processes), plain
+    lines on a developer's terminal."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter() if as_json else logging.Formatter(text_format))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def index_for(timestamp: str) -> str:
     """The daily index of a document's ``@timestamp``."""
     return INDEX_PREFIX + timestamp[:10].replace("-", ".")

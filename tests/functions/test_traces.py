@@ -22,15 +22,21 @@ from media_nodes.simulator.caller import SimulatedCaller
 from shared import tracing
 from shared.cache import NodeInfo
 from shared.settings import Settings
-from tests.functions.conftest import Reply, Tenant, call_sid, inbound_form, invoke, make_agent
-from tests.functions.conftest import phone, voice_event
+from tests.functions.conftest import (
+    Reply,
+    Tenant,
+    call_sid,
+    inbound_form,
+    invoke,
+    make_agent,
+    phone,
+    voice_event,
+)
 from tests.functions.test_end_to_end import lambda_thread  # noqa: F401
 from tests.media.conftest import PATIENT, NodeFactory, clip, models, start_node  # noqa: F401
 
 # scripts/setup builds it once per machine.
-JAEGER = Path(
-    os.environ.get("PARLEY_JAEGER", Path.home() / ".cache/parley/jaeger-1.76.0/jaeger")
-)
+JAEGER = Path(os.environ.get("PARLEY_JAEGER", Path.home() / ".cache/parley/jaeger-1.76.0/jaeger"))
 OTLP_HTTP = "http://127.0.0.1:4318"
 QUERY = "http://127.0.0.1:16686"
 STAGES = {"vad end of turn", "asr", "dialogue first text", "tts first audio", "playout first frame"}
@@ -128,7 +134,9 @@ async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
             await caller.run([clip("order_status"), clip("human")])
         call_id = parameters["call_id"]
         for _ in range(200):
-            row = sql.execute("SELECT ended_at FROM calls WHERE call_id = %s", (call_id,)).fetchone()
+            row = sql.execute(
+                "SELECT ended_at FROM calls WHERE call_id = %s", (call_id,)
+            ).fetchone()
             if row and row["ended_at"]:
                 break
             await asyncio.sleep(0.1)
@@ -166,7 +174,9 @@ async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
         assert stages and {s["operationName"] for s in stages} <= STAGES
         for stage in stages:  # inside their turn (Jaeger times are microseconds)
             assert stage["startTime"] >= turn["startTime"] - 1
-            assert stage["startTime"] + stage["duration"] <= turn["startTime"] + turn["duration"] + 1
+            assert (
+                stage["startTime"] + stage["duration"] <= turn["startTime"] + turn["duration"] + 1
+            )
     # Every stage of a caller's turn is there, and the turn lasts what the call recorded.
     answered = [t for t in turns if t["operationName"] != "turn 0"]
     assert answered, names
