@@ -9,6 +9,7 @@ from .cluster import Cluster
 from .config import load_stack_config, read_secrets
 from .data import Data
 from .functions import Functions
+from .logsearch import LogSearchDomain
 from .media import MediaService
 from .network import Network
 from .observability import Observability
@@ -97,6 +98,8 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         opts=opts,
     )
 
+    logs = LogSearchDomain(name, network, cluster, region, opts=opts)
+
     outputs: dict[str, pulumi.Output[str] | str] = {
         "apiUrl": functions.api_url,
         "twilioVoiceWebhookUrl": functions.api_url.apply(lambda url: f"{url}/twilio/voice"),
@@ -104,6 +107,7 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         "mediaStreamUrl": f"wss://media.{cfg.domain}/twilio/stream",
         "mediaLoadBalancer": media.load_balancer_hostname,
         "grafanaUrl": observability.grafana_url,
+        "logSearchEndpoint": logs.endpoint,
         "alertsTopicArn": observability.alerts.arn,
         "eksClusterName": cluster.eks.name,
         "recordingsBucket": data.recordings.bucket,
