@@ -190,6 +190,7 @@ async def serve_twilio_stream(websocket: WebSocket, node: MediaNode) -> None:
                 await session.finish(reason)
             finally:
                 node.calls.discard(session)
+                node.metrics.calls_ended.labels(session.end_reason or reason).inc()
                 if call_span is not None:
                     call_span.set_attribute("call.end_reason", session.end_reason or reason)
                     call_span.end()
