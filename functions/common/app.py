@@ -21,7 +21,7 @@ from functions.common.input_guard import InputGuard
 from functions.common.observability import logger, metrics, tracer
 from functions.common.operations import operations
 from shared import tracing
-from shared.settings import get_settings
+from shared.settings import SettingsError, get_settings
 
 API_TITLE = "Parley API"
 API_VERSION = "1.0.0"
@@ -64,7 +64,10 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        exporting = tracing.configure(get_settings(), "parley-functions")
+        try:
+            exporting = tracing.configure(get_settings(), "parley-functions")
+        except SettingsError:  # the route's runtime answers bad settings with a clear error
+            exporting = False
         # The request's span is current while the route runs: the voice webhook hands its
         # context to the media node in the stream's parameters.
         with tracing.tracer.start_as_current_span(
