@@ -32,6 +32,7 @@ from media_nodes.preparation import AgentPreparer
 from media_nodes.recording.store import RecordingStore, create_store
 from media_nodes.transports.twilio_stream import serve_twilio_stream
 from media_nodes.transports.webrtc_routes import webrtc_routes
+from shared import tracing
 from shared.agents.store import agent_activations
 from shared.bus import EventBus, InProcessBus, create_bus
 from shared.cache.registry import NodeRegistry
@@ -110,6 +111,7 @@ def create_app(
 ) -> Starlette:
     """The app. Anything not handed in is built from ``settings`` at startup."""
     cfg = settings or get_settings()
+    tracing.configure(cfg, "parley-media-node")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

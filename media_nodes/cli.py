@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
 app = typer.Typer(help="Media nodes: answer calls (Twilio Media Streams).", no_args_is_help=True)
@@ -22,6 +20,7 @@ def serve(
     """Run a media node: WS /twilio/stream, /healthz, /readyz, /metrics. SIGTERM drains calls."""
     from media_nodes.app import StartupError
     from media_nodes.server import serve as run
+    from shared.logsearch import configure_logging
     from shared.settings import SettingsError, get_settings
 
     try:
@@ -29,8 +28,10 @@ def serve(
     except SettingsError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    configure_logging(
+        settings.log_level,
+        "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        as_json=settings.production,
     )
     try:
         run(host, port, settings)

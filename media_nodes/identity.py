@@ -9,11 +9,22 @@ from media_nodes.pipeline.call import CallIdentity
 from media_nodes.transports.twilio import Start
 from shared.settings import Settings
 from shared.tokens import TokenError, verify
+from shared.tracing import TRACEPARENT
 
 TOKEN_PARAMETER = "token"
 # customParameters that describe the call; every other parameter becomes a dialogue variable.
 RESERVED = frozenset(
-    {TOKEN_PARAMETER, "call_id", "tenant_id", "agent_id", "record", "from", "to", "channel"}
+    {
+        TOKEN_PARAMETER,
+        "call_id",
+        "tenant_id",
+        "agent_id",
+        "record",
+        "from",
+        "to",
+        "channel",
+        TRACEPARENT,
+    }
 )
 DEFAULT_TENANT = "default"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")

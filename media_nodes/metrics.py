@@ -56,3 +56,6 @@ class MediaMetrics:
         self.backchannels = Counter(
             "parley_backchannels", "Speech over the agent that let it go on.", registry=r
         )
+        self.calls_ended = Counter(
+            "parley_calls_ended", "Calls that ended, by end reason.", ["reason"], registry=r
+        )

@@ -5,13 +5,14 @@ infra/pulumi builds the media-node Deployment's environment and secret grants fr
 
 from __future__ import annotations
 
-from shared.settings import EVERY_PROCESS, KAFKA, QDRANT, REDIS, Needs
+from shared.settings import EVERY_PROCESS, KAFKA, QDRANT, REDIS, TRACING, Needs
 
 MEDIA_NODE_NEEDS = (
     EVERY_PROCESS
     | REDIS  # the node registry the voice webhook picks from
     | KAFKA  # call events
     | QDRANT  # the agents' knowledge bases
+    | TRACING
     | Needs.of(
         # Twilio's REST API redirects a call the agent escalates to a person.
         secrets=["PARLEY_LLM_API_KEY", "PARLEY_TWILIO_AUTH_TOKEN"],

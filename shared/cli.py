@@ -21,7 +21,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database: migrations.", no_args_is_help=True)
 events_app = typer.Typer(help="Event contracts and the event pipeline.", no_args_is_help=True)
+logs_app = typer.Typer(help="Log search in OpenSearch.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(logs_app, name="logs")
 app.add_typer(events_app, name="events")
 
 
@@ -192,3 +194,60 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@logs_app.command("search")
+def logs_search(
+    call: str = typer.Option("", "--call", help="Only this call's log lines."),
+    query: str = typer.Option("", "--query", "-q", help="OpenSearch query string."),
+    saved: str = typer.Option("", "--saved", help="A saved search by name (see --list)."),
+    size: int = typer.Option(200, min=1, max=10000, help="Most lines to show."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document a line."),
+) -> None:
+    """Log lines from OpenSearch, oldest first (PARLEY_OPENSEARCH_URL)."""
+    from shared.logsearch import LogSearch, LogSearchError, format_hits, saved_searches
+
+    if saved:
+        searches = saved_searches()
+        if saved not in searches:
+            raise fail(f"no saved search {saved!r}; there are: {', '.join(sorted(searches))}", 2)
+        query = f"({searches[saved]}) AND ({query})" if query else searches[saved]
+    if not call and not query:
+        raise fail("give --call ID, --query or --saved NAME", 2)
+    try:
+        hits = LogSearch(settings_or_exit().opensearch_url).search(
+            call_id=call or None, query=query or None, size=size
+        )
+    except LogSearchError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        for hit in hits:
+            typer.echo(json.dumps(hit))
+    elif hits:
+        typer.echo(format_hits(hits))
+
+
+@logs_app.command("install")
+def logs_install() -> None:
+    """Put the index template of the daily log indices into OpenSearch."""
+    from shared.logsearch import LogSearch, LogSearchError
+
+    try:
+        LogSearch(settings_or_exit().opensearch_url).install()
+    except LogSearchError as exc:
+        raise fail(str(exc)) from None
+    typer.echo("index template installed")
+
+
+@logs_app.command("prune")
+def logs_prune(
+    days: int = typer.Option(14, min=1, help="Keep this many days of logs."),
+) -> None:
+    """Delete daily log indices older than the retention (where ISM is not installed)."""
+    from shared.logsearch import LogSearch, LogSearchError
+
+    try:
+        deleted = LogSearch(settings_or_exit().opensearch_url).prune(days)
+    except LogSearchError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"deleted {len(deleted)} indices" + (f": {', '.join(deleted)}" if deleted else ""))

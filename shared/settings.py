@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )
+    opensearch_url: str = Field(
+        "http://127.0.0.1:19200",
+        description="OpenSearch that `parley logs` searches (scripts/services start opensearch).",
+    )
+    otlp_endpoint: str = Field(
+        "",
+        description="OTLP/HTTP base URL traces are exported to (a collector, Jaeger); "
+        "empty exports none.",
+    )
 
     # Servers. Empty means the embedded in-process implementation.
     database_url: str = Field(
@@ -174,6 +183,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"'{server}' is not host:port")
         return value
 
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be empty or an http(s):// URL")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
@@ -264,6 +280,8 @@ KAFKA = Needs.of(
         f"{ENV_PREFIX}KAFKA_SASL_MECHANISM",
     )
 )
+# Traces go to the collector beside each deployed process (see shared/tracing.py).
+TRACING = Needs.of(settings=(f"{ENV_PREFIX}OTLP_ENDPOINT",))
 REDIS = Needs.of(secrets=(f"{ENV_PREFIX}REDIS_URL",))
 QDRANT = Needs.of(secrets=(f"{ENV_PREFIX}QDRANT_API_KEY",), settings=(f"{ENV_PREFIX}QDRANT_URL",))
 

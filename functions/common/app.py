@@ -20,6 +20,8 @@ from functions.common.errors import install_error_handlers
 from functions.common.input_guard import InputGuard
 from functions.common.observability import logger, metrics, tracer
 from functions.common.operations import operations
+from shared import tracing
+from shared.settings import SettingsError, get_settings
 
 API_TITLE = "Parley API"
 API_VERSION = "1.0.0"
@@ -62,9 +64,22 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        try:
+            exporting = tracing.configure(get_settings(), "parley-functions")
+        except SettingsError:  # the route's runtime answers bad settings with a clear error
+            exporting = False
+        # The request's span is current while the route runs: the voice webhook hands its
+        # context to the media node in the stream's parameters.
+        with tracing.tracer.start_as_current_span(
+            f"{request.method} {request.url.path}", kind=tracing.SpanKind.SERVER
+        ) as span:
+            response = await call_next(request)
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            span.update_name(f"{request.method} {path}")
+            span.set_attribute("http.response.status_code", response.status_code)
+        if exporting:  # a Lambda is frozen after it answers: send the spans first
+            await asyncio.to_thread(tracing.flush)
         elapsed_ms = (time.perf_counter() - started) * 1000
         if "aws.context" in request.scope:
             metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)

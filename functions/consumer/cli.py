@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from shared import tracing
 from shared.bus import BusError
 from shared.db import DatabaseUnavailable
+from shared.logsearch import configure_logging
 from shared.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _settings() -> Settings:
     try:
         settings = get_settings()
+        tracing.configure(settings, "parley-consumer")
     except SettingsError as exc:
         raise _fail(str(exc), 2) from None
     if not settings.kafka_bootstrap:
@@ -102,7 +105,9 @@ def consume(
     A database or broker that is away never stops the process: it reports not-ready on
     /readyz and retries with backoff until they answer."""
     settings = _settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(
+        settings.log_level, "%(asctime)s %(levelname)s %(message)s", as_json=settings.production
+    )
     if metrics_port:
         from prometheus_client import start_http_server
 

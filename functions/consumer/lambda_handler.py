@@ -19,13 +19,14 @@ from aws_lambda_powertools.utilities.data_classes import KafkaEvent
 
 from functions.consumer.dead_letters import DeadLetterSink
 from functions.consumer.processor import BatchProcessor
+from shared import tracing
 from shared.bus import ReceivedRecord, dead_letter_topic
 from shared.bus.kafka import KafkaBus
 from shared.db import create_pool
 from shared.privacy import TenantPrivacy
-from shared.settings import EVERY_PROCESS, KAFKA, get_settings
+from shared.settings import EVERY_PROCESS, KAFKA, TRACING, get_settings
 
-NEEDS = EVERY_PROCESS | KAFKA  # poison records go to the dead-letter topic
+NEEDS = EVERY_PROCESS | KAFKA | TRACING  # poison records go to the dead-letter topic
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,10 @@ def msk_records(event: dict[str, Any]) -> list[ReceivedRecord]:
         except (binascii.Error, ValueError):
             # Kept as-is so the processor sends it to the dead-letter topic.
             key, value = None, str(record.get("value", "")).encode()
-        out.append(ReceivedRecord(record.topic, record.partition, record.offset, key, value))
+        headers = tuple((name, bytes(data)) for name, data in record.decoded_headers.items())
+        out.append(
+            ReceivedRecord(record.topic, record.partition, record.offset, key, value, headers)
+        )
     return out
 
 
@@ -78,6 +82,7 @@ class _Container:
     async def get_processor(self) -> BatchProcessor:
         if self.processor is None:
             settings = get_settings()
+            tracing.configure(settings, "parley-consumer")
             pool = self.pool = await create_pool(settings.database_url, max_size=2)
             sink = None
             if settings.kafka_bootstrap:
@@ -110,7 +115,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
         assert _container is not None
         return await handle(event, await _container.get_processor())
 
-    return _container.loop.run_until_complete(run())
+    try:
+        return _container.loop.run_until_complete(run())
+    finally:
+        tracing.flush()  # the container is frozen once the handler returns
 
 
 def shutdown() -> None:

@@ -18,14 +18,18 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from functions.consumer.dead_letters import DeadLetter, DeadLetterSink
+from shared import tracing
 from shared.bus import ReceivedRecord
 from shared.db import apply_events
 from shared.events import Event
@@ -171,8 +175,11 @@ class BatchProcessor:
         events = [e for _, e in valid]
         for attempt in range(TRANSIENT_RETRIES + 1):
             try:
+                began = time.time_ns()
                 async with self.pool.connection() as conn, conn.transaction():
-                    return await apply_events(conn, events), []
+                    applied = await apply_events(conn, events)
+                _trace_write(valid, began, time.time_ns())
+                return applied, []
             except DATABASE_ERRORS as exc:
                 fault = classify(exc)
                 if fault is Fault.UNAVAILABLE:
@@ -225,6 +232,36 @@ class BatchProcessor:
             )
         if self.dead_letters is not None:
             await self.dead_letters.send(letters)
+
+
+def _trace_write(valid: list[tuple[ReceivedRecord, Event]], began_ns: int, ended_ns: int) -> None:
+    """Each record's consume span (child of its producer's context, from the record headers)
+    and, under it, the PostgreSQL transaction that wrote it: the lanes write many calls in one
+    transaction, and each call's trace shows that transaction."""
+    for record, event in valid:
+        if not record.headers:
+            continue
+        consume = tracing.tracer.start_span(
+            f"consume {event.type}",
+            context=tracing.context_of_headers(record.headers),
+            kind=SpanKind.CONSUMER,
+            start_time=began_ns,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.kafka.offset": record.offset,
+                "call.id": event.call_id,
+            },
+        )
+        write = tracing.tracer.start_span(
+            "postgres write",
+            context=trace.set_span_in_context(consume),
+            kind=SpanKind.CLIENT,
+            start_time=began_ns,
+            attributes={"db.system": "postgresql", "db.batch.size": len(valid)},
+        )
+        write.end(end_time=ended_ns)
+        consume.end(end_time=ended_ns)
 
 
 def _first_line(exc: BaseException) -> str:

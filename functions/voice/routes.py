@@ -18,6 +18,7 @@ from functions.common.observability import logger, metrics
 from functions.common.runtime import runtime
 from functions.voice import amd, calls, twiml
 from functions.voice.signature import verified_form
+from shared import tracing
 from shared.agents.dispositions import ESCALATED, FAILED
 from shared.cache import CacheUnavailable, NodeInfo, StreamClaims
 from shared.db.projection import STATUS_RANK
@@ -176,6 +177,7 @@ async def voice_webhook(request: Request) -> Response:
         "record": "true" if record else "false",
         "from": caller,
         "to": dialled,
+        **tracing.carrier(),  # the media node's call span continues this request's trace
     }
     logger.info("call routed", call_id=call_id, node_id=node.node_id, agent=route.agent_id)
     return _xml(twiml.stream(node.url, parameters))

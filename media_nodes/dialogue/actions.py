@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from media_nodes.dialogue.templates import render, render_json
+from shared import tracing
 from shared.agents.models import HttpAction
 
 MAX_RESPONSE_BYTES = 1_000_000
@@ -63,9 +64,15 @@ async def call_http(
         url = render(action.url, lookup, escape=_quote_caller_values)
         headers = {k: render(v, lookup) for k, v in action.headers.items()}
         body = render_json(action.body, lookup) if action.body is not None else None
-        response = await client.request(
-            action.method, url, headers=headers, json=body, timeout=action.timeout_s
-        )
+        with tracing.tracer.start_as_current_span(
+            "http action",
+            kind=tracing.SpanKind.CLIENT,
+            attributes={"http.request.method": action.method, "url.full": url.split("?")[0]},
+        ) as span:
+            response = await client.request(
+                action.method, url, headers=headers, json=body, timeout=action.timeout_s
+            )
+            span.set_attribute("http.response.status_code", response.status_code)
     except httpx.TimeoutException:
         return done(ok=False, error=f"timed out after {action.timeout_s:g}s")
     except (httpx.HTTPError, ValueError) as exc:

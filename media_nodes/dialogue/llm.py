@@ -20,6 +20,8 @@ from typing import Any, Literal, cast
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
+from shared import tracing
+
 log = logging.getLogger(__name__)
 
 NONE_OPTION = "none"
@@ -221,8 +223,16 @@ class LlmClient:
     async def _call(self, kwargs: dict[str, Any], timeout_s: float | None) -> Any:
         deadline = timeout_s or self.timeout_s
         try:
-            async with asyncio.timeout(deadline):
-                return await self.client.chat.completions.create(**kwargs)
+            with tracing.tracer.start_as_current_span(
+                "llm request", kind=tracing.SpanKind.CLIENT, attributes=_llm_attributes(kwargs)
+            ) as span:
+                async with asyncio.timeout(deadline):
+                    answer = await self.client.chat.completions.create(**kwargs)
+                usage = getattr(answer, "usage", None)
+                if usage is not None:
+                    span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens or 0)
+                    span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens or 0)
+                return answer
         except TimeoutError:
             raise LlmFailure("timeout", f"no answer within {deadline:g}s") from None
         except LlmFailure:
@@ -256,6 +266,14 @@ class LlmClient:
         ]
         deadline = timeout_s or self.timeout_s
         loop = asyncio.get_running_loop()
+        # Not the current span: a generator suspended at a yield must not hold a context.
+        span = tracing.tracer.start_span(
+            "llm request",
+            kind=tracing.SpanKind.CLIENT,
+            attributes=_llm_attributes({"model": self.model, "max_tokens": self.max_tokens}),
+        )
+        asked_at = loop.time()
+        chunks = 0
         # Deadlines wrap each await only: a timeout must never fire while the consumer (TTS)
         # holds the generator suspended at a yield.
         first_by = loop.time() + deadline
@@ -272,8 +290,10 @@ class LlmClient:
                     ),
                 )
         except TimeoutError:
+            _failed(span, "timeout")
             raise LlmFailure("timeout", f"no answer within {deadline:g}s") from None
         except Exception as exc:
+            _failed(span, type(exc).__name__)
             raise LlmFailure("error", f"{type(exc).__name__}: {exc}") from None
         iterator = aiter(stream)
         finish_by = loop.time() + deadline * 4
@@ -293,13 +313,35 @@ class LlmClient:
                     raise LlmFailure("error", f"{type(exc).__name__}: {exc}") from None
                 piece = _delta(chunk)
                 if piece:
+                    if not got_text:
+                        span.set_attribute(
+                            "llm.time_to_first_token_ms", round((loop.time() - asked_at) * 1000, 1)
+                        )
                     got_text = True
+                    chunks += 1  # a streamed chunk carries one token
                     yield piece
             if not got_text:
                 raise LlmFailure("invalid", "empty answer")
+        except LlmFailure as exc:
+            span.set_status(tracing.StatusCode.ERROR, exc.kind)  # ended below
+            raise
         finally:
             # Stops generation on the server when the caller barges in or we give up.
             await stream.close()
+            span.set_attribute("gen_ai.usage.output_tokens", chunks)
+            span.end()
+
+
+def _llm_attributes(kwargs: dict[str, Any]) -> dict[str, str | int]:
+    return {
+        "gen_ai.request.model": str(kwargs.get("model", "")),
+        "gen_ai.request.max_tokens": int(kwargs.get("max_tokens") or 0),
+    }
+
+
+def _failed(span: tracing.Span, why: str) -> None:
+    span.set_status(tracing.StatusCode.ERROR, why)
+    span.end()
 
 
 def _delta(chunk: Any) -> str:

@@ -32,6 +32,7 @@ from media_nodes.transports.twilio import (
     media_message,
     parse_message,
 )
+from shared import tracing
 from shared.cache.base import CacheUnavailable
 from shared.tokens import TokenError
 
@@ -99,6 +100,7 @@ async def serve_twilio_stream(websocket: WebSocket, node: MediaNode) -> None:
     session: CallSession | None = None
     sink: TwilioSink | None = None
     reason: EndReason = "caller_hung_up"
+    call_span: tracing.Span | None = None
 
     def drop(why: str, detail: str = "") -> None:
         node.metrics.dropped_frames.labels(why).inc()
@@ -143,6 +145,11 @@ async def serve_twilio_stream(websocket: WebSocket, node: MediaNode) -> None:
                         await websocket.close(code=code, reason=why)
                         return
                     sink = TwilioSink(websocket, frame.stream_sid)
+                    call_span = tracing.start_call(
+                        identity.call_id,
+                        frame.custom_parameters,
+                        **{"tenant.id": identity.tenant_id, "agent.id": identity.agent_id},
+                    )
                     session = CallSession(node, sink, identity, hangup=sink.close)
                     node.calls.add(session)
                     try:
@@ -183,3 +190,7 @@ async def serve_twilio_stream(websocket: WebSocket, node: MediaNode) -> None:
                 await session.finish(reason)
             finally:
                 node.calls.discard(session)
+                node.metrics.calls_ended.labels(session.end_reason or reason).inc()
+                if call_span is not None:
+                    call_span.set_attribute("call.end_reason", session.end_reason or reason)
+                    call_span.end()

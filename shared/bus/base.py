@@ -25,6 +25,8 @@ class ReceivedRecord:
     offset: int
     key: bytes | None
     value: bytes
+    # Kafka record headers: the producer's trace context (shared/tracing.py).
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     def event(self) -> Event:
         """The validated event; raises :class:`EventError` for a malformed record."""

@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge
 
+from shared import tracing
 from shared.bus.base import BusError, EventBus, EventConsumer
 from shared.bus.kafka import KafkaBus
 from shared.bus.spool import Position, Spool, SpooledRecord
@@ -337,7 +338,10 @@ class DurableBus(EventBus):
                 batch = batches[tp] = producer.create_batch()
             if (
                 batch.append(  # type: ignore[attr-defined]
-                    key=record.key, value=record.value, timestamp=record.enqueued_at_ms
+                    key=record.key,
+                    value=record.value,
+                    timestamp=record.enqueued_at_ms,
+                    headers=tracing.kafka_headers(record.key),
                 )
                 is None
             ):

@@ -11,6 +11,7 @@ from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
+from shared import tracing
 from shared.bus.base import BusError, BusUnavailable, EventBus, EventConsumer, ReceivedRecord
 from shared.bus.topics import call_events_topic, dead_letter_topic
 from shared.events import Event
@@ -137,7 +138,9 @@ class KafkaBus(EventBus):
         if self._producer is None:
             raise BusError("KafkaBus.publish before start()")
         try:
-            await self._producer.send_and_wait(topic, value=value, key=key)
+            await self._producer.send_and_wait(
+                topic, value=value, key=key, headers=tracing.kafka_headers(key)
+            )
         except KafkaConnectionError as exc:
             raise BusUnavailable(f"Kafka at {self.bootstrap} is unreachable: {exc}") from None
         except KafkaError as exc:
@@ -181,7 +184,9 @@ class KafkaEventConsumer(EventConsumer):
         out: list[ReceivedRecord] = []
         for tp, messages in batches.items():
             out.extend(
-                ReceivedRecord(tp.topic, tp.partition, m.offset, m.key, m.value or b"")
+                ReceivedRecord(
+                    tp.topic, tp.partition, m.offset, m.key, m.value or b"", tuple(m.headers)
+                )
                 for m in messages
             )
         return out

@@ -172,3 +172,16 @@ def test_dashboards_are_provisioned_and_alerts_reach_sns(stack: Evaluation) -> N
     for fn in ("voice", "transfer", "admin", "analytics", "consumer", "rollups", "lostcalls"):
         assert f"parley-{stack.stack}-{fn}-errors" in alarms
     assert f"parley-{stack.stack}-consumer-lag" in alarms
+
+
+def test_log_search_domain_and_shippers_are_deployed(stack: Evaluation) -> None:
+    from parley_infra.logsearch import INDEX_PREFIX
+
+    domain = stack.one("aws:opensearch/domain:Domain")
+    assert domain.inputs["engineVersion"] == "OpenSearch_2.19"
+    assert domain.inputs["encryptAtRest"]["enabled"] and domain.inputs["vpcOptions"]["subnetIds"]
+    fluent_bit = stack.one("kubernetes:helm.sh/v3:Release", "fluent-bit")
+    outputs = fluent_bit.inputs["values"]["config"]["outputs"]
+    assert "Name opensearch" in outputs and f"Logstash_Prefix {INDEX_PREFIX}" in outputs
+    assert "AWS_Auth On" in outputs
+    assert "logSearchEndpoint" in stack.outputs  # the mocks leave the endpoint unknown

@@ -156,6 +156,11 @@ class FunctionsConfig(_Section):
 
 class ObservabilityConfig(_Section):
     alert_email: str = Field("", description="Email subscribed to the alerts topic; empty: none.")
+    otlp_endpoint: str = Field(
+        "",
+        description="OTLP/HTTP collector every workload sends traces to (PARLEY_OTLP_ENDPOINT); "
+        "empty: no traces.",
+    )
     prometheus_retention: str = Field("15d", description="Prometheus retention.")
     kube_prometheus_stack_version: str = Field("75.15.1", description="Helm chart version.")
     prometheus_adapter_version: str = Field("4.14.1", description="Helm chart version.")

@@ -10,6 +10,7 @@ from .config import load_stack_config, read_secrets
 from .data import Data
 from .functions import Functions
 from .jobs import JobWorkers
+from .logsearch import LogSearchDomain
 from .media import MediaService
 from .network import Network
 from .observability import Observability
@@ -82,6 +83,7 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         "PARLEY_LLM_MODEL": cfg.llm_model,
         "PARLEY_QDRANT_URL": cfg.qdrant_url,
         "PARLEY_TWILIO_ACCOUNT_SID": cfg.twilio_account_sid,
+        "PARLEY_OTLP_ENDPOINT": cfg.observability.otlp_endpoint,
     }
     functions = Functions(name, cfg, network, data, secrets, environment, opts=opts)
     cluster = Cluster(name, cfg.media, network, region, opts=opts)
@@ -106,6 +108,8 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         opts=opts,
     )
 
+    logs = LogSearchDomain(name, network, cluster, region, opts=opts)
+
     outputs: dict[str, pulumi.Output[str] | str] = {
         "apiUrl": functions.api_url,
         "twilioVoiceWebhookUrl": functions.api_url.apply(lambda url: f"{url}/twilio/voice"),
@@ -113,6 +117,7 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         "mediaStreamUrl": f"wss://media.{cfg.domain}/twilio/stream",
         "mediaLoadBalancer": media.load_balancer_hostname,
         "grafanaUrl": observability.grafana_url,
+        "logSearchEndpoint": logs.endpoint,
         "alertsTopicArn": observability.alerts.arn,
         "eksClusterName": cluster.eks.name,
         "recordingsBucket": data.recordings.bucket,

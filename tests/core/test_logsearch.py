@@ -1,0 +1,115 @@
+"""Log search against a real OpenSearch node (scripts/services start opensearch): the documents
+our JSON formatter writes, bulk-loaded as the shipper does, found again by call id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from typer.testing import CliRunner
+
+from shared.cli import app
+from shared.logsearch import JsonLogFormatter, LogSearch, document, saved_searches
+from shared.settings import get_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+URL = "http://127.0.0.1:19200"
+
+
+@pytest.fixture(scope="session")
+def opensearch() -> str:
+    subprocess.run([str(ROOT / "scripts/services"), "start", "opensearch"], check=True, timeout=600)
+    LogSearch(URL).install()
+    return URL
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.setFormatter(JsonLogFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def collected() -> Iterator[Collect]:
+    handler = Collect()
+    logger = logging.getLogger("parley.test.logsearch")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def test_a_calls_log_lines_are_found_by_call_id_with_their_trace_and_no_pii(
+    opensearch: str, collected: Collect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call_id = f"call_{uuid.uuid4().hex}"
+    log = logging.getLogger("parley.test.logsearch")
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("call") as span:
+        log.info("caller said their number is 415 555 0142", extra={"call_id": call_id})
+        log.info(json.dumps({"msg": "turn latency", "call_id": call_id, "tenant_id": "t1"}))
+        log.warning("card 4111 1111 1111 1111 refused", extra={"call_id": call_id})
+    log.info("another call", extra={"call_id": "call_other"})
+    docs = [json.loads(line) for line in collected.lines]
+    assert all("555 0142" not in line and "4111" not in line for line in collected.lines)
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert [d.get("trace_id") for d in docs[:3]] == [trace_id] * 3 and "trace_id" not in docs[3]
+
+    search = LogSearch(opensearch)
+    assert search.bulk(docs, refresh=True) == 4
+    hits = search.search(call_id=call_id)
+    assert [h["message"] for h in hits] == [d["message"] for d in docs[:3]]
+    assert hits[1]["tenant_id"] == "t1" and hits[0]["span_id"] == docs[0]["span_id"]
+    assert [h["call_id"] for h in search.search(call_id=call_id, query="level:WARNING")] == [
+        call_id
+    ]
+
+    monkeypatch.setenv("PARLEY_OPENSEARCH_URL", opensearch)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["logs", "search", "--call", call_id, "--json"])
+        saved = CliRunner().invoke(
+            app, ["logs", "search", "--saved", "slow-turns", "--call", call_id]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["message"] for line in result.output.splitlines()] == [
+        h["message"] for h in hits
+    ]
+    assert saved.exit_code == 0 and saved.output.count("\n") == 1 and "turn latency" in saved.output
+
+
+def test_retention_deletes_only_daily_indices_past_it(opensearch: str) -> None:
+    search = LogSearch(opensearch)
+    old: dict[str, Any] = {
+        "@timestamp": "2020-01-02T03:04:05.000+00:00",
+        "level": "INFO",
+        "logger": "parley.test",
+        "message": "an old line",
+        "call_id": f"call_{uuid.uuid4().hex}",
+    }
+    search.bulk([old], refresh=True)
+    assert "parley-logs-2020.01.02" in search.prune(14)
+    assert search.search(call_id=old["call_id"]) == []
+
+
+def test_saved_searches_and_bad_input() -> None:
+    assert {"errors", "slow-turns", "llm-failures", "dead-letters"} <= set(saved_searches())
+    result = CliRunner().invoke(app, ["logs", "search"])
+    assert result.exit_code == 2 and "--call" in result.output
+    result = CliRunner().invoke(app, ["logs", "search", "--saved", "nope"])
+    assert result.exit_code == 2 and "no saved search" in result.output
+    record = logging.LogRecord("x", logging.INFO, "f", 1, "{not json", None, None)
+    assert document(record)["message"] == "{not json"

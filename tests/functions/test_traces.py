@@ -1,0 +1,201 @@
+"""One call, one trace, in a real Jaeger: voice webhook -> media node (call, turns, stages) ->
+Kafka (context in the record headers) -> consumer -> its PostgreSQL write."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from functions.common.runtime import Runtime
+from functions.voice.app import handler as voice_handler
+from media_nodes.simulator.caller import SimulatedCaller
+from shared import tracing
+from shared.cache import NodeInfo
+from shared.settings import Settings
+from tests.functions.conftest import (
+    Reply,
+    Tenant,
+    call_sid,
+    inbound_form,
+    invoke,
+    make_agent,
+    phone,
+    voice_event,
+)
+from tests.functions.test_end_to_end import lambda_thread  # noqa: F401
+from tests.media.conftest import PATIENT, NodeFactory, clip, models, start_node  # noqa: F401
+
+# scripts/setup builds it once per machine.
+JAEGER = Path(os.environ.get("PARLEY_JAEGER", Path.home() / ".cache/parley/jaeger-1.76.0/jaeger"))
+OTLP_HTTP = "http://127.0.0.1:4318"
+QUERY = "http://127.0.0.1:16686"
+STAGES = {"vad end of turn", "asr", "dialogue first text", "tts first audio", "playout first frame"}
+
+
+@pytest.fixture(scope="session")
+def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Jaeger v2 all-in-one (in-memory storage), OTLP on 4318, query API on 16686."""
+    assert JAEGER.is_file(), f"{JAEGER} is missing: run scripts/setup test"
+    log = tmp_path_factory.mktemp("jaeger") / "jaeger.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(JAEGER)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{QUERY}/api/services", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "Jaeger did not answer within 30 s"
+            time.sleep(0.2)
+        assert tracing.configure(Settings(otlp_endpoint=OTLP_HTTP), "parley-test")
+        yield QUERY
+    finally:
+        tracing.flush()
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def read_trace(query: str, trace_id: str, want: Callable[[list[dict[str, Any]]], bool]) -> Any:
+    deadline = time.monotonic() + 20
+    while True:
+        tracing.flush()
+        reply = httpx.get(f"{query}/api/traces/{trace_id}", timeout=5)
+        if reply.status_code == 200 and reply.json()["data"]:
+            spans = reply.json()["data"][0]["spans"]
+            if want(spans) or time.monotonic() > deadline:
+                return spans
+        assert time.monotonic() < deadline, f"trace {trace_id} not in Jaeger: {reply.text[:300]}"
+        time.sleep(0.3)
+
+
+def parent_of(span: dict[str, Any]) -> str | None:
+    refs = [r["spanID"] for r in span["references"] if r["refType"] == "CHILD_OF"]
+    return refs[0] if refs else None
+
+
+async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
+    jaeger: str,
+    rt: Runtime,
+    sql: psycopg.Connection[Any],
+    tenant: Tenant,
+    heartbeat: Any,
+    start_node: NodeFactory,  # noqa: F811
+    lambda_thread: Callable[..., Any],  # noqa: F811
+    kafka_bootstrap: str,
+    kafka_topic_prefix: str,
+    tmp_path: Any,
+) -> None:
+    from functions.consumer.service import ConsumerService
+    from shared.bus.durable import DurableBus
+    from shared.bus.kafka import KafkaBus
+    from shared.db import create_pool
+
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    pool = await create_pool(rt.settings.database_url, max_size=4)
+    producer = DurableBus(
+        KafkaBus(kafka_bootstrap, topic_prefix=kafka_topic_prefix, partitions=2),
+        tmp_path / "spool",
+    )
+    consumer_bus = KafkaBus(kafka_bootstrap, topic_prefix=kafka_topic_prefix)
+    await consumer_bus.start()
+    consumer = ConsumerService(consumer_bus, pool, group_id="traces")
+    stop = asyncio.Event()
+    consuming = asyncio.create_task(consumer.run(stop))
+    sid = call_sid()
+    secret = rt.settings.session_token_secret.get_secret_value()
+    try:
+        async with start_node(bus=producer, session_token_secret=secret, node_id="traced") as node:
+            base = node.url.removesuffix("/twilio/stream")
+            await asyncio.to_thread(heartbeat, NodeInfo("traced", base, capacity=2, active_calls=0))
+            answer: Reply = await lambda_thread(
+                invoke, voice_handler, voice_event(inbound_form(sid, number))
+            )
+            stream = ET.fromstring(answer.body).find("./Connect/Stream")
+            assert stream is not None
+            parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+            caller = SimulatedCaller(node.url, parameters=parameters, call_sid=sid, **PATIENT)
+            await caller.run([clip("order_status"), clip("human")])
+        call_id = parameters["call_id"]
+        for _ in range(200):
+            row = sql.execute(
+                "SELECT ended_at FROM calls WHERE call_id = %s", (call_id,)
+            ).fetchone()
+            if row and row["ended_at"]:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(consuming, 30)
+        await consumer_bus.stop()
+        await pool.close()
+
+    version, trace_id, webhook_span_id, _flags = str(parameters["traceparent"]).split("-")
+    assert version == "00" and len(trace_id) == 32
+
+    def complete(spans: list[dict[str, Any]]) -> bool:
+        names = {s["operationName"] for s in spans}
+        return "consume call.ended" in names and "call" in names
+
+    spans = await asyncio.to_thread(read_trace, jaeger, trace_id, complete)
+    by_id = {s["spanID"]: s for s in spans}
+    names = [s["operationName"] for s in spans]
+
+    # The stream's context is the webhook's (or the span FastAPI opens inside it for the route).
+    webhook = by_id[webhook_span_id]
+    while parent_of(webhook) is not None:
+        webhook = by_id[str(parent_of(webhook))]
+    assert webhook["operationName"] == "POST /twilio/voice", names
+    [call] = [s for s in spans if s["operationName"] == "call"]
+    assert parent_of(call) == webhook_span_id
+    tags = {t["key"]: t["value"] for t in call["tags"]}
+    assert tags["call.id"] == call_id and tags["tenant.id"] == tenant.tenant_id
+
+    turns = [s for s in spans if s["operationName"].startswith("turn ")]
+    assert turns and all(parent_of(t) == call["spanID"] for t in turns), names
+    for turn in turns:
+        stages = [s for s in spans if parent_of(s) == turn["spanID"]]
+        assert stages and {s["operationName"] for s in stages} <= STAGES
+        for stage in stages:  # inside their turn (Jaeger times are microseconds)
+            assert stage["startTime"] >= turn["startTime"] - 1
+            assert (
+                stage["startTime"] + stage["duration"] <= turn["startTime"] + turn["duration"] + 1
+            )
+    # Every stage of a caller's turn is there, and the turn lasts what the call recorded.
+    answered = [t for t in turns if t["operationName"] != "turn 0"]
+    assert answered, names
+    stage_names = {
+        s["operationName"] for t in answered for s in spans if parent_of(s) == t["spanID"]
+    }
+    assert stage_names == STAGES, stage_names
+    recorded = {
+        r["turn_index"]: r["voice_to_voice_ms"]
+        for r in sql.execute(
+            "SELECT turn_index, voice_to_voice_ms FROM call_latency WHERE call_id = %s", (call_id,)
+        ).fetchall()
+    }
+    for turn in answered:
+        index = int(turn["operationName"].removeprefix("turn "))
+        assert abs(turn["duration"] / 1000 - recorded[index]) < 2.0, (turn, recorded)
+
+    consumed = [s for s in spans if s["operationName"].startswith("consume ")]
+    assert {"consume call.started", "consume call.ended"} <= {s["operationName"] for s in consumed}
+    assert all(parent_of(s) == call["spanID"] for s in consumed)
+    writes = [s for s in spans if s["operationName"] == "postgres write"]
+    assert {parent_of(w) for w in writes} == {s["spanID"] for s in consumed}
