@@ -107,6 +107,19 @@ class Settings(BaseSettings):
     endpoint_silence_ms: int = Field(
         400, ge=100, le=5000, description="Silence that ends a caller's turn."
     )
+    end_of_turn_model: bool = Field(
+        True,
+        description="Ask the Smart Turn model at each pause whether the caller sounds finished: "
+        "'complete' shortens the wait, 'incomplete' lengthens it (never past "
+        "end_of_turn_cap_ms). Off: the turn ends on endpoint_silence_ms of silence alone.",
+    )
+    end_of_turn_cap_ms: int = Field(
+        1400,
+        ge=200,
+        le=5000,
+        description="Longest pause that does not end a turn, whatever "
+        "the end-of-turn model or the dialogue says.",
+    )
     speculative_asr_ms: int = Field(
         160, ge=0, le=5000, description="Silence after which ASR starts speculatively."
     )
