@@ -17,8 +17,9 @@ from media_nodes.audio.end_of_turn import (
 from media_nodes.audio.resample import resample, to_float32
 from media_nodes.audio.turn import SpeechPaused, SpeechStarted, TurnDetector, TurnEnded
 from media_nodes.models import Models
-from media_nodes.simulator.caller import load_wav
-from tests.media.conftest import AUDIO
+from media_nodes.simulator.caller import Say, call, load_wav
+from shared.events.models import TurnUser
+from tests.media.conftest import AUDIO, PATIENT, NodeFactory, clip
 
 # The exact file reviewed and licensed (BSD-2-Clause, Daily): a new wheel must be re-checked.
 PINNED_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
@@ -99,3 +100,39 @@ def test_a_verdict_lasts_only_until_the_caller_speaks_again() -> None:
     assert detector.wait_ms == 400
     assert detector.set_wait(240) == []  # no pause now: nothing to judge
     assert detector.wait_ms == 400
+
+
+SPOKEN_DIGITS = {
+    w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine".split())
+}
+
+
+def digits_in(text: str) -> str:
+    out = []
+    for word in text.lower().replace("-", " ").split():
+        word = word.strip(".,!?")
+        out.append(SPOKEN_DIGITS.get(word, "".join(c for c in word if c.isdigit())))
+    return "".join(out)
+
+
+async def synthesized(models: Models, text: str) -> np.ndarray:
+    return np.concatenate([chunk async for chunk in models.voice.speak(text, cache=False)])
+
+
+async def test_a_number_read_in_groups_is_one_turn(models: Models, start_node: NodeFactory) -> None:
+    """Asked for the order number, the caller reads ten digits in three groups with pauses
+    longer than any wait for ordinary speech: the turn holds until the last group."""
+    groups = [
+        await synthesized(models, g)
+        for g in ("five five five,", "one two three,", "four five six seven.")
+    ]
+    pause = np.zeros(int(0.8 * 8000), dtype=np.int16)
+    number = np.concatenate([groups[0], pause, groups[1], pause, groups[2]])
+    async with start_node() as running:
+        result = await call(
+            running.url, [clip("order_status"), Say(number, label="number")], **PATIENT
+        )
+        events = await running.wait_call_ended(result.call_sid)
+    said = [e.payload for e in events if isinstance(e.payload, TurnUser)]
+    assert len(said) == 2, [(t.turn_index, t.text) for t in said]
+    assert digits_in(said[1].text) == "5551234567", said[1].text
