@@ -108,11 +108,16 @@ class WaitPolicy:
     """
 
     base_ms: int = 400
-    complete_ms: int = 240
+    # Not shorter than the base: callers pause 220-330 ms at a comma ("Yes, that's right." in
+    # examples/audio) and the model calls "Yes," complete, so a shorter wait splits the turn and
+    # the second half barges into the answer. The model's gain is the longer wait on
+    # "incomplete"; a shorter complete_ms / yes_no_ms is for agents whose callers answer in
+    # single words.
+    complete_ms: int = 400
     incomplete_ms: int = 900
     cap_ms: int = 1400
     digits_ms: int = 1100
-    yes_no_ms: int = 200
+    yes_no_ms: int = 400
     complete_threshold: float = 0.5
 
 

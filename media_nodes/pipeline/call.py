@@ -265,9 +265,13 @@ class CallSession:
             case SpeechPaused(start_ms=start, end_ms=end):
                 if not self._speech_over_agent or self.playout.held_at is not None:
                     self._start_speculative(start, end)
-                self._wait.judge(
-                    self._audio.slice(start - PRE_ROLL_MS, self._turns.now_ms), self._apply_wait
-                )
+                if not self._speech_over_agent:
+                    # Over the agent the full wait stands: "No, stop." must stay one barge-in,
+                    # not a "No" that settles the hold and a "stop" that interrupts the reply.
+                    self._wait.judge(
+                        self._audio.slice(start - PRE_ROLL_MS, self._turns.now_ms),
+                        self._apply_wait,
+                    )
             case SpeechResumed():
                 self._wait.cancel()
                 self._drop_speculative()

@@ -59,11 +59,14 @@ def test_a_whole_sentence_sounds_more_finished_than_its_first_half(
 
 
 def test_the_wait_rule() -> None:
-    policy = WaitPolicy(base_ms=400, complete_ms=240, incomplete_ms=900, cap_ms=1400)
+    policy = WaitPolicy(base_ms=400, complete_ms=240, incomplete_ms=900, cap_ms=1400, yes_no_ms=200)
     assert endpoint_wait_ms(policy, None, None) == 400
     assert endpoint_wait_ms(policy, 0.9, None) == 240
     assert endpoint_wait_ms(policy, 0.1, None) == 900
-    assert endpoint_wait_ms(policy, 0.9, "yes_no") == policy.yes_no_ms < 240
+    assert endpoint_wait_ms(policy, 0.9, "yes_no") == 200
+    assert endpoint_wait_ms(policy, 0.1, "yes_no") == 900
+    defaults = WaitPolicy()
+    assert endpoint_wait_ms(defaults, 0.99, None) == defaults.base_ms  # see complete_ms
     # A number read in groups: the model calling "four five seven" complete must not end it.
     assert endpoint_wait_ms(policy, 0.9, "digits") == policy.digits_ms
     assert endpoint_wait_ms(policy, None, "digits") == policy.digits_ms
