@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         "'complete' shortens the wait, 'incomplete' lengthens it (never past "
         "end_of_turn_cap_ms). Off: the turn ends on endpoint_silence_ms of silence alone.",
     )
+    room_noise_gate: bool = Field(
+        True,
+        description="In a room that sounds like speech (babble), count only windows well above "
+        "the call's noise floor as the caller's voice: background talk neither barges in nor "
+        "keeps a turn open.",
+    )
     end_of_turn_cap_ms: int = Field(
         1400,
         ge=200,

@@ -95,6 +95,11 @@ class TurnDetector:
         return [ended] if ended is not None else []
 
     @property
+    def turn_ms(self) -> int:
+        """How long the caller's turn in progress has lasted (0 when there is none)."""
+        return self._clock_ms - self.speech_start_ms if self.in_speech else 0
+
+    @property
     def now_ms(self) -> int:
         return self._clock_ms
 

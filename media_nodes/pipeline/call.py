@@ -23,6 +23,7 @@ from media_nodes.asr.whisper import AsrError, Transcript
 from media_nodes.audio.codec import mulaw_to_pcm
 from media_nodes.audio.end_of_turn import WaitPolicy
 from media_nodes.audio.resample import StreamResampler, to_float32
+from media_nodes.audio.room import RoomNoise
 from media_nodes.audio.turn import (
     NoiseDiscarded,
     SpeechPaused,
@@ -163,6 +164,7 @@ class CallSession:
             on_audio=self.recorder.agent if self.recorder else None,
         )
         self._vad = StreamingVad(node.vad)
+        self._room = RoomNoise() if node.settings.room_noise_gate else None
         self._turns = TurnDetector(
             endpoint_ms=self.options.endpoint_ms, speculative_ms=self.options.speculative_ms
         )
@@ -246,7 +248,10 @@ class CallSession:
             self.recorder.caller(pcm)
         samples = to_float32(self._upsample.process(pcm))
         self._audio.append(samples, arrived_at)
-        for probability in self._vad.process(samples):
+        levels = self._room.levels(samples) if self._room is not None else None
+        for i, probability in enumerate(self._vad.process(samples)):
+            if self._room is not None and levels is not None:
+                probability = self._room.gate(probability, levels[i], turn_ms=self._turns.turn_ms)
             for event in self._turns.push(probability):
                 await self._on_turn_event(event)
             if self._turns.in_speech and self._agent_busy():
