@@ -110,8 +110,8 @@ class Settings(BaseSettings):
     end_of_turn_model: bool = Field(
         True,
         description="Ask the Smart Turn model at each pause whether the caller sounds finished: "
-        "'complete' shortens the wait, 'incomplete' lengthens it (never past "
-        "end_of_turn_cap_ms). Off: the turn ends on endpoint_silence_ms of silence alone.",
+        "'incomplete' lengthens the wait (never past end_of_turn_cap_ms), 'complete' keeps "
+        "endpoint_silence_ms (docs/media.md says why). Off: silence alone ends the turn.",
     )
     room_noise_gate: bool = Field(
         True,
