@@ -108,10 +108,11 @@ class Settings(BaseSettings):
         400, ge=100, le=5000, description="Silence that ends a caller's turn."
     )
     end_of_turn_model: bool = Field(
-        True,
+        False,
         description="Ask the Smart Turn model at each pause whether the caller sounds finished: "
         "'incomplete' lengthens the wait (never past end_of_turn_cap_ms), 'complete' keeps "
-        "endpoint_silence_ms (docs/media.md says why). Off: silence alone ends the turn.",
+        "endpoint_silence_ms (docs/media.md says why). Off by default: on bench/latency.py it "
+        "lengthened more answers than it saved.",
     )
     room_noise_gate: bool = Field(
         True,

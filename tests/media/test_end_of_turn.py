@@ -32,9 +32,8 @@ def test_the_model_file_is_the_pinned_one() -> None:
 
 
 @pytest.fixture(scope="module")
-def smart_turn(models: Models) -> SmartTurnModel:
-    assert models.end_of_turn is not None, "the end-of-turn model is on by default"
-    return models.end_of_turn
+def smart_turn() -> SmartTurnModel:
+    return SmartTurnModel()
 
 
 def clip_16k(name: str) -> np.ndarray:
