@@ -147,6 +147,7 @@ def create_app(
                 settings=cfg,
                 asr=loaded.asr,
                 vad=loaded.vad,
+                end_of_turn=loaded.end_of_turn,
                 voice=loaded.voice,
                 dialogue=factory,
                 bus=event_bus,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from media_nodes.asr.whisper import WhisperAsr, load_asr
 from media_nodes.audio import codec
+from media_nodes.audio.end_of_turn import SmartTurnModel
 from media_nodes.audio.vad import SileroModel
 from media_nodes.tts.voice import Voice, load_engine
 from shared.settings import Settings
@@ -20,6 +21,7 @@ class Models:
     asr: WhisperAsr
     vad: SileroModel
     voice: Voice
+    end_of_turn: SmartTurnModel | None = None
 
     def close(self) -> None:
         self.asr.close()
@@ -29,6 +31,7 @@ def load_models(settings: Settings) -> Models:
     started = time.perf_counter()
     codec.warm_up()
     vad = SileroModel()
+    end_of_turn = SmartTurnModel() if settings.end_of_turn_model else None
     asr = load_asr(settings)
     asr.warm_up()
     engine = load_engine(settings.tts_engine)
@@ -40,4 +43,4 @@ def load_models(settings: Settings) -> Models:
         asr.device,
         engine.name,
     )
-    return Models(asr=asr, vad=vad, voice=Voice(engine))
+    return Models(asr=asr, vad=vad, voice=Voice(engine), end_of_turn=end_of_turn)

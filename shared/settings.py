@@ -116,6 +116,26 @@ class Settings(BaseSettings):
     endpoint_silence_ms: int = Field(
         400, ge=100, le=5000, description="Silence that ends a caller's turn."
     )
+    end_of_turn_model: bool = Field(
+        False,
+        description="Ask the Smart Turn model at each pause whether the caller sounds finished: "
+        "'incomplete' lengthens the wait (never past end_of_turn_cap_ms), 'complete' keeps "
+        "endpoint_silence_ms (docs/media.md says why). Off by default: on bench/latency.py it "
+        "lengthened more answers than it saved.",
+    )
+    room_noise_gate: bool = Field(
+        True,
+        description="In a room that sounds like speech (babble), count only windows well above "
+        "the call's noise floor as the caller's voice: background talk neither barges in nor "
+        "keeps a turn open.",
+    )
+    end_of_turn_cap_ms: int = Field(
+        1400,
+        ge=200,
+        le=5000,
+        description="Longest pause that does not end a turn, whatever "
+        "the end-of-turn model or the dialogue says.",
+    )
     speculative_asr_ms: int = Field(
         160, ge=0, le=5000, description="Silence after which ASR starts speculatively."
     )

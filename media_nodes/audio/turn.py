@@ -3,6 +3,9 @@
 Times are milliseconds of caller audio since the stream started (not wall-clock), so the logic is
 deterministic. The detector says when the caller *pauses* (start a speculative transcription),
 *resumes* (throw that transcription away) and when the pause is long enough to end the turn.
+How long is "long enough" may change during a pause: :meth:`TurnDetector.set_wait` applies an
+end-of-turn verdict (it lasts until the caller speaks again), and ``endpoint_ms`` may be changed
+between turns (what the dialogue expects next).
 Hysteresis (a higher threshold to start speech than to keep it) stops flicker on soft syllables.
 """
 
@@ -73,6 +76,28 @@ class TurnDetector:
         self.voiced_ms = 0
         self._paused = False
         self._clock_ms = 0
+        self._wait_ms: int | None = None  # this pause's wait, from an end-of-turn verdict
+
+    @property
+    def wait_ms(self) -> int:
+        """The silence that ends the turn in progress now."""
+        return self.endpoint_ms if self._wait_ms is None else self._wait_ms
+
+    def set_wait(self, wait_ms: int) -> list[TurnEvent]:
+        """Apply a verdict on the current pause; ends the turn at once when the silence already
+        lasts ``wait_ms`` (a verdict that comes late must not wait for the next window)."""
+        if not self.paused:
+            return []
+        self._wait_ms = wait_ms
+        if self._clock_ms - self.last_voiced_ms < wait_ms:
+            return []
+        ended = self.end_turn()
+        return [ended] if ended is not None else []
+
+    @property
+    def turn_ms(self) -> int:
+        """How long the caller's turn in progress has lasted (0 when there is none)."""
+        return self._clock_ms - self.speech_start_ms if self.in_speech else 0
 
     @property
     def now_ms(self) -> int:
@@ -92,6 +117,7 @@ class TurnDetector:
                 events.append(SpeechStarted(self.speech_start_ms))
             elif self._paused:
                 self._paused = False
+                self._wait_ms = None
                 events.append(SpeechResumed(self.speech_start_ms))
             self.last_voiced_ms = end
             self.voiced_ms += WINDOW_MS
@@ -103,9 +129,10 @@ class TurnDetector:
         if enough_speech and not self._paused and silence >= self.speculative_ms:
             self._paused = True
             events.append(SpeechPaused(self.speech_start_ms, self.last_voiced_ms))
-        if silence >= self.endpoint_ms:
+        if silence >= self.wait_ms:
             self.in_speech = False
             self._paused = False
+            self._wait_ms = None
             span = (self.speech_start_ms, self.last_voiced_ms)
             events.append(TurnEnded(*span) if enough_speech else NoiseDiscarded(*span))
         return events
@@ -121,10 +148,12 @@ class TurnDetector:
             return None
         self.in_speech = False
         self._paused = False
+        self._wait_ms = None
         return TurnEnded(self.speech_start_ms, self.last_voiced_ms)
 
     def reset(self) -> None:
         """Forget the turn in progress (the audio it covered was consumed elsewhere)."""
         self.in_speech = False
         self._paused = False
+        self._wait_ms = None
         self.voiced_ms = 0

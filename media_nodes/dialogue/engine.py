@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from media_nodes.dialogue.actions import call_http
@@ -196,6 +196,17 @@ class AgentSession:
     @property
     def agent_version(self) -> int | None:
         return self.runtime.loaded.version
+
+    @property
+    def expecting(self) -> Literal["digits", "yes_no"] | None:
+        if self._pending is not None:  # a read-back or an offer of a human waits for yes or no
+            return "yes_no"
+        slot = self._next_slot(self._current())
+        if slot is not None and slot.type in ("digits", "phone"):
+            return "digits"
+        if slot is not None and slot.type == "yes_no":
+            return "yes_no"
+        return None
 
     @property
     def ended(self) -> bool:

@@ -114,6 +114,12 @@ class DialogueSession(Protocol):
         """The stored version of the agent answering (None for an agent read from a file)."""
         ...
 
+    @property
+    def expecting(self) -> Literal["digits", "yes_no"] | None:
+        """What the next caller turn should hold, as far as when it ends is concerned: a number
+        read in groups ("digits"), a yes or no ("yes_no"), or anything (None)."""
+        ...
+
     def greeting(self) -> AsyncIterator[AgentOutput]:
         """What the agent says when the call is answered (fixed text: cacheable by TTS)."""
         ...

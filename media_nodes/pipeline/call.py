@@ -21,7 +21,9 @@ import numpy as np
 
 from media_nodes.asr.whisper import AsrError, Transcript
 from media_nodes.audio.codec import mulaw_to_pcm
+from media_nodes.audio.end_of_turn import WaitPolicy
 from media_nodes.audio.resample import StreamResampler, to_float32
+from media_nodes.audio.room import RoomNoise
 from media_nodes.audio.turn import (
     NoiseDiscarded,
     SpeechPaused,
@@ -58,6 +60,7 @@ from media_nodes.pipeline.latency import TurnTiming
 from media_nodes.pipeline.node import MediaNode
 from media_nodes.pipeline.playout import AudioSink, Playout, PlayoutTurn
 from media_nodes.pipeline.transfer import TransferFailed, can_transfer, transfer
+from media_nodes.pipeline.turn_wait import TurnWait
 from media_nodes.recording.recorder import CallRecorder
 from media_nodes.tts.base import TtsError
 from media_nodes.tts.sentences import SentenceSplitter
@@ -110,6 +113,7 @@ BACKCHANNEL_WORDS = frozenset(Settings.model_fields["backchannel_words"].default
 @dataclass(frozen=True)
 class CallOptions:
     endpoint_ms: int = 400
+    end_of_turn_cap_ms: int = 1400  # no pause longer than this, whatever the model says
     speculative_ms: int = 160
     # If set, a pause this long ends the turn early when the speculative transcript is a whole
     # sentence (ends in . ? !). Off by default: Whisper punctuates "Yes," as "Yes." and a comma
@@ -140,6 +144,7 @@ class CallSession:
         self.identity = identity
         self.options = options or CallOptions(
             endpoint_ms=settings.endpoint_silence_ms,
+            end_of_turn_cap_ms=settings.end_of_turn_cap_ms,
             speculative_ms=settings.speculative_asr_ms,
             barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
             backchannel_max_ms=settings.backchannel_max_ms,
@@ -159,8 +164,13 @@ class CallSession:
             on_audio=self.recorder.agent if self.recorder else None,
         )
         self._vad = StreamingVad(node.vad)
+        self._room = RoomNoise() if node.settings.room_noise_gate else None
         self._turns = TurnDetector(
             endpoint_ms=self.options.endpoint_ms, speculative_ms=self.options.speculative_ms
+        )
+        self._wait = TurnWait(
+            node.end_of_turn,
+            WaitPolicy(base_ms=self.options.endpoint_ms, cap_ms=self.options.end_of_turn_cap_ms),
         )
         self._upsample = StreamResampler(8000, 16000)
         self._audio = CallerAudio()
@@ -238,7 +248,10 @@ class CallSession:
             self.recorder.caller(pcm)
         samples = to_float32(self._upsample.process(pcm))
         self._audio.append(samples, arrived_at)
-        for probability in self._vad.process(samples):
+        levels = self._room.levels(samples) if self._room is not None else None
+        for i, probability in enumerate(self._vad.process(samples)):
+            if self._room is not None and levels is not None:
+                probability = self._room.gate(probability, levels[i], turn_ms=self._turns.turn_ms)
             for event in self._turns.push(probability):
                 await self._on_turn_event(event)
             if self._turns.in_speech and self._agent_busy():
@@ -251,17 +264,29 @@ class CallSession:
         match event:
             case SpeechStarted():
                 self._cancel(self._no_input_task)
+                if self._dialogue is not None:
+                    self._turns.endpoint_ms = self._wait.base_ms(self._dialogue.expecting)
                 self._speech_over_agent = self._agent_busy()
             case SpeechPaused(start_ms=start, end_ms=end):
                 if not self._speech_over_agent or self.playout.held_at is not None:
                     self._start_speculative(start, end)
+                if not self._speech_over_agent:
+                    # Over the agent the full wait stands: "No, stop." must stay one barge-in,
+                    # not a "No" that settles the hold and a "stop" that interrupts the reply.
+                    self._wait.judge(
+                        self._audio.slice(start - PRE_ROLL_MS, self._turns.now_ms),
+                        self._apply_wait,
+                    )
             case SpeechResumed():
+                self._wait.cancel()
                 self._drop_speculative()
             case NoiseDiscarded():
+                self._wait.cancel()
                 self._drop_speculative()
                 if self.playout.held_at is not None:
                     await self._resume_agent("")
             case TurnEnded(start_ms=start, end_ms=end):
+                self._wait.cancel()
                 if self.playout.held_at is not None:
                     self._settle_hold(start, end)
                     return
@@ -271,6 +296,13 @@ class CallSession:
                     self._drop_speculative()
                     return
                 self._end_caller_turn(start, end)
+
+    async def _apply_wait(self, wait_ms: int) -> None:
+        """The end-of-turn verdict on the current pause came: it may end the turn now."""
+        if self._finishing:
+            return
+        for event in self._turns.set_wait(wait_ms):
+            await self._on_turn_event(event)
 
     def _span(self, start_ms: int, end_ms: int) -> np.ndarray:
         return self._audio.slice(start_ms - PRE_ROLL_MS, end_ms + POST_ROLL_MS)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from media_nodes.asr.whisper import WhisperAsr
+from media_nodes.audio.end_of_turn import SmartTurnModel
 from media_nodes.audio.vad import SileroModel
 from media_nodes.dialogue.protocol import DialogueFactory
 from media_nodes.metrics import MediaMetrics
@@ -44,6 +45,7 @@ class MediaNode:
     # Which calls already had a stream; shared through Redis by every node in production.
     streams: StreamClaims = field(default_factory=lambda: StreamClaims(InProcessCache()))
     draining: bool = False
+    end_of_turn: SmartTurnModel | None = None  # None: turns end on silence alone
 
     @property
     def capacity_left(self) -> int:

@@ -146,8 +146,12 @@ class SimulatedCaller:
         think_ms: int = 300,
         turn_timeout_s: float = 30.0,
         call_sid: str | None = None,
+        background: npt.NDArray[np.int16] | None = None,
     ) -> None:
         self.url = url
+        # Room noise mixed under every frame sent, voiced or not, looped (see simulator/noise.py).
+        self.background = background
+        self._background_at = 0
         self.parameters = parameters or {}
         self.agent_done_silence_s = agent_done_silence_ms / 1000
         self.think_s = think_ms / 1000
@@ -265,6 +269,7 @@ class SimulatedCaller:
             if turn is not None and is_last_voiced:
                 turn.speech_end_at = now
             chunk += 1
+            payload = self._under_background(payload)
             await self._send(
                 {
                     "event": "media",
@@ -282,6 +287,15 @@ class SimulatedCaller:
                 await self._echo_mark(self._pending_marks.popleft()[1])
             next_at += FRAME_S
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    def _under_background(self, payload: bytes) -> bytes:
+        bed = self.background
+        if bed is None or not len(bed):
+            return payload
+        pcm = mulaw_to_pcm(payload).astype(np.int32)
+        idx = (self._background_at + np.arange(len(pcm))) % len(bed)
+        self._background_at = int(idx[-1]) + 1
+        return pcm_to_mulaw(np.clip(pcm + bed[idx], -32768, 32767).astype(np.int16))
 
     def _play_one(self) -> None:
         if self._playback:

@@ -1,0 +1,110 @@
+"""Caller turns under background noise, through the node's own VAD, room gate and turn detector.
+
+    .venv/bin/python bench/noise.py
+
+Noise beds are made here (media_nodes/simulator/noise.py): babble of four talkers looping
+fresh Piper sentences, street (rumble + hiss), mains hum, music-like tones; each mixed at 15, 10
+and 5 dB under 5 s of "agent talking" (caller silent: any turn that reaches the barge-in length
+there is a false barge-in) followed by one of Parley's caller clips. Per bed and SNR, with the
+room gate off and on: false barge-ins, turns answered (ended within 1.5 s of the caller
+stopping), wrong endings (ended before the caller stopped, or more than one turn), and the wait
+from the caller's last word to the end of the turn (the endpoint part of voice-to-voice).
+Whole calls with a noise bed are in tests/media/test_room_noise.py (SimulatedCaller background).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from media_nodes.audio.resample import resample, to_float32
+from media_nodes.audio.room import RoomNoise
+from media_nodes.audio.turn import TurnDetector, TurnEnded
+from media_nodes.audio.vad import SileroModel, StreamingVad
+from media_nodes.simulator import noise
+from media_nodes.simulator.caller import load_wav
+from media_nodes.tts.voice import Voice, load_engine
+
+AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
+CLIPS = ("order_status", "order_number", "yes", "human", "opening_hours", "goodbye")
+ROOM = (
+    "I was going to tell you about the weekend, it was great.",
+    "Did you see the game last night? Unbelievable.",
+    "We should get lunch at the new place downtown.",
+    "Can you pass me the file from yesterday's meeting?",
+    "My sister is visiting next month with the kids.",
+)
+AGENT_MS = 5000
+BARGE_IN_MS = 160
+
+
+async def piper_sentences() -> list[np.ndarray]:
+    voice = Voice(load_engine("auto"))
+    return [np.concatenate([c async for c in voice.speak(text, cache=False)]) for text in ROOM]
+
+
+def one_turn(vad: SileroModel, bed: np.ndarray, speech: np.ndarray, gated: bool) -> tuple:
+    start = AGENT_MS * 8
+    mixed = bed[: start + len(speech) + 8000 * 4].astype(np.int32)
+    mixed[start : start + len(speech)] += speech
+    samples = to_float32(resample(np.clip(mixed, -32768, 32767).astype(np.int16), 8000, 16000))
+    room = RoomNoise()
+    levels = room.levels(samples)
+    detector = TurnDetector(endpoint_ms=400, speculative_ms=160)
+    barge = False
+    ends: list[tuple[int, int, int]] = []
+    for p, level in zip(StreamingVad(vad).process(samples), levels, strict=False):
+        if gated:
+            p = room.gate(p, level, turn_ms=detector.turn_ms)
+        for event in detector.push(p):
+            if isinstance(event, TurnEnded):
+                ends.append((event.start_ms, event.end_ms, detector.now_ms))
+        if detector.in_speech and detector.voiced_ms >= BARGE_IN_MS and detector.now_ms < AGENT_MS:
+            barge = True
+    caller_end = (start + len(speech)) // 8
+    caller_ends = [e for e in ends if e[1] >= AGENT_MS]
+    answered = [e for e in caller_ends if e[2] - caller_end <= 1500]
+    wrong = len(caller_ends) != 1 or (bool(caller_ends) and caller_ends[0][2] < caller_end)
+    wait = caller_ends[-1][2] - caller_end if caller_ends else None
+    return barge, bool(answered), wrong, wait
+
+
+def main() -> None:
+    sentences = asyncio.run(piper_sentences())
+    seconds = AGENT_MS / 1000 + 12
+    beds = {
+        "babble": noise.babble(sentences, seconds),
+        "street": noise.street(seconds),
+        "hum": noise.hum(seconds),
+        "tones": noise.tones(seconds),
+    }
+    manifest = json.loads((AUDIO / "manifest.json").read_text())
+    clips = [load_wav(AUDIO / manifest[name]["file"]) for name in CLIPS]
+    vad = SileroModel()
+    print(
+        f"{'bed':<7} {'SNR':>4} {'gate':<4} {'false barge-in':>14} {'answered':>9} "
+        f"{'wrong end':>9} {'wait p50 ms':>11}"
+    )
+    for name, bed in beds.items():
+        for snr in (15, 10, 5):
+            for gated in (False, True):
+                rows = []
+                for speech in clips:
+                    scaled = noise.scale_to_snr(bed, noise.speech_rms(speech), snr)
+                    rows.append(one_turn(vad, scaled, speech, gated))
+                waits = [r[3] for r in rows if r[3] is not None]
+                n = len(rows)
+                print(
+                    f"{name:<7} {snr:>4} {'on' if gated else 'off':<4} "
+                    f"{sum(r[0] for r in rows):>11}/{n} {sum(r[1] for r in rows):>6}/{n} "
+                    f"{sum(r[2] for r in rows):>6}/{n} "
+                    f"{statistics.median(waits) if waits else float('nan'):>11.0f}"
+                )
+
+
+if __name__ == "__main__":
+    main()
