@@ -237,6 +237,9 @@ def report(results: list[CallResult], stages: list[dict[str, Any]]) -> dict[str,
         "caller_voice_to_voice_cold_ms": summary(_latencies(results[:1])),
         "caller_voice_to_voice_warm_ms": summary(_latencies(results[1:])),
         "unanswered_turns": missing,
+        # Silences inside a reply the caller heard (its audio ran dry mid-answer), per call.
+        "reply_underruns": sum(r.underruns for r in results),
+        "longest_gap_in_reply_ms": max((r.longest_gap_ms for r in results), default=0.0),
         "greeting_first_audio_ms": summary(greeting),
         "node_stages_ms": {
             s: summary([r[s] for r in stages if r.get(s) is not None]) for s in STAGES
@@ -270,6 +273,10 @@ def print_report(out: dict[str, Any]) -> None:
         print(
             f"  {kind} TTS cache:       p50 {part['p50']} ms  p95 {part['p95']} ms  (n={part['n']})"
         )
+    print(
+        f"gaps inside replies:   {out['reply_underruns']}, longest "
+        f"{out['longest_gap_in_reply_ms']} ms"
+    )
     print(f"greeting first audio:  p50 {out['greeting_first_audio_ms']['p50']} ms after start")
     barge = out["barge_in_clear_ms"]
     print(f"barge-in clear:        p50 {barge['p50']} ms after caller speech onset")

@@ -37,6 +37,12 @@ class MediaMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.reply_gap = Histogram(
+            "parley_reply_gap_seconds",
+            "Longest silence inside one agent reply (its audio ran dry while playing).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.endpoint_wait = Histogram(
             "parley_endpoint_wait_seconds",
             "Last voiced caller frame -> turn confirmed.",

@@ -58,12 +58,13 @@ from media_nodes.pipeline.caller_speech import Heard, PendingSpeech
 from media_nodes.pipeline.events import CallEvents
 from media_nodes.pipeline.latency import TurnTiming
 from media_nodes.pipeline.node import MediaNode
-from media_nodes.pipeline.playout import AudioSink, Playout, PlayoutTurn
+from media_nodes.pipeline.playout import AudioSink, Piece, Playout, PlayoutTurn
 from media_nodes.pipeline.transfer import TransferFailed, can_transfer, transfer
 from media_nodes.pipeline.turn_wait import TurnWait
 from media_nodes.recording.recorder import CallRecorder
 from media_nodes.tts.base import TtsError
 from media_nodes.tts.sentences import SentenceSplitter
+from media_nodes.tts.streaming import PieceAudio, synthesize_ahead
 from shared.events.models import (
     TURN_TEXT_MAX_CHARS,
     CallEnded,
@@ -474,7 +475,7 @@ class CallSession:
         self._agent_turn = turn
         started = self._ms()
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        audio: asyncio.Queue[tuple[object, np.ndarray | None] | None] = asyncio.Queue()
+        audio: asyncio.Queue[PieceAudio[Piece] | None] = asyncio.Queue()
         actions: list[EndCall | Transfer] = []
         timing.dialogue_started_at = time.monotonic()
 
@@ -498,29 +499,26 @@ class CallSession:
             finally:
                 sentences.put_nowait(None)
 
-        async def synthesize() -> None:
-            while (sentence := await sentences.get()) is not None:
-                piece = self.playout.new_piece(turn, sentence)
-                if timing.tts_started_at is None:
-                    timing.tts_started_at = time.monotonic()
-                try:
-                    async for pcm in self.node.voice.speak(sentence):
-                        if timing.tts_first_audio_at is None:
-                            timing.tts_first_audio_at = time.monotonic()
-                        await audio.put((piece, pcm))
-                except TtsError as exc:
-                    self.node.metrics.tts_errors.inc()
-                    log.warning("call %s: %s", self.identity.call_id, exc)
-                await audio.put((piece, None))
-            await audio.put(None)
+        def new_piece(text: str) -> Piece:
+            if timing.tts_started_at is None:
+                timing.tts_started_at = time.monotonic()
+            return self.playout.new_piece(turn, text)
+
+        def on_audio() -> None:
+            if timing.tts_first_audio_at is None:
+                timing.tts_first_audio_at = time.monotonic()
+
+        def on_error(exc: TtsError) -> None:
+            self.node.metrics.tts_errors.inc()
+            log.warning("call %s: %s", self.identity.call_id, exc)
 
         async def play() -> None:
             while (item := await audio.get()) is not None:
                 piece, pcm = item
                 if pcm is None:
-                    await self.playout.finish_piece(turn, piece)  # type: ignore[arg-type]
+                    await self.playout.finish_piece(turn, piece)
                     continue
-                await self.playout.send(turn, piece, pcm)  # type: ignore[arg-type]
+                await self.playout.send(turn, piece, pcm)
                 if not timing.recorded and turn.first_frame_at is not None:
                     timing.first_frame_at = turn.first_frame_at
                     if index > 0:
@@ -530,13 +528,30 @@ class CallSession:
 
         async with asyncio.TaskGroup() as group:
             group.create_task(produce())
-            group.create_task(synthesize())
+            group.create_task(
+                synthesize_ahead(
+                    self.node.voice,
+                    sentences,
+                    audio,
+                    new_piece=new_piece,
+                    on_audio=on_audio,
+                    on_error=on_error,
+                )
+            )
             group.create_task(play())
         played = await self.playout.wait_played(self.options.play_timeout_s)
         if not played:
             log.warning("call %s: marks of turn %d never came back", self.identity.call_id, index)
         if turn.pieces:
             self._emit_agent_turn(turn, started, turn.planned_text(), interrupted=False)
+            self.node.metrics.reply_gap.observe(turn.longest_gap_s)
+            if turn.longest_gap_s > 0.1:
+                log.warning(
+                    "call %s turn %d: %.0f ms gap inside the reply",
+                    self.identity.call_id,
+                    index,
+                    turn.longest_gap_s * 1000,
+                )
         self._agent_turn = None
         for action in actions:
             await self._act(action)

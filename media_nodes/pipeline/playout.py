@@ -65,6 +65,9 @@ class PlayoutTurn:
     pieces: list[Piece] = field(default_factory=list)
     first_frame_at: float | None = None
     started_at: float = field(default_factory=time.monotonic)
+    # The longest silence the caller heard inside this turn: the audio ran dry (synthesis fell
+    # behind playback) and the next frame came after the last one had finished playing.
+    longest_gap_s: float = 0.0
 
     def planned_text(self) -> str:
         return " ".join(p.text for p in self.pieces)
@@ -132,6 +135,8 @@ class Playout:
             if ahead <= self._lead_s:
                 break
             await asyncio.sleep(ahead - self._lead_s)
+        if turn.first_frame_at is not None and not replay and now > self._play_until:
+            turn.longest_gap_s = max(turn.longest_gap_s, now - self._play_until)
         self._play_until = max(self._play_until, now)
         if piece.play_start is None:
             piece.play_start = self._play_until

@@ -115,6 +115,7 @@ class CallResult:
     closed_by_agent: bool = False
     close_code: int | None = None
     underruns: int = 0  # times the agent's audio ran dry in the middle of an answer
+    longest_gap_ms: float = 0.0  # the longest of those silences
     # After each clear, how long until voiced agent audio arrived again (a resume after a
     # backchannel, or the answer after a barge-in).
     back_after_clear_ms: list[float] = field(default_factory=list)
@@ -131,6 +132,7 @@ class CallResult:
             "clears": self.clears,
             "closed_by_agent": self.closed_by_agent,
             "underruns": self.underruns,
+            "longest_gap_ms": self.longest_gap_ms,
             "back_after_clear_ms": self.back_after_clear_ms,
             "agent_audio_s": len(self.agent_audio) / RATE,
         }
@@ -224,8 +226,10 @@ class SimulatedCaller:
         if self._starved_at is not None:
             # Audio resumed after the buffer ran dry in the middle of an answer: the caller
             # heard a gap the agent did not mean (an underrun).
-            if UNDERRUN_MIN_S <= now - self._starved_at < self.agent_done_silence_s:
+            dry_s = now - self._starved_at
+            if UNDERRUN_MIN_S <= dry_s < self.agent_done_silence_s:
                 self.result.underruns += 1
+                self.result.longest_gap_ms = max(self.result.longest_gap_ms, round(dry_s * 1000, 1))
             self._starved_at = None
         self._playback.extend(mulaw)
         self._received += len(mulaw)

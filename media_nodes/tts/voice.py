@@ -20,6 +20,7 @@ from media_nodes.audio.resample import StreamResampler
 from media_nodes.tts.base import TtsEngine, TtsError
 from media_nodes.tts.espeak import EspeakTts, espeak_available
 from media_nodes.tts.piper import PiperTts, piper_available
+from media_nodes.tts.sentences import fit_pieces
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +104,11 @@ def load_engine(name: str = "auto", piper_threads: int = 1) -> TtsEngine:
             log.warning("piper-tts not installed: speaking with espeak-ng")
         return EspeakTts()
     raise TtsError("no TTS engine: install parley[piper] or the espeak-ng package")
+
+
+def speakable_pieces(voice: Voice, sentence: str, previous_chars: int) -> list[str]:
+    """What to synthesize for ``sentence``: whole when cached (no synthesis wait), else cut so
+    each piece is ready before the one before it has finished playing (see :func:`fit_pieces`)."""
+    if voice.is_cached(sentence):
+        return [sentence]
+    return fit_pieces(sentence, previous_chars)

@@ -1,0 +1,48 @@
+"""A reply's speech synthesized ahead of its playback, piece by piece, without gaps.
+
+Synthesis runs as its own task and never waits for playback: while one piece plays, the next is
+being synthesized into the queue. Each sentence is cut by :func:`speakable_pieces` so that the next
+piece is ready before the one playing ends; a cached sentence goes whole (it costs nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from media_nodes.tts.base import TtsError
+from media_nodes.tts.voice import Voice, speakable_pieces
+
+P = TypeVar("P")
+PieceAudio = tuple[P, npt.NDArray[np.int16] | None]  # None: the piece is complete
+
+
+async def synthesize_ahead(
+    voice: Voice,
+    sentences: asyncio.Queue[str | None],
+    audio: asyncio.Queue[PieceAudio[P] | None],
+    *,
+    new_piece: Callable[[str], P],
+    on_audio: Callable[[], None],
+    on_error: Callable[[TtsError], None],
+) -> None:
+    """Speak each sentence from ``sentences`` (until None) into ``audio``: ``new_piece(text)``
+    names each piece before its audio, ``(piece, None)`` ends it, a final None ends the reply.
+    A piece whose synthesis fails is reported to ``on_error`` and ends with what it had."""
+    previous_chars = 0
+    while (sentence := await sentences.get()) is not None:
+        for text in speakable_pieces(voice, sentence, previous_chars):
+            previous_chars = len(text)
+            piece = new_piece(text)
+            try:
+                async for pcm in voice.speak(text):
+                    on_audio()
+                    await audio.put((piece, pcm))
+            except TtsError as exc:
+                on_error(exc)
+            await audio.put((piece, None))
+    await audio.put(None)
