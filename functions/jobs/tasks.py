@@ -6,7 +6,6 @@ database pool of the functions' runtime is made once per process and reused."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 from collections.abc import Coroutine
@@ -148,10 +147,10 @@ async def dial(attempt_id: str) -> str:
 async def purge_retention() -> dict[str, int]:
     """Each tenant's data retention, applied by the purge of shared.retention."""
     from shared.recordings import local_root
+    from shared.retention import purge_expired
 
     settings = runtime().settings
-    retention: Any = importlib.import_module("shared.retention")
-    report = await retention.purge_expired(
+    report = await purge_expired(
         settings.database_url,
         recording_root=local_root(settings.recording_store, settings.data_dir),
         now=_now(),

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
 from functions.common.config import FunctionSettings
 from functions.jobs.app import DIAL, RETENTION, TICK, beat_schedule, celery_app
 from functions.jobs.tasks import register
+from tests.functions.conftest import make_tenant
 
 
 def _settings(**extra: object) -> FunctionSettings:
@@ -34,3 +43,34 @@ def test_beat_runs_the_campaign_tick_and_the_retention_purge() -> None:
     assert schedule["campaigns-tick"]["schedule"].total_seconds() == 1.5
     assert schedule["campaigns-tick"]["options"] == {"expires": 3.0}
     assert schedule["retention-purge"]["schedule"].total_seconds() == 600
+
+
+def test_the_retention_task_applies_each_tenants_retention(
+    database_url: str, sql: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    from functions.common import runtime as runtime_module
+    from functions.jobs.tasks import retention_purge
+
+    tenant = make_tenant(sql).tenant_id
+    sql.execute(
+        "UPDATE tenants SET settings = settings || %s WHERE tenant_id = %s",
+        (Jsonb({"call_retention_days": 30}), tenant),
+    )
+    old, fresh = f"j-{uuid.uuid4().hex[:10]}", f"j-{uuid.uuid4().hex[:10]}"
+    for call_id, days_ago in ((old, 40), (fresh, 1)):
+        sql.execute(
+            "INSERT INTO calls (call_id, tenant_id, agent_id, started_at, disposition) "
+            "VALUES (%s, %s, 'a', %s, 'resolved')",
+            (call_id, tenant, datetime.now(UTC) - timedelta(days=days_ago)),
+        )
+    runtime_module.configure(
+        FunctionSettings(database_url=database_url, data_dir=str(tmp_path))  # type: ignore[arg-type]
+    )
+    try:
+        assert retention_purge()["calls"] >= 1
+    finally:
+        runtime_module.configure()
+    left = sql.execute(
+        "SELECT call_id FROM calls WHERE tenant_id = %s ORDER BY call_id", (tenant,)
+    ).fetchall()
+    assert [row["call_id"] for row in left] == [fresh]
