@@ -337,7 +337,7 @@ def test_the_deployed_configuration_takes_a_whole_call(
         )
         for fn in program.of_type("aws:lambda/function:Function")
     }
-    deployment = program.one("kubernetes:apps/v1:Deployment")
+    deployment = program.one("kubernetes:apps/v1:Deployment", "-deployment")
     (container,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
     media_env, filled_by_kubernetes = _env_of(container)
     assert filled_by_kubernetes == {"PARLEY_NODE_ID"}
