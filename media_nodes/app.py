@@ -64,7 +64,7 @@ def create_media_bus(settings: Settings, pool: Any = None) -> EventBus:
 
 
 @dataclass
-class _Projector:
+class EmbeddedProjector:
     """The embedded-mode projector (in-process bus -> PostgreSQL)."""
 
     stop: asyncio.Event
@@ -88,14 +88,20 @@ async def _open_pool(settings: Settings) -> Any:
         raise StartupError(f"{exc} (start it with: scripts/services start postgres)") from None
 
 
-def _start_projector(bus: EventBus, pool: Any) -> _Projector:
+def start_embedded_projector(bus: EventBus, pool: Any) -> EmbeddedProjector:
+    # The consumer's own batch processor: embedded mode redacts per tenant and sets poison
+    # events aside exactly as the deployed consumer does.
+    from functions.consumer.processor import BatchProcessor
     from shared.db.projector import run_projector
+    from shared.privacy.tenants import TenantPrivacy
 
+    processor = BatchProcessor(pool, privacy=TenantPrivacy(pool))
     stop = asyncio.Event()
     task = asyncio.create_task(
-        run_projector(bus.consumer("media-node-projector"), pool, stop=stop), name="projector"
+        run_projector(bus.consumer("media-node-projector"), processor.process, stop=stop),
+        name="projector",
     )
-    return _Projector(stop=stop, task=task)
+    return EmbeddedProjector(stop=stop, task=task)
 
 
 def create_app(
@@ -126,14 +132,14 @@ def create_app(
             pool = await _open_pool(cfg)  # tenants' privacy settings, read by the producer
         event_bus = bus or create_media_bus(cfg, pool)
         await event_bus.start()
-        projector: _Projector | None = None
+        projector: EmbeddedProjector | None = None
         own_factory: Any = None
         try:
             projecting = project if project is not None else isinstance(event_bus, InProcessBus)
             if (projecting or dialogue is None) and pool is None:
                 pool = await _open_pool(cfg)
             if projecting:
-                projector = _start_projector(event_bus, pool)
+                projector = start_embedded_projector(event_bus, pool)
             factory = dialogue
             if factory is None:
                 factory = own_factory = load_dialogue_factory(cfg, pool)

@@ -269,3 +269,40 @@ async def test_redacting_tenants_never_have_raw_text_persisted(
     assert all(
         "4111" not in s["p"] and "123-45" not in s["p"] and "four one" not in s["p"] for s in stored
     )
+
+
+async def test_embedded_mode_redacts_like_the_consumer(db_pool: Any) -> None:
+    """The in-process bus carries raw events; the embedded projector must store what the
+    deployed consumer would: a redacting tenant's text masked."""
+    from media_nodes.app import start_embedded_projector
+    from shared.bus.memory import InProcessBus
+
+    tenant = f"t-{new_call_id()}"
+    async with db_pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO tenants (tenant_id, name, settings) VALUES (%s, 'x', %s)",
+            (tenant, '{"redact_pii": true}'),
+        )
+    call_id = new_call_id()
+    bus = InProcessBus(f"embedded-{call_id}")
+    await bus.start()
+    projector = start_embedded_projector(bus, db_pool)
+    try:
+        await bus.publish(
+            Event(
+                tenant_id=tenant,
+                call_id=call_id,
+                seq=1,
+                payload=TurnUser(turn_index=0, text="ssn 123-45-6789", start_ms=0, end_ms=1),
+            )
+        )
+        await wait_for_events(db_pool, [call_id], 1)
+    finally:
+        await projector.close()
+        await bus.stop()
+    turns = await fetch(db_pool, "SELECT text FROM call_turns WHERE call_id = %s", call_id)
+    assert [t["text"] for t in turns] == ["ssn [SSN]"]
+    stored = await fetch(
+        db_pool, "SELECT payload::text AS p FROM call_events WHERE call_id = %s", call_id
+    )
+    assert stored and all("123-45" not in s["p"] for s in stored)
