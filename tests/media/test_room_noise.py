@@ -92,9 +92,11 @@ async def test_a_turn_with_babble_under_it_is_answered(
         )
         events = await running.wait_call_ended(result.call_sid)
     said = [e.payload for e in events if isinstance(e.payload, TurnUser)]
-    # One turn, answered. Whisper tiny.en garbles words under 10 dB babble ("the data" for "the
-    # status of my order"), so only a word it keeps is checked.
-    assert len(said) == 1 and "check" in words(said[0].text), [t.text for t in said]
+    # One turn, answered. Whisper tiny.en garbles words under 10 dB babble ("I would have checked
+    # the data" for "can you check the status of my order"), and where the babble falls in its
+    # window changes with timing, so only the stem it keeps is checked.
+    assert len(said) == 1, [t.text for t in said]
+    assert any(w.startswith("check") for w in words(said[0].text)), said[0].text
     assert result.turns[0].latency_ms is not None
     answers = [e.payload for e in events if isinstance(e.payload, TurnAgent)]
     assert [a.turn_index for a in answers][:2] == [0, 1]
