@@ -43,6 +43,14 @@ class MediaMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.speculative_replies = Counter(
+            "parley_speculative_replies",
+            "Replies prepared during the endpoint wait, by what became of them: used (the turn "
+            "was confirmed as tried), dropped (the caller went on or said more), refused (the "
+            "reply needed an action with outside effects).",
+            ["result"],
+            registry=r,
+        )
         self.endpoint_wait = Histogram(
             "parley_endpoint_wait_seconds",
             "Last voiced caller frame -> turn confirmed.",

@@ -139,6 +139,13 @@ class Settings(BaseSettings):
     speculative_asr_ms: int = Field(
         160, ge=0, le=5000, description="Silence after which ASR starts speculatively."
     )
+    speculative_reply: bool = Field(
+        True,
+        description="Once the speculative transcript is in, decide the reply on a copy of the "
+        "dialogue and synthesize its first words while the endpoint wait runs; played at once "
+        "when the turn is confirmed, dropped without a trace when the caller goes on. Actions "
+        "with outside effects (HTTP) still wait for the confirmed turn.",
+    )
     barge_in_min_speech_ms: int = Field(
         160, ge=0, le=5000, description="Speech over the agent that stops its audio (held)."
     )

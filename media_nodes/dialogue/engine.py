@@ -9,6 +9,7 @@ yield, so a caller who barges in (the media node stops iterating) leaves the ses
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import re
 import time
@@ -45,6 +46,7 @@ from media_nodes.dialogue.protocol import (
     NoInput,
     Outcome,
     SlotResult,
+    SpeculationRefused,
     StateEntered,
     Transfer,
     UserTurn,
@@ -186,6 +188,7 @@ class AgentSession:
         self._embedded: tuple[str, Vectors] | None = None
         self._backlog: list[AgentOutput | _Stream] = []
         self._deciding: asyncio.Future[None] | None = None
+        self._trial = False  # a fork trying a turn: actions with outside effects are refused
 
     # ---- DialogueSession ------------------------------------------------------------------
 
@@ -247,6 +250,9 @@ class AgentSession:
             await self._enter(self.agent.start, turn, greeting=True)
         try:
             await self._decide(user_input, turn)
+            self._trial = False  # only a fork's first turn is a trial: once adopted, it acts
+        except SpeculationRefused:
+            raise
         except Exception:
             # A bug or an unexpected failure must not leave the caller in silence.
             log.exception("dialogue turn failed (call %s, state %s)", self.call_id, self._state)
@@ -271,6 +277,17 @@ class AgentSession:
             self.history[-1] = heard
         elif heard_text.strip():
             self.history.append(heard)
+
+    def fork(self) -> AgentSession | None:
+        if self._deciding is not None and not self._deciding.done():
+            return None
+        # Everything the call has gathered is copied; what all calls share is not.
+        shared: dict[int, Any] = {id(self.runtime): self.runtime, id(self.agent): self.agent}
+        if self._deciding is not None:
+            shared[id(self._deciding)] = None
+        twin = copy.deepcopy(self, shared)
+        twin._trial = True
+        return twin
 
     def finish(self, reason: EndReason) -> Outcome:
         self._ended = True
@@ -949,6 +966,8 @@ class AgentSession:
     async def _act(self, state: State, turn: _Turn) -> None:
         action = state.action
         if isinstance(action, HttpAction):
+            if self._trial:
+                raise SpeculationRefused(f"{self._state}: {action.method} {action.url}")
             result = await call_http(action, self._raw_lookup, self.runtime.http)
             if result.ok:
                 self._record("tool_ok", f"{action.url} in {result.elapsed_ms:.0f} ms")

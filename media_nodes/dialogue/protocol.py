@@ -103,6 +103,11 @@ AgentOutput = (
 EndReason = Literal["caller_hung_up", "transferred", "agent_ended", "error", "shutdown"]
 
 
+class SpeculationRefused(Exception):
+    """A trial turn (on a :meth:`DialogueSession.fork`) reached an action with effects outside
+    the call, such as an HTTP request: it may only run once the caller's turn is confirmed."""
+
+
 class DialogueSession(Protocol):
     """One call's conversation."""
 
@@ -134,6 +139,14 @@ class DialogueSession(Protocol):
 
     def fixed_texts(self) -> list[str]:
         """What the agent says word for word, for the TTS to prepare before calls (may be [])."""
+        ...
+
+    def fork(self) -> DialogueSession | None:
+        """A copy to try the next turn on before the caller has surely finished: what it decides
+        changes nothing here, and an action with outside effects raises
+        :class:`SpeculationRefused` instead of running. Only the copy's first turn is a trial:
+        the media node adopts the copy when the turn is confirmed as tried, and it then acts like
+        the session. None when no copy can be made now (a decision is running)."""
         ...
 
     def finish(self, reason: EndReason) -> Outcome:

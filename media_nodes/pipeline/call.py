@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from media_nodes.asr.whisper import AsrError, Transcript
 from media_nodes.audio.codec import mulaw_to_pcm
@@ -37,6 +38,7 @@ from media_nodes.audio.vad import StreamingVad
 from media_nodes.dialogue.protocol import (
     AgentOutput,
     AgentText,
+    DialogueInput,
     DialogueSession,
     DtmfInput,
     EndCall,
@@ -60,6 +62,7 @@ from media_nodes.pipeline.latency import TurnTiming
 from media_nodes.pipeline.node import MediaNode
 from media_nodes.pipeline.playout import AudioSink, Piece, Playout, PlayoutTurn
 from media_nodes.pipeline.transfer import TransferFailed, can_transfer, transfer
+from media_nodes.pipeline.trial_reply import TrialReply
 from media_nodes.pipeline.turn_wait import TurnWait
 from media_nodes.recording.recorder import CallRecorder
 from media_nodes.tts.base import TtsError
@@ -182,6 +185,8 @@ class CallSession:
         self._agent_turn: PlayoutTurn | None = None
         self._agent_state: str | None = None
         self._speculative: tuple[int, asyncio.Task[Transcript]] | None = None
+        self._trial: TrialReply | None = None  # the reply prepared for the speculative transcript
+        self._dialogue_inputs = 0  # inputs handed to the dialogue: a fork older than these is stale
         self._transcribing: set[asyncio.Task[None]] = set()
         self._unanswered: list[str] = []  # caller text the dialogue has not yet seen
         self._pending = PendingSpeech()  # caller words waiting for the turn they belong to
@@ -313,6 +318,44 @@ class CallSession:
         task = asyncio.create_task(self.node.asr.transcribe(self._span(start_ms, end_ms)))
         self._speculative = (end_ms, task)
         task.add_done_callback(lambda _: self._maybe_end_early())
+        task.add_done_callback(lambda done: self._try_reply(end_ms, done))
+
+    def _try_reply(self, end_ms: int, transcribed: asyncio.Task[Transcript]) -> None:
+        """The speculative transcript is in: prepare the reply to it while the wait runs."""
+        if not self.node.settings.speculative_reply or self._speculative != (end_ms, transcribed):
+            return
+        if transcribed.cancelled() or transcribed.exception() is not None:
+            return
+        text = transcribed.result().text
+        quiet = not self._speech_over_agent and not self._agent_busy() and self._turns.paused
+        if not text or not quiet or self._finishing or self._dialogue is None or self._unanswered:
+            return
+        fork = self._dialogue.fork()
+        if fork is None:
+            return
+        self._drop_trial()
+        self._trial = TrialReply(
+            fork, text, end_ms=end_ms, inputs_seen=self._dialogue_inputs, voice=self.node.voice
+        )
+
+    def _drop_trial(self) -> None:
+        if self._trial is not None:
+            self._trial.drop()
+            self._trial = None
+            self.node.metrics.speculative_replies.labels("dropped").inc()
+
+    def _take_trial(self, end_ms: int) -> TrialReply | None:
+        """The prepared reply if it answers speech ending at ``end_ms``; any other is dropped."""
+        if self._trial is not None and self._trial.end_ms == end_ms:
+            trial, self._trial = self._trial, None
+            return trial
+        self._drop_trial()
+        return None
+
+    def _handle(self, user_input: DialogueInput) -> AsyncIterator[AgentOutput]:
+        assert self._dialogue is not None
+        self._dialogue_inputs += 1
+        return self._dialogue.handle(user_input)
 
     def _maybe_end_early(self) -> None:
         """End the turn before the full endpoint wait when the transcript is a whole sentence."""
@@ -337,6 +380,7 @@ class CallSession:
         if self._speculative is not None:
             self._speculative[1].cancel()
             self._speculative = None
+        self._drop_trial()
 
     def _transcript_task(self, start_ms: int, end_ms: int) -> asyncio.Task[Transcript]:
         """The transcription of ``start_ms``..``end_ms``: the speculative one when it covers
@@ -356,6 +400,7 @@ class CallSession:
         timing = TurnTiming(
             turn_index=index, last_voiced_at=self._audio.arrival_of(end_ms), confirmed_at=now
         )
+        trial = self._take_trial(end_ms)
         asr_task = self._transcript_task(start_ms, end_ms)
         audio_start = self._ms(self._audio.arrival_of(start_ms))
         audio_end = self._ms(timing.last_voiced_at)
@@ -367,7 +412,7 @@ class CallSession:
         )
         self._transcribing.add(heard)
         heard.add_done_callback(self._transcribing.discard)
-        self._launch(self._answer(index, heard, timing))
+        self._launch(self._answer(index, heard, timing, trial))
 
     async def _transcribed(
         self,
@@ -401,13 +446,46 @@ class CallSession:
             )
         )
 
-    async def _answer(self, index: int, heard: asyncio.Task[None], timing: TurnTiming) -> None:
-        await asyncio.shield(heard)
-        if not self._unanswered:
-            return  # noise, or nothing intelligible: keep listening
-        assert self._dialogue is not None
-        text, self._unanswered = " ".join(self._unanswered), []
-        await self._respond(index, self._dialogue.handle(UserTurn(text)), timing)
+    async def _answer(
+        self,
+        index: int,
+        heard: asyncio.Task[None],
+        timing: TurnTiming,
+        trial: TrialReply | None = None,
+    ) -> None:
+        try:
+            await asyncio.shield(heard)
+            if not self._unanswered:
+                return  # noise, or nothing intelligible: keep listening
+            assert self._dialogue is not None
+            text, self._unanswered = " ".join(self._unanswered), []
+            if trial is not None:
+                outputs = await self._adopt(trial, text)
+                prepared, trial = trial, None
+                if outputs is not None:
+                    await self._respond(index, outputs, timing, ready=prepared.first_audio)
+                    return
+            await self._respond(index, self._handle(UserTurn(text)), timing)
+        finally:
+            if trial is not None:  # not reached: the turn was noise, or this task was cancelled
+                trial.drop()
+                self.node.metrics.speculative_replies.labels("dropped").inc()
+
+    async def _adopt(self, trial: TrialReply, text: str) -> AsyncIterator[AgentOutput] | None:
+        """The prepared reply, if it answers what the turn turned out to be, with the session
+        the dialogue is now in; else None (and the trial is forgotten)."""
+        if trial.text != text or trial.inputs_seen != self._dialogue_inputs:
+            trial.drop()
+            self.node.metrics.speculative_replies.labels("dropped").inc()
+            return None
+        outputs = await trial.adopt()
+        if outputs is None:
+            self.node.metrics.speculative_replies.labels("refused").inc()
+            return None
+        self._dialogue = trial.session
+        self._dialogue_inputs += 1
+        self.node.metrics.speculative_replies.labels("used").inc()
+        return outputs
 
     def on_dtmf(self, digit: str) -> Awaitable[None]:
         return self._on_dtmf(digit)
@@ -448,7 +526,7 @@ class CallSession:
         if self._dialogue is not None and not self._finishing:
             timing = TurnTiming(turn_index=index, last_voiced_at=time.monotonic())
             timing.confirmed_at = timing.last_voiced_at
-            self._launch(self._respond(index, self._dialogue.handle(DtmfInput(digits)), timing))
+            self._launch(self._respond(index, self._handle(DtmfInput(digits)), timing))
 
     def on_mark(self, name: str) -> bool:
         return self.playout.on_mark(name)
@@ -469,6 +547,8 @@ class CallSession:
         index: int,
         outputs: AsyncIterator[AgentOutput],
         timing: TurnTiming,
+        *,
+        ready: Mapping[str, asyncio.Task[list[npt.NDArray[np.int16]]]] | None = None,
     ) -> None:
         """Stream dialogue text -> sentences -> TTS -> paced audio, all three overlapping."""
         turn = PlayoutTurn(index=index)
@@ -536,6 +616,7 @@ class CallSession:
                     new_piece=new_piece,
                     on_audio=on_audio,
                     on_error=on_error,
+                    ready=ready,
                 )
             )
             group.create_task(play())
@@ -636,7 +717,7 @@ class CallSession:
         index = self._turn_index
         timing = TurnTiming(turn_index=index)
         self._no_input_task = None
-        self._launch(self._respond(index, self._dialogue.handle(NoInput()), timing))
+        self._launch(self._respond(index, self._handle(NoInput()), timing))
 
     async def _speech_over_agent_grew(self, voiced_ms: int) -> None:
         """The caller talks over the agent: hold its audio at once; past the longest
@@ -708,6 +789,7 @@ class CallSession:
             self.playout.forget()  # a real barge-in: the held audio is never played
         if turn is not None and turn.pieces:
             if self._dialogue is not None:
+                self._dialogue_inputs += 1
                 self._dialogue.interrupted(heard)
             self._emit_agent_turn(turn, self._ms(turn.started_at), heard, interrupted=True)
         self._agent_turn = None

@@ -8,7 +8,7 @@ piece is ready before the one playing ends; a cached sentence goes whole (it cos
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TypeVar
 
 import numpy as np
@@ -29,20 +29,36 @@ async def synthesize_ahead(
     new_piece: Callable[[str], P],
     on_audio: Callable[[], None],
     on_error: Callable[[TtsError], None],
+    ready: Mapping[str, asyncio.Task[list[npt.NDArray[np.int16]]]] | None = None,
 ) -> None:
     """Speak each sentence from ``sentences`` (until None) into ``audio``: ``new_piece(text)``
     names each piece before its audio, ``(piece, None)`` ends it, a final None ends the reply.
-    A piece whose synthesis fails is reported to ``on_error`` and ends with what it had."""
+    A piece whose synthesis fails is reported to ``on_error`` and ends with what it had.
+    ``ready`` holds pieces whose synthesis started earlier (a speculative reply's first)."""
     previous_chars = 0
     while (sentence := await sentences.get()) is not None:
         for text in speakable_pieces(voice, sentence, previous_chars):
             previous_chars = len(text)
             piece = new_piece(text)
             try:
-                async for pcm in voice.speak(text):
+                async for pcm in _speak(voice, text, ready):
                     on_audio()
                     await audio.put((piece, pcm))
             except TtsError as exc:
                 on_error(exc)
             await audio.put((piece, None))
     await audio.put(None)
+
+
+async def _speak(
+    voice: Voice,
+    text: str,
+    ready: Mapping[str, asyncio.Task[list[npt.NDArray[np.int16]]]] | None,
+) -> AsyncIterator[npt.NDArray[np.int16]]:
+    early = ready.get(text) if ready is not None else None
+    if early is not None and not early.cancelled():
+        for pcm in await early:
+            yield pcm
+        return
+    async for pcm in voice.speak(text):
+        yield pcm
