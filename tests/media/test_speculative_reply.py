@@ -53,8 +53,9 @@ def replies(running: RunningNode, result: str) -> float:
 
 def agent_text(events: list[Any], index: int) -> str:
     return " ".join(
-        e.payload.text for e in events if isinstance(e.payload, TurnAgent)
-        and e.payload.turn_index == index
+        e.payload.text
+        for e in events
+        if isinstance(e.payload, TurnAgent) and e.payload.turn_index == index
     )
 
 
@@ -90,7 +91,7 @@ async def test_a_caller_who_goes_on_gets_the_answer_to_all_of_the_turn(
     """A question, a long pause, then a request for a person: the reply prepared for the
     question is dropped, and only the answer to the whole turn is heard and recorded."""
     first, second = clip("opening_hours"), clip("human")
-    pause = np.zeros(int(0.9 * 8000), dtype=np.int16)  # past the speculative pause, short of the end
+    pause = np.zeros(int(0.9 * 8000), dtype=np.int16)  # past the speculative pause, not the end
     spoken = Say(np.concatenate([first.audio, pause, second.audio]), label="question, then more")
     async with start_node(endpoint_silence_ms=1400) as running:
         result = await call(running.url, [spoken], **PATIENT)
