@@ -58,6 +58,7 @@ class Target:
     name: str
     url: str = ""
     turns_ms: list[float] = field(default_factory=list)
+    by_position: dict[int, list[float]] = field(default_factory=dict)  # 1st, 2nd... turn of calls
     clears_ms: list[float] = field(default_factory=list)
     greetings_ms: list[float] = field(default_factory=list)
     unanswered: int = 0
@@ -119,6 +120,9 @@ async def one_round(targets: list[Target], turns: int, barge_in: Say) -> None:
         result = await call(target.url, script)
         latencies = [t.latency_ms for t in result.turns]
         target.turns_ms += [ms for ms in latencies if ms is not None]
+        for position, ms in enumerate(latencies, start=1):
+            if ms is not None:
+                target.by_position.setdefault(position, []).append(ms)
         target.unanswered += sum(1 for ms in latencies if ms is None)
         if result.greeting_ms is not None:
             target.greetings_ms.append(result.greeting_ms)
@@ -137,6 +141,11 @@ def report(targets: list[Target]) -> dict[str, Any]:
     for target in targets:
         row = {
             "voice_to_voice_ms": summary(target.turns_ms),
+            # Parley's script: 1 = a cached prompt, 2 = a read-back of a new number (synthesized),
+            # 3 = a confirmation that runs an HTTP lookup (never prepared ahead).
+            "voice_to_voice_by_turn_ms": {
+                str(p): summary(ms) for p, ms in sorted(target.by_position.items())
+            },
             "barge_in_clear_ms": summary(target.clears_ms),
             "greeting_ms": summary(target.greetings_ms),
             "unanswered_turns": target.unanswered,
@@ -191,6 +200,8 @@ def main() -> None:
             f"greeting p50 {greet['p50']}  |  v2v x{row[f'voice_to_voice_ms_p50_vs_{base}']} "
             f"of {base}"
         )
+        by_turn = row["voice_to_voice_by_turn_ms"]
+        print("    by turn: " + ", ".join(f"{p}: p50 {s['p50']}" for p, s in by_turn.items()))
     print(f"wrote {args.out}")
 
 

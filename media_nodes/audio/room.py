@@ -24,7 +24,10 @@ SMOOTH_WINDOWS = 5  # 160 ms: a syllable, so one loud babble phoneme does not pa
 HISTORY_WINDOWS = 188  # 6 s of levels for the floor
 FLOOR_PERCENTILE = 50  # the room's typical level: a low percentile follows babble's dips
 SPEECHY_FRACTION = 0.15  # of near-floor windows Silero calls speech: a talking room
-LEARNING_WINDOWS = 31  # the first second: the room is unknown, so only loud windows count
+# The first two seconds: the room is unknown, so only loud windows count. Silero takes a second
+# or more to start firing on babble: a room judged after one second could pass for quiet.
+LEARNING_WINDOWS = 62
+SETTLING_WINDOWS = 188  # until 6 s of history, the room is learnt from during turns too
 LONG_TURN_MS = 4000  # a "turn" this long may be the room itself: learn from it too
 SILENCE_DB = -100.0
 
@@ -61,19 +64,26 @@ class RoomNoise:
             out.append(10 * float(np.log10(sum(self._powers) / len(self._powers) + 1e-10)))
         return out
 
-    def gate(self, probability: float, level_db: float, *, turn_ms: int = 0) -> float:
+    def gate(
+        self, probability: float, level_db: float, *, turn_ms: int = 0, over_agent: bool = False
+    ) -> float:
         """The speech probability of one window, as the caller's voice; updates the room.
 
         ``turn_ms``: how long the caller's turn in progress has lasted (0: none). The caller's
         own soft syllables must not teach the room that it talks, so turns are left out - until
-        one is long enough to be the room itself, which bounds how long it can last."""
+        one is long enough to be the room itself, which bounds how long it can last - except in
+        the call's first seconds: a "turn" opened by the room before it was known must not stop
+        the room from being learnt (in a quiet room the caller is far above the floor anyway).
+        ``over_agent``: the agent is speaking. Speech then would interrupt it, so the softer
+        in-turn margin does not apply: a burst of babble must not hold the agent by lingering
+        a few dB above the floor, and a caller who cuts in speaks up."""
         self._levels.append(level_db)
         self.floor_db = float(np.percentile(self._levels, FLOOR_PERCENTILE))
         loud = level_db >= self.floor_db + self.margin_db
-        learning = len(self._levels) < LEARNING_WINDOWS
-        if not loud and (learning or turn_ms == 0 or turn_ms >= LONG_TURN_MS):
+        settling = len(self._levels) < SETTLING_WINDOWS
+        if not loud and (settling or turn_ms == 0 or turn_ms >= LONG_TURN_MS):
             self._near_floor_speech.append(probability >= 0.5)
-        margin = self.in_turn_margin_db if turn_ms else self.margin_db
+        margin = self.in_turn_margin_db if turn_ms and not over_agent else self.margin_db
         if self.talking_room and level_db < self.floor_db + margin:
             return 0.0
         return probability

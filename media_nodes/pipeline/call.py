@@ -257,7 +257,12 @@ class CallSession:
         levels = self._room.levels(samples) if self._room is not None else None
         for i, probability in enumerate(self._vad.process(samples)):
             if self._room is not None and levels is not None:
-                probability = self._room.gate(probability, levels[i], turn_ms=self._turns.turn_ms)
+                probability = self._room.gate(
+                    probability,
+                    levels[i],
+                    turn_ms=self._turns.turn_ms,
+                    over_agent=self._agent_busy(),
+                )
             for event in self._turns.push(probability):
                 await self._on_turn_event(event)
             if self._turns.in_speech and self._agent_busy():

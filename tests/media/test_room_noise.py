@@ -100,3 +100,26 @@ async def test_a_turn_with_babble_under_it_is_answered(
     assert result.turns[0].latency_ms is not None
     answers = [e.payload for e in events if isinstance(e.payload, TurnAgent)]
     assert [a.turn_index for a in answers][:2] == [0, 1]
+
+
+def test_a_room_silero_hears_late_is_learnt_even_inside_a_turn() -> None:
+    """Silero may take over a second to fire on babble: the first windows sound like a quiet
+    room, and a burst then opens a "turn". The room is still learnt while that turn lasts, so
+    the babble that follows is recognised as the room's."""
+    room = RoomNoise()
+    for _ in range(40):  # 1.3 s of babble Silero does not yet call speech
+        room.gate(0.1, -28.0)
+    for _ in range(60):  # then it does, inside the turn the burst opened
+        room.gate(0.9, -28.0, turn_ms=500)
+    assert room.talking_room
+
+
+def test_over_the_agent_babble_needs_the_full_margin() -> None:
+    room = RoomNoise()
+    for _ in range(100):
+        room.gate(0.9, -28.0)  # a talking room at -28 dB
+    assert room.talking_room
+    a_little_above = -28.0 + (room.margin_db + room.in_turn_margin_db) / 2
+    assert room.gate(0.9, a_little_above, turn_ms=300) == 0.9  # the caller's softer last words
+    assert room.gate(0.9, a_little_above, turn_ms=300, over_agent=True) == 0.0
+    assert room.gate(0.9, -28.0 + room.margin_db + 1, turn_ms=300, over_agent=True) == 0.9
