@@ -60,7 +60,13 @@ STATUS_RANK = {
 
 
 async def apply_events(conn: AsyncConnection[Any], events: Iterable[Event]) -> int:
-    """Apply events in order inside the current transaction; return how many were new.
+    """Apply events in order inside the current transaction; return how many were new."""
+    return len(await apply_new_events(conn, events))
+
+
+async def apply_new_events(conn: AsyncConnection[Any], events: Iterable[Event]) -> list[Event]:
+    """Apply events in order inside the current transaction; return the new ones (what the
+    caller may act on once: a duplicate or a second stream's event comes back in none).
 
     Batched, so a batch costs a handful of statements instead of ~3 per event: one records every
     event (the new ones come back); turns, latencies and intents are written with one set-based
@@ -74,7 +80,7 @@ async def apply_events(conn: AsyncConnection[Any], events: Iterable[Event]) -> i
             batch.append(event)
     batch = _first_stream_only(batch)
     if not batch:
-        return 0
+        return []
     new_ids = await _record(conn, batch)
     fresh = [e for e in batch if e.event_id in new_ids]
     if fresh:
@@ -84,7 +90,7 @@ async def apply_events(conn: AsyncConnection[Any], events: Iterable[Event]) -> i
             async with conn.pipeline():
                 for event in call_level:
                     await _project(conn, event)
-    return len(fresh)
+    return fresh
 
 
 def _first_stream_only(events: list[Event]) -> list[Event]:
