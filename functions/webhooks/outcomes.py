@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -73,6 +73,26 @@ class Outcome:
     occurred_at: datetime
     data: dict[str, Any]
     call_id: str | None = None
+
+
+def happened_now(
+    tenant_id: str,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    source_id: str | None = None,
+    call_id: str | None = None,
+) -> Outcome:
+    """An outcome of a change made now by the API or a job worker; ``source_id`` names the
+    change when it can happen only once (a campaign completing), else it is unique."""
+    return Outcome(
+        tenant_id=tenant_id,
+        event_type=event_type,
+        source_id=source_id or f"{event_type}:{uuid.uuid4().hex}",
+        occurred_at=datetime.now(UTC),
+        data=data,
+        call_id=call_id,
+    )
 
 
 def new_delivery_id() -> str:
