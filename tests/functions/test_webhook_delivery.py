@@ -202,12 +202,15 @@ def test_deliveries_survive_a_receiver_and_a_worker_killed_mid_run(
         asyncio.run(_publish(kafka_bootstrap, kafka_topic_prefix, second))
         workers.start("worker", "--concurrency=2")
         _wait(
-            lambda: sql.execute(
-                "SELECT 1 FROM webhook_attempts a JOIN webhook_deliveries d USING (delivery_id) "
-                "WHERE d.subscription_id = %s AND a.status_code IS NULL LIMIT 1",
-                (main_id,),
-            ).fetchone()
-            is not None,
+            lambda: (
+                sql.execute(
+                    "SELECT 1 FROM webhook_attempts a JOIN webhook_deliveries d "
+                    "USING (delivery_id) WHERE d.subscription_id = %s AND a.status_code IS NULL "
+                    "LIMIT 1",
+                    (main_id,),
+                ).fetchone()
+                is not None
+            ),
             60,
             "an attempt to meet the dead receiver",
             workers,
@@ -247,70 +250,68 @@ def test_deliveries_survive_a_receiver_and_a_worker_killed_mid_run(
             "the broken receiver's deliveries to go dead",
             workers,
         )
-    finally:
-        workers.stop_all()
+        rows = main_rows()
+        assert Counter(r["event_type"] for r in rows) == {
+            "call.started": len(calls),
+            "call.ended": len(calls),
+            "call.analyzed": len(calls),
+            "transfer.requested": len(escalated),
+        }
+        by_id = {r["delivery_id"]: r for r in rows}
+        received = [e for e in receiver.entries("/ok") if e["answered"] == 200]
+        assert {e["headers"]["parley-webhook-id"] for e in received} == set(by_id)  # none lost
+        bodies: dict[str, bytes] = {}
+        for entry in received:
+            headers, body = entry["headers"], base64.b64decode(entry["body"])
+            delivery_id = headers["parley-webhook-id"]
+            assert verify(
+                secret,
+                headers["parley-webhook-timestamp"],
+                headers["parley-webhook-signature"],
+                body,
+            )
+            assert not verify(  # another subscription's secret does not sign it
+                broken_secret,
+                headers["parley-webhook-timestamp"],
+                headers["parley-webhook-signature"],
+                body,
+            )
+            # A repeat (at least once) carries the same id and the same body.
+            assert bodies.setdefault(delivery_id, body) == body
+            payload = json.loads(body)
+            assert (
+                payload["id"] == delivery_id and payload["type"] == by_id[delivery_id]["event_type"]
+            )
+            assert payload["data"]["call_id"] == by_id[delivery_id]["call_id"]
+            if payload["type"] == "call.analyzed":
+                assert payload["data"]["disposition"] == "resolved"
+                assert payload["data"]["summary"] == "done"
+                assert payload["data"]["primary_intent"] == "i0"
+                want = "explicit_request" if payload["data"]["call_id"] in escalated else None
+                assert payload["data"]["escalation_reason"] == want
+        # The outage is in the delivery log: attempts that got no answer, then a 2xx.
+        retried = sql.execute(
+            "SELECT DISTINCT delivery_id FROM webhook_attempts a JOIN webhook_deliveries d "
+            "USING (delivery_id) WHERE d.subscription_id = %s AND a.status_code IS NULL",
+            (main_id,),
+        ).fetchall()
+        assert retried, "no delivery met the dead receiver"
+        detail = api("GET", f"/v1/webhook-deliveries/{retried[0]['delivery_id']}", tenant).json()
+        assert detail["status"] == "delivered"
+        assert detail["log"][0]["status_code"] is None and "Connect" in detail["log"][0]["error"]
+        assert detail["log"][-1]["status_code"] == 200
 
-    rows = main_rows()
-    assert Counter(r["event_type"] for r in rows) == {
-        "call.started": len(calls),
-        "call.ended": len(calls),
-        "call.analyzed": len(calls),
-        "transfer.requested": len(escalated),
-    }
-    by_id = {r["delivery_id"]: r for r in rows}
-    received = [e for e in receiver.entries("/ok") if e["answered"] == 200]
-    assert {e["headers"]["parley-webhook-id"] for e in received} == set(by_id)  # none lost
-    bodies: dict[str, bytes] = {}
-    for entry in received:
-        headers, body = entry["headers"], base64.b64decode(entry["body"])
-        delivery_id = headers["parley-webhook-id"]
-        assert verify(
-            secret, headers["parley-webhook-timestamp"], headers["parley-webhook-signature"], body
-        )
-        assert not verify(  # another subscription's secret does not sign it
-            broken_secret,
-            headers["parley-webhook-timestamp"],
-            headers["parley-webhook-signature"],
-            body,
-        )
-        # A repeat (at least once) carries the same id and the same body.
-        assert bodies.setdefault(delivery_id, body) == body
-        payload = json.loads(body)
-        assert payload["id"] == delivery_id and payload["type"] == by_id[delivery_id]["event_type"]
-        assert payload["data"]["call_id"] == by_id[delivery_id]["call_id"]
-        if payload["type"] == "call.analyzed":
-            assert payload["data"]["disposition"] == "resolved"
-            assert payload["data"]["summary"] == "done"
-            assert payload["data"]["primary_intent"] == "i0"
-            want = "explicit_request" if payload["data"]["call_id"] in escalated else None
-            assert payload["data"]["escalation_reason"] == want
-    # The outage is in the delivery log: attempts that got no answer, then a 2xx.
-    retried = sql.execute(
-        "SELECT DISTINCT delivery_id FROM webhook_attempts a JOIN webhook_deliveries d "
-        "USING (delivery_id) WHERE d.subscription_id = %s AND a.status_code IS NULL",
-        (main_id,),
-    ).fetchall()
-    assert retried, "no delivery met the dead receiver"
-    detail = api("GET", f"/v1/webhook-deliveries/{retried[0]['delivery_id']}", tenant).json()
-    assert detail["status"] == "delivered"
-    assert detail["log"][0]["status_code"] is None and "Connect" in detail["log"][0]["error"]
-    assert detail["log"][-1]["status_code"] == 200
+        # The dead-letter list, through the API; every attempt of a dead one was answered 500.
+        dead = api("GET", "/v1/webhook-deliveries", tenant, status="dead", limit="100").json()
+        assert {d["subscription_id"] for d in dead["items"]} == {broken_id}
+        assert len(dead["items"]) == len(calls)
+        letter = dead["items"][0]
+        assert letter["attempts"] == 6 and letter["last_status"] == 500
+        assert letter["last_error"].startswith("HTTP 500")
 
-    # The dead-letter list, through the API; every attempt of a dead one was answered 500.
-    dead = api("GET", "/v1/webhook-deliveries", tenant, status="dead", limit="100").json()
-    assert {d["subscription_id"] for d in dead["items"]} == {broken_id}
-    assert len(dead["items"]) == len(calls)
-    letter = dead["items"][0]
-    assert letter["attempts"] == 6 and letter["last_status"] == 500
-    assert letter["last_error"].startswith("HTTP 500")
-
-    # The receiver is fixed; one redelivery, by hand, gets through with the same id.
-    receiver.kill()
-    receiver.start("--healthy")
-    workers.procs.clear()
-    try:
-        workers.start("worker", "--concurrency=1")
-        workers.start("beat")
+        # The receiver is fixed; one redelivery, by hand, gets through with the same id.
+        receiver.kill()
+        receiver.start("--healthy")
         again = api("POST", f"/v1/webhook-deliveries/{letter['delivery_id']}/redeliver", tenant)
         assert again.status == 202, again.body
         assert again.json()["status"] == "pending" and again.json()["attempts"] == 0
