@@ -54,6 +54,9 @@ COLUMNS = [
     "duration_ms",
     "end_reason",
     "voice_to_voice_p50_ms",
+    "tool_calls",
+    "tool_failures",
+    "tools",
     "minutes",
     "asr_seconds",
     "tts_chars",
@@ -66,12 +69,12 @@ COLUMNS = [
     "transcript",
 ]
 # Cells a caller or the agent could have put words in (spreadsheet formula injection).
-_FREE_TEXT = {"summary", "intents", "disposition", "primary_intent", "end_reason", "slots",
-              "transcript"}  # fmt: skip
+_FREE_TEXT = {"summary", "intents", "tools", "disposition", "primary_intent", "end_reason",
+              "slots", "transcript"}  # fmt: skip
 
 _QUERY = (
-    "SELECT {columns}, c.twilio_call_sid, c.slots, c.recording_url AS stored_recording, "
-    "c.recording_deleted_at, "
+    "SELECT {columns}, c.twilio_call_sid, c.slots, c.tool_calls, c.tool_failures, c.tools, "
+    "c.recording_url AS stored_recording, c.recording_deleted_at, "
     "(SELECT jsonb_agg(jsonb_build_object('speaker', t.speaker, 'text', t.text, "
     "'start_ms', t.start_ms, 'end_ms', t.end_ms) ORDER BY t.start_ms, t.turn_index, t.speaker) "
     "FROM call_turns t WHERE t.call_id = c.call_id) AS turns "
@@ -110,7 +113,7 @@ def _json_default(value: Any) -> Any:
 def _csv_cell(name: str, value: Any) -> Any:
     if value is None:
         return ""
-    if name == "intents":
+    if name in ("intents", "tools"):
         value = "|".join(value)
     elif name == "slots":
         value = json.dumps(value, sort_keys=True, ensure_ascii=False) if value else ""

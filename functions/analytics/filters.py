@@ -25,6 +25,7 @@ from functions.common.errors import invalid
 NAME = r"^[a-z][a-z0-9_]{0,63}$"
 AGENT = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 CAMPAIGN = r"^cmp_[A-Za-z0-9_-]{1,64}$"
+STATE = r"^[A-Za-z0-9_.-]{1,128}$"
 # Words, spaces and speech punctuation only: no quotes beyond apostrophes, no SQL syntax.
 SEARCH = re.compile(r"^[\w\s'.,?!-]{1,200}$")
 SLOT = re.compile(r"^([a-z][a-z0-9_]{0,63})(?::(.{0,200}))?$")
@@ -155,6 +156,16 @@ async def call_filter(
     q: Annotated[
         str | None, Query(max_length=200, description="Words to find in the transcripts.")
     ] = None,
+    tool_calls: Annotated[
+        bool | None, Query(description="The agent called a tool (an http action), or not.")
+    ] = None,
+    tool_failed: Annotated[
+        bool | None, Query(description="At least one of the call's tool calls failed, or none.")
+    ] = None,
+    tool: Annotated[
+        list[str] | None,
+        Query(max_length=MAX_VALUES, description="A tool called in any of these agent states."),
+    ] = None,
     campaign_id: Annotated[
         list[str] | None,
         Query(max_length=MAX_VALUES, description="Calls placed by any of these campaigns."),
@@ -228,6 +239,13 @@ async def call_filter(
             f.add("c.slots ->> %s = %s", name, value)
     if q is not None:
         f.add("c.transcript @@ websearch_to_tsquery('english', %s)", q)
+    if tool_calls is not None:
+        f.add("c.tool_calls > 0" if tool_calls else "c.tool_calls = 0")
+    if tool_failed is not None:
+        f.add("c.tool_failures > 0" if tool_failed else "c.tool_failures = 0")
+    states = _names(tool, "query.tool", STATE)
+    if states:
+        f.add("c.tools && %s::text[]", states)
     campaigns = _names(campaign_id, "query.campaign_id", CAMPAIGN)
     if campaigns:
         # A campaign's calls are its attempts' Call SIDs (the attempt is the campaign's record).

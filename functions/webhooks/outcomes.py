@@ -222,6 +222,9 @@ _ANALYZED_COLUMNS = (
     "asr_audio_ms",
     "tts_chars",
     "llm_tokens",
+    "tool_calls",
+    "tool_failures",
+    "tools",
 )
 
 

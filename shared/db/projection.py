@@ -36,6 +36,7 @@ from shared.events import (
     IntentDetected,
     LatencyMeasured,
     SlotFilled,
+    ToolCalled,
     TurnAgent,
     TurnUser,
 )
@@ -43,7 +44,14 @@ from shared.events import (
 log = logging.getLogger(__name__)
 
 # Events that change the calls row itself; they are applied one by one, in order.
-_CALL_LEVEL = (CallStarted, SlotFilled, DispositionSet, EscalationRequested, CallEnded)
+_CALL_LEVEL = (
+    CallStarted,
+    SlotFilled,
+    DispositionSet,
+    EscalationRequested,
+    ToolCalled,
+    CallEnded,
+)
 
 # Twilio call statuses in the order a call moves through them; terminal ones share the top rank.
 STATUS_RANK = {
@@ -271,6 +279,14 @@ async def _project(conn: AsyncConnection[Any], event: Event) -> None:
                 """UPDATE calls SET escalation_reason = COALESCE(escalation_reason, %s),
                        updated_at = now() WHERE call_id = %s""",
                 (p.reason, call_id),
+            )
+        case ToolCalled():
+            await conn.execute(
+                """UPDATE calls SET tool_calls = tool_calls + 1,
+                       tool_failures = tool_failures + CASE WHEN %s THEN 0 ELSE 1 END,
+                       tools = CASE WHEN %s = ANY(tools) THEN tools ELSE tools || %s::text END,
+                       updated_at = now() WHERE call_id = %s""",
+                (p.ok, p.state, p.state, call_id),
             )
         case CallEnded():
             # What the call used and its median latency, read once from its rows (written

@@ -106,3 +106,72 @@ def test_campaign_and_variable_filters_on_list_aggregate_and_export(
         for path in ("/v1/calls", "/v1/calls/aggregate", "/v1/calls/export"):
             reply = _get(path, tenant, **bad)
             assert reply.status == 422, (path, bad, reply.status)
+
+
+def test_tool_call_filters_from_projected_events(
+    rt: Any, database_url: str, sql: psycopg.Connection[Any], tenant: Tenant, run: Any
+) -> None:
+    from shared.db import apply_events, connect
+    from shared.events import CallEnded, CallStarted, Event, ToolCalled
+
+    def call(*tools: tuple[str, bool]) -> list[Event]:
+        call_id = f"tc-{uuid.uuid4().hex[:10]}"
+        payloads: list[Any] = [CallStarted(agent_id="acme-shop")]
+        payloads += [
+            ToolCalled(turn_index=i, state=state, ok=ok, elapsed_ms=12.5, status=200 if ok else 500)
+            for i, (state, ok) in enumerate(tools)
+        ]
+        payloads.append(CallEnded(reason="hangup", duration_ms=1000))
+        return [
+            Event(tenant_id=tenant.tenant_id, call_id=call_id, seq=i, payload=p)
+            for i, p in enumerate(payloads)
+        ]
+
+    none, fine, failed = (
+        call(),
+        call(("lookup_order", True)),
+        call(("lookup_order", True), ("refund", False)),
+    )
+
+    async def project() -> None:
+        conn = await connect(database_url)
+        async with conn:
+            await apply_events(conn, none + fine + failed)
+            await apply_events(conn, failed)  # a replay counts nothing twice
+            await conn.commit()
+
+    run(project())
+    row = sql.execute(
+        "SELECT tool_calls, tool_failures, tools FROM calls WHERE call_id = %s",
+        (failed[0].call_id,),
+    ).fetchone()
+    assert row == {"tool_calls": 2, "tool_failures": 1, "tools": ["lookup_order", "refund"]}
+
+    ids = {"none": none[0].call_id, "fine": fine[0].call_id, "failed": failed[0].call_id}
+    cases: list[tuple[dict[str, Any], set[str]]] = [
+        ({"tool_calls": "true"}, {ids["fine"], ids["failed"]}),
+        ({"tool_calls": "false"}, {ids["none"]}),
+        ({"tool_failed": "true"}, {ids["failed"]}),
+        ({"tool_failed": "false", "tool_calls": "true"}, {ids["fine"]}),
+        ({"tool": "refund"}, {ids["failed"]}),
+        ({"tool": ["refund", "lookup_order"]}, {ids["fine"], ids["failed"]}),
+    ]
+    for query, expected in cases:
+        scoped = {**query, "started_after": "2026-01-01"}
+        listed = _get("/v1/calls", tenant, limit="100", **scoped).json()["items"]
+        assert {c["call_id"] for c in listed} & set(ids.values()) == expected, query
+        exported = _get("/v1/calls/export", tenant, format="jsonl", **scoped).body.splitlines()
+        records = {json.loads(x)["call_id"]: json.loads(x) for x in exported}
+        assert set(records) & set(ids.values()) == expected, query
+        counted = _get("/v1/calls/aggregate", tenant, **scoped).json()["total_calls"]
+        assert counted == len(set(records)), query
+    record = json.loads(
+        next(
+            x
+            for x in _get(
+                "/v1/calls/export", tenant, format="jsonl", tool="refund"
+            ).body.splitlines()
+        )
+    )
+    assert (record["tool_calls"], record["tool_failures"]) == (2, 1)
+    assert _get("/v1/calls", tenant, tool="bad state!").status == 422
