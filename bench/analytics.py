@@ -132,6 +132,76 @@ def make_key(url: str) -> str:
     return key.secret
 
 
+def export_rates(key: str, month_ago: str) -> dict[str, dict[str, float]]:
+    """GET /v1/calls/export streamed from the local server on a real port (the way a client
+    reads it), counting rows as they arrive."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from functions.local import create_local_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_local_app(), host="127.0.0.1", port=0, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    cases = {
+        "export: last 30 days with transcripts, CSV": ({"started_after": month_ago}, "text/csv"),
+        "export: last 30 days with transcripts, JSON lines": (
+            {"started_after": month_ago},
+            "application/x-ndjson",
+        ),
+        "export: the whole tenant, CSV": ({}, "text/csv"),
+    }
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for name, (query, accept) in cases.items():
+            started = time.perf_counter()
+            size = newlines = 0
+            with httpx.stream(
+                "GET",
+                f"http://127.0.0.1:{port}/v1/calls/export",
+                params=query,
+                headers={"Authorization": f"Bearer {key}", "Accept": accept},
+                timeout=600,
+            ) as reply:
+                assert reply.status_code == 200, reply.read()[:300]
+                for chunk in reply.iter_bytes():
+                    size += len(chunk)
+                    newlines += chunk.count(b"\n")
+            seconds = time.perf_counter() - started
+            # CSV: a header line, and transcripts hold newlines inside quoted cells.
+            rows = newlines if accept != "text/csv" else _csv_rows(key, port, query)
+            out[name] = {
+                "rows": rows,
+                "seconds": round(seconds, 2),
+                "rows_per_s": round(rows / seconds),
+                "mb_per_s": round(size / seconds / 1e6, 1),
+            }
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    return out
+
+
+def _csv_rows(key: str, port: int, query: dict[str, str]) -> int:
+    """How many calls the same filters match (the aggregate's total)."""
+    import httpx
+
+    reply = httpx.get(
+        f"http://127.0.0.1:{port}/v1/calls/aggregate",
+        params=query,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+    return int(reply.json()["total_calls"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=1_000_000)
@@ -268,6 +338,7 @@ def main() -> None:
         all_aggregates += times
     results["ALL AGGREGATES"] = percentiles(all_aggregates)
     asyncio.get_event_loop().run_until_complete(runtime.close())
+    exports = export_rates(key, iso(30))
 
     print(f"machine: {host}")
     print(
@@ -275,6 +346,11 @@ def main() -> None:
         f"pending rollup deltas at start: {deltas}"
     )
     print(table(results))
+    for name, rate in exports.items():
+        print(
+            f"{name}: {rate['rows']:,} rows in {rate['seconds']} s = {rate['rows_per_s']:,} rows/s "
+            f"({rate['mb_per_s']} MB/s)"
+        )
     verdict = {
         "list p95 <= 50 ms": results["ALL LIST QUERIES"]["p95"] <= 50,
         "summaries p95 <= 200 ms": results["ALL SUMMARIES"]["p95"] <= 200,
@@ -288,6 +364,7 @@ def main() -> None:
             "calls": total[0] if total else 0,
             "generated_s": generated_s,
             "results_ms": results,
+            "export": exports,
             "targets_met": verdict,
         },
     )

@@ -33,6 +33,9 @@ _AGENT = {
     "states": {"done": {"say": "Goodbye.", "action": {"type": "end", "disposition": "resolved"}}},
 }
 
+_WEBHOOK = "wh_" + "0" * 32
+_DELIVERY = "wd_" + "0" * 32
+
 # (function, method, route path, concrete path, query, body)
 ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
     (
@@ -188,6 +191,14 @@ ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
         {"disposition": "escalated_to_human", "started_after": "2026-11-23", "group_by": "agent"},
         None,
     ),
+    (
+        "analytics",
+        "GET",
+        "/v1/calls/export",
+        "/v1/calls/export",
+        {"started_after": "2026-11-01", "format": "csv"},
+        None,
+    ),
     ("admin", "DELETE", "/v1/calls/{call_id}", "/v1/calls/call-sample-1", {}, None),
     ("admin", "DELETE", "/v1/callers/{number}", "/v1/callers/+15551230001", {}, None),
     ("admin", "GET", "/v1/audit-log", "/v1/audit-log", {"limit": "50"}, None),
@@ -318,6 +329,49 @@ ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
     ("transfer", "GET", "/v1/dnc", "/v1/dnc", {}, None),
     ("transfer", "DELETE", "/v1/dnc/{number}", "/v1/dnc/+12125550199", {}, None),
     ("transfer", "PUT", "/v1/call-limits", "/v1/call-limits", {}, {"max_concurrent_calls": 20}),
+    (
+        "admin",
+        "POST",
+        "/v1/webhooks",
+        "/v1/webhooks",
+        {},
+        {"url": "https://hooks.example.com/parley", "events": ["call.analyzed", "transfer.*"]},
+    ),
+    ("admin", "GET", "/v1/webhooks", "/v1/webhooks", {}, None),
+    ("admin", "GET", "/v1/webhooks/{subscription_id}", f"/v1/webhooks/{_WEBHOOK}", {}, None),
+    (
+        "admin",
+        "PATCH",
+        "/v1/webhooks/{subscription_id}",
+        f"/v1/webhooks/{_WEBHOOK}",
+        {},
+        {"active": False},
+    ),
+    ("admin", "DELETE", "/v1/webhooks/{subscription_id}", f"/v1/webhooks/{_WEBHOOK}", {}, None),
+    (
+        "admin",
+        "GET",
+        "/v1/webhook-deliveries",
+        "/v1/webhook-deliveries",
+        {"status": "dead", "limit": "50"},
+        None,
+    ),
+    (
+        "admin",
+        "GET",
+        "/v1/webhook-deliveries/{delivery_id}",
+        f"/v1/webhook-deliveries/{_DELIVERY}",
+        {},
+        None,
+    ),
+    (
+        "admin",
+        "POST",
+        "/v1/webhook-deliveries/{delivery_id}/redeliver",
+        f"/v1/webhook-deliveries/{_DELIVERY}/redeliver",
+        {},
+        None,
+    ),
 ]
 
 

@@ -19,6 +19,7 @@ from shared.events import (
     IntentDetected,
     LatencyMeasured,
     SlotFilled,
+    ToolCalled,
     TurnAgent,
     TurnUser,
 )
@@ -61,6 +62,7 @@ PAYLOADS: list[Any] = [
         voice_to_voice_ms=430,
     ),
     SlotFilled(turn_index=1, name="order_number", value="4567", slot_type="digits"),
+    ToolCalled(turn_index=1, state="lookup_order", ok=True, status=200, elapsed_ms=84.5),
     EscalationRequested(reason="explicit_request", target="+15550100200"),
     DispositionSet(
         disposition="escalated_to_human",

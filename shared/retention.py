@@ -3,7 +3,7 @@ settings say has expired. One mechanism for all three, so a call deleted any way
 things:
 
 - the ``calls`` row and its turns, intents and latencies (their rollups go down with them);
-- its raw ``call_events`` and Twilio status callbacks;
+- its raw ``call_events``, Twilio status callbacks and webhook deliveries (with their log);
 - its recording (the local file or the S3 object);
 
 and leaves a tombstone in ``deleted_calls`` (the call id only) so a replayed or late event cannot
@@ -89,6 +89,8 @@ async def delete_calls(
     # call_latency first: its rollup trigger reads the calls row, gone once the cascade runs.
     await conn.execute("DELETE FROM call_latency WHERE call_id = ANY(%s)", (ids,))
     await conn.execute("DELETE FROM call_events WHERE call_id = ANY(%s)", (ids,))
+    # Webhook payloads carry the call's numbers, summary and slots; their attempts cascade.
+    await conn.execute("DELETE FROM webhook_deliveries WHERE call_id = ANY(%s)", (ids,))
     if sids:
         await conn.execute("DELETE FROM call_status_events WHERE call_sid = ANY(%s)", (sids,))
     await conn.execute("DELETE FROM calls WHERE call_id = ANY(%s)", (ids,))

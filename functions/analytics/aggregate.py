@@ -19,7 +19,8 @@ from functions.analytics.calls import cost_of
 from functions.analytics.filters import CallFilter, call_filter
 from functions.analytics.models import Aggregate, AggregateGroup, Stats, Usage
 from functions.common.db import db, fetch_all
-from functions.common.errors import ERROR_RESPONSES, invalid
+from functions.common.errors import ERROR_RESPONSES, ErrorResponse, invalid
+from functions.common.negotiate import serves_json
 
 router = APIRouter(tags=["calls"], responses=ERROR_RESPONSES)
 
@@ -67,7 +68,9 @@ def _stats(mean: Any, pair: list[float | None] | None) -> Stats:
 
 @router.get(
     "/v1/calls/aggregate",
+    dependencies=[Depends(serves_json)],
     response_model=Aggregate,
+    responses={406: {"model": ErrorResponse, "description": "Accept refuses JSON."}},
     summary="Counts, rates, duration, latency and cost of the matching calls, grouped",
 )
 async def aggregate_calls(

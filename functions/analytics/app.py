@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Depends
 
-from functions.analytics import aggregate, calls, recording, summaries
+from functions.analytics import aggregate, calls, export, recording, summaries
 from functions.common.app import create_app, lambda_handler
 from functions.common.query import reject_unknown_query
 from shared.settings import EVERY_PROCESS
@@ -11,6 +11,7 @@ NEEDS = EVERY_PROCESS  # recording links are pre-signed with the function's own 
 
 router = APIRouter(dependencies=[Depends(reject_unknown_query)])
 router.include_router(aggregate.router)  # before calls: /v1/calls/aggregate is no call id
+router.include_router(export.router)  # and neither is /v1/calls/export
 router.include_router(calls.router)
 router.include_router(recording.router)
 router.include_router(summaries.router)

@@ -26,7 +26,8 @@ from functions.analytics.models import (
 from functions.analytics.recording import recording_link
 from functions.common.auth import Principal, require
 from functions.common.db import db, fetch_all, fetch_one
-from functions.common.errors import ERROR_RESPONSES, ApiError
+from functions.common.errors import ERROR_RESPONSES, ApiError, ErrorResponse
+from functions.common.negotiate import choose
 
 router = APIRouter(tags=["calls"], responses=ERROR_RESPONSES)
 
@@ -95,14 +96,13 @@ def call_summary(row: dict[str, Any], prices: Prices) -> CallSummary:
 def _wants_csv(request: Request, format: str | None) -> bool:
     if format is not None:
         return format == "csv"
-    accept = request.headers.get("accept", "")
-    return "text/csv" in accept and "application/json" not in accept
+    return choose(request.headers.get("accept"), ("application/json", "text/csv")) == "text/csv"
 
 
 _FREE_TEXT = {"summary", "intents", "disposition", "primary_intent", "end_reason"}
 
 
-def _safe_cell(value: Any) -> Any:
+def safe_cell(value: Any) -> Any:
     """Spreadsheet formula injection: free text starting with = + - @ is prefixed with '."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") and not value[1:2].isdigit():
         return "'" + value
@@ -113,7 +113,10 @@ def _safe_cell(value: Any) -> Any:
     "/v1/calls",
     response_model=CallPage,
     summary="Calls, newest first, filtered; cursor pages; CSV with Accept: text/csv",
-    responses={200: {"content": {"text/csv": {}}}},
+    responses={
+        200: {"content": {"text/csv": {}}},
+        406: {"model": ErrorResponse, "description": "Accept refuses both JSON and CSV."},
+    },
 )
 async def list_calls(
     request: Request,
@@ -166,7 +169,7 @@ def _csv(items: list[CallSummary], next_cursor: str | None) -> Response:
         data = item.model_dump(mode="json")
         data["intents"] = "|".join(item.intents)
         data["cost"] = item.usage.cost.amount if item.usage.cost else None
-        writer.writerow([_safe_cell(data[c]) if c in _FREE_TEXT else data[c] for c in CSV_COLUMNS])
+        writer.writerow([safe_cell(data[c]) if c in _FREE_TEXT else data[c] for c in CSV_COLUMNS])
     headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 

@@ -24,6 +24,8 @@ from functions.common.errors import invalid
 
 NAME = r"^[a-z][a-z0-9_]{0,63}$"
 AGENT = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+CAMPAIGN = r"^cmp_[A-Za-z0-9_-]{1,64}$"
+STATE = r"^[A-Za-z0-9_.-]{1,128}$"
 # Words, spaces and speech punctuation only: no quotes beyond apostrophes, no SQL syntax.
 SEARCH = re.compile(r"^[\w\s'.,?!-]{1,200}$")
 SLOT = re.compile(r"^([a-z][a-z0-9_]{0,63})(?::(.{0,200}))?$")
@@ -154,6 +156,28 @@ async def call_filter(
     q: Annotated[
         str | None, Query(max_length=200, description="Words to find in the transcripts.")
     ] = None,
+    tool_calls: Annotated[
+        bool | None, Query(description="The agent called a tool (an http action), or not.")
+    ] = None,
+    tool_failed: Annotated[
+        bool | None, Query(description="At least one of the call's tool calls failed, or none.")
+    ] = None,
+    tool: Annotated[
+        list[str] | None,
+        Query(max_length=MAX_VALUES, description="A tool called in any of these agent states."),
+    ] = None,
+    campaign_id: Annotated[
+        list[str] | None,
+        Query(max_length=MAX_VALUES, description="Calls placed by any of these campaigns."),
+    ] = None,
+    variable: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_VALUES,
+            description="A campaign call's contact variable: 'name' (it is set) or "
+            "'name:value' (to this value, as text). Repeated: all of them.",
+        ),
+    ] = None,
 ) -> CallFilter:
     settings = await tenant_settings(principal.tenant_id)
     f = CallFilter(settings=settings)
@@ -215,4 +239,31 @@ async def call_filter(
             f.add("c.slots ->> %s = %s", name, value)
     if q is not None:
         f.add("c.transcript @@ websearch_to_tsquery('english', %s)", q)
+    if tool_calls is not None:
+        f.add("c.tool_calls > 0" if tool_calls else "c.tool_calls = 0")
+    if tool_failed is not None:
+        f.add("c.tool_failures > 0" if tool_failed else "c.tool_failures = 0")
+    states = _names(tool, "query.tool", STATE)
+    if states:
+        f.add("c.tools && %s::text[]", states)
+    campaigns = _names(campaign_id, "query.campaign_id", CAMPAIGN)
+    if campaigns:
+        # A campaign's calls are its attempts' Call SIDs (the attempt is the campaign's record).
+        f.add(
+            "EXISTS (SELECT 1 FROM campaign_attempts a WHERE a.call_sid = c.twilio_call_sid "
+            "AND a.campaign_id = ANY(%s) AND a.tenant_id = c.tenant_id)",
+            campaigns,
+        )
+    for item in variable or []:
+        match = SLOT.match(item)
+        if match is None:
+            raise invalid("query.variable", "use name or name:value (name: lowercase, digits, _)")
+        name, value = match.group(1), match.group(2)
+        condition = "k.variables ? %s" if value is None else "k.variables ->> %s = %s"
+        f.add(
+            "EXISTS (SELECT 1 FROM campaign_attempts a JOIN campaign_contacts k "
+            "ON k.contact_id = a.contact_id WHERE a.call_sid = c.twilio_call_sid "
+            f"AND a.tenant_id = c.tenant_id AND {condition})",
+            *((name,) if value is None else (name, value)),
+        )
     return f

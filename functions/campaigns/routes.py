@@ -18,6 +18,7 @@ from functions.common.db import db, fetch_all, fetch_one
 from functions.common.errors import ERROR_RESPONSES, ApiError, invalid
 from functions.common.runtime import runtime
 from functions.jobs.app import TICK, send
+from functions.webhooks import outcomes
 
 router = APIRouter(tags=["campaigns"], responses=ERROR_RESPONSES)
 
@@ -375,6 +376,13 @@ _MOVES: dict[str, tuple[tuple[str, ...], str]] = {
     "cancel": (("draft", "running", "paused"), "canceled"),
 }
 
+_MOVE_EVENTS = {
+    "start": outcomes.CAMPAIGN_STARTED,
+    "pause": outcomes.CAMPAIGN_PAUSED,
+    "resume": outcomes.CAMPAIGN_RESUMED,
+    "cancel": outcomes.CAMPAIGN_CANCELED,
+}
+
 
 async def _move(principal: Principal, campaign_id: str, action: str) -> Campaign:
     allowed, target = _MOVES[action]
@@ -397,6 +405,13 @@ async def _move(principal: Principal, campaign_id: str, action: str) -> Campaign
                 (campaign_id,),
             )
         result = await _campaign(conn, principal.tenant_id, campaign_id)
+        moved = outcomes.happened_now(
+            principal.tenant_id,
+            _MOVE_EVENTS[action],
+            {"campaign_id": campaign_id, "name": result.name, "status": target,
+             "previous_status": current.status},
+        )  # fmt: skip
+        await outcomes.record(conn, [moved])
     if target == "running":
         # Dispatch now rather than at the next beat tick.
         await asyncio.to_thread(send, runtime().settings, TICK)

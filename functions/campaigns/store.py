@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from functions.campaigns import schedule
 from functions.common.db import fetch_all, fetch_one
+from functions.webhooks import outcomes
 
 OPEN_ATTEMPT = ("queued", "dialing", "placed")
 
@@ -289,7 +290,8 @@ async def settle(
         row = await fetch_one(
             conn,
             """SELECT a.attempt_id, a.contact_id, a.answered_by, k.attempts, c.retry_policy,
-                      c.status AS campaign_status, calls.disposition
+                      c.status AS campaign_status, calls.disposition, a.campaign_id,
+                      c.tenant_id, a.call_sid, calls.call_id
                FROM campaign_attempts a
                JOIN campaign_contacts k ON k.contact_id = a.contact_id
                JOIN campaigns c ON c.campaign_id = a.campaign_id
@@ -326,6 +328,24 @@ async def settle(
                 "last_outcome = %s, disposition = %s WHERE contact_id = %s",
                 (final, outcome, disposition, row["contact_id"]),
             )
+        finished = outcomes.happened_now(
+            row["tenant_id"],
+            outcomes.CAMPAIGN_ATTEMPT_FINISHED,
+            {
+                "campaign_id": row["campaign_id"],
+                "contact_id": row["contact_id"],
+                "attempt_id": row["attempt_id"],
+                "call_id": row["call_id"],
+                "twilio_call_sid": row["call_sid"],
+                "outcome": outcome,
+                "disposition": disposition,
+                "error": error,
+                "retry_at": again.isoformat() if again is not None else None,
+            },
+            source_id=f"attempt:{row['attempt_id']}",
+            call_id=row["call_id"],
+        )
+        await outcomes.record(conn, [finished])
     return outcome
 
 
@@ -347,14 +367,29 @@ async def running_campaigns(conn: AsyncConnection[Any]) -> list[str]:
 
 async def complete_finished(conn: AsyncConnection[Any], *, now: datetime) -> int:
     """Running campaigns whose every contact is over become ``completed``."""
-    cursor = await conn.execute(
-        """UPDATE campaigns c SET status = 'completed', finished_at = %s, updated_at = %s
-           WHERE c.status = 'running' AND NOT EXISTS (
-               SELECT 1 FROM campaign_contacts k WHERE k.campaign_id = c.campaign_id
-                 AND k.state NOT IN ('done', 'skipped', 'canceled'))""",
-        (now, now),
-    )
-    return cursor.rowcount
+    async with conn.transaction():
+        done = await fetch_all(
+            conn,
+            """UPDATE campaigns c SET status = 'completed', finished_at = %s, updated_at = %s
+               WHERE c.status = 'running' AND NOT EXISTS (
+                   SELECT 1 FROM campaign_contacts k WHERE k.campaign_id = c.campaign_id
+                     AND k.state NOT IN ('done', 'skipped', 'canceled'))
+               RETURNING c.campaign_id, c.tenant_id, c.name""",
+            (now, now),
+        )
+        await outcomes.record(
+            conn,
+            [
+                outcomes.happened_now(
+                    row["tenant_id"],
+                    outcomes.CAMPAIGN_COMPLETED,
+                    {"campaign_id": row["campaign_id"], "name": row["name"], "status": "completed"},
+                    source_id=f"campaign:{row['campaign_id']}:completed",
+                )
+                for row in done
+            ],
+        )
+    return len(done)
 
 
 async def progress(conn: AsyncConnection[Any], campaign_id: str) -> dict[str, Any]:

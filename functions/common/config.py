@@ -53,6 +53,32 @@ class FunctionSettings(Settings):
     retention_purge_interval_s: float = Field(
         3600.0, gt=0, description="Seconds between two runs of the per-tenant retention purge."
     )
+    webhook_sweep_s: float = Field(
+        1.0, gt=0, description="Seconds between two sweeps for due webhook deliveries."
+    )
+    webhook_lease_s: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "Seconds a swept webhook delivery belongs to the task sent for it; after that a "
+            "later sweep sends it again (a task lost with its worker)."
+        ),
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a webhook receiver has to answer one POST."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, description="Attempts before a webhook delivery goes to the dead-letter list."
+    )
+    webhook_retry_base_s: float = Field(
+        30.0, gt=0, description="Seconds before a failed webhook delivery's second attempt."
+    )
+    webhook_retry_factor: float = Field(
+        3.0, ge=1, description="Each further retry of a webhook delivery waits this much longer."
+    )
+    webhook_retry_max_s: float = Field(
+        3600.0, gt=0, description="The longest wait between two attempts of a webhook delivery."
+    )
 
     @field_validator("public_base_url")
     @classmethod

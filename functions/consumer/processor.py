@@ -3,7 +3,8 @@ consumer and replay, so all three treat duplicates, redaction and poison events 
 
 - Records that are not valid events become dead letters ("invalid").
 - Events are redacted per tenant before anything is written (raw text never reaches a row).
-- The batch is applied in one transaction; ids already present are skipped (duplicates).
+- The batch is applied in one transaction; ids already present are skipped (duplicates). The
+  webhook deliveries of the new events are recorded in that transaction too.
 - Database errors are classified by SQLSTATE (:func:`classify`), never by the exception's class
   (psycopg raises a program limit such as "string is too long for tsvector" as an
   OperationalError). When the database is unavailable the error is raised for the caller to
@@ -29,9 +30,10 @@ from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from functions.consumer.dead_letters import DeadLetter, DeadLetterSink
+from functions.webhooks.outcomes import record_for_events
 from shared import tracing
 from shared.bus import ReceivedRecord
-from shared.db import apply_events
+from shared.db import apply_new_events
 from shared.events import Event
 from shared.privacy import TenantPrivacy
 
@@ -177,7 +179,7 @@ class BatchProcessor:
             try:
                 began = time.time_ns()
                 async with self.pool.connection() as conn, conn.transaction():
-                    applied = await apply_events(conn, events)
+                    applied = await _apply_and_record(conn, events)
                 _trace_write(valid, began, time.time_ns())
                 return applied, []
             except DATABASE_ERRORS as exc:
@@ -205,7 +207,7 @@ class BatchProcessor:
                 for attempt in range(TRANSIENT_RETRIES + 1):
                     try:
                         async with conn.transaction():  # a savepoint per event
-                            applied += await apply_events(conn, [event])
+                            applied += await _apply_and_record(conn, [event])
                         break
                     except DATABASE_ERRORS as exc:
                         fault = classify(exc)
@@ -232,6 +234,15 @@ class BatchProcessor:
             )
         if self.dead_letters is not None:
             await self.dead_letters.send(letters)
+
+
+async def _apply_and_record(conn: Any, events: list[Event]) -> int:
+    """Project the events and, in the same transaction, record the webhook deliveries of the
+    new ones: a batch applied again (a replay, a retry) finds no new event and records none."""
+    fresh = await apply_new_events(conn, events)
+    if fresh:
+        await record_for_events(conn, fresh)
+    return len(fresh)
 
 
 def _trace_write(valid: list[tuple[ReceivedRecord, Event]], began_ns: int, ended_ns: int) -> None:

@@ -32,6 +32,8 @@ NEEDS = (
 TICK = "parley.campaigns.tick"
 DIAL = "parley.campaigns.dial"
 RETENTION = "parley.retention.purge"
+WEBHOOK_SWEEP = "parley.webhooks.sweep"
+WEBHOOK_DELIVER = "parley.webhooks.deliver"
 
 
 @lru_cache(maxsize=8)
@@ -75,6 +77,11 @@ def beat_schedule(settings: FunctionSettings) -> dict[str, dict[str, Any]]:
             "task": TICK,
             "schedule": tick,
             "options": {"expires": settings.campaign_tick_s * 2},
+        },
+        "webhooks-sweep": {
+            "task": WEBHOOK_SWEEP,
+            "schedule": timedelta(seconds=settings.webhook_sweep_s),
+            "options": {"expires": settings.webhook_sweep_s * 2},
         },
         "retention-purge": {
             "task": RETENTION,

@@ -17,9 +17,10 @@ from celery import Celery
 from functions.campaigns import schedule, store
 from functions.common.db import db
 from functions.common.runtime import runtime
-from functions.jobs.app import DIAL, RETENTION, TICK, send
+from functions.jobs.app import DIAL, RETENTION, TICK, WEBHOOK_DELIVER, WEBHOOK_SWEEP, send
 from functions.transfer import service
 from functions.voice import calls
+from functions.webhooks import delivery
 
 log = logging.getLogger("parley.jobs")
 T = TypeVar("T")
@@ -158,6 +159,22 @@ async def purge_retention() -> dict[str, int]:
     return {"calls": report.total_calls, "recordings": report.total_recordings}
 
 
+async def sweep_webhooks() -> int:
+    """Lease the due webhook deliveries and send a task for each (see
+    functions/webhooks/delivery.py: a task that never runs leaves a lease that expires)."""
+    settings = runtime().settings
+    async with db() as conn:
+        leased = await delivery.lease_due(conn, settings)
+    for item in leased:
+        await asyncio.to_thread(send, settings, WEBHOOK_DELIVER, item.delivery_id, item.token)
+    return len(leased)
+
+
+async def deliver_webhook(delivery_id: str, token: str) -> str:
+    async with db() as conn:
+        return await delivery.deliver(conn, runtime().settings, delivery.Leased(delivery_id, token))
+
+
 def campaigns_tick() -> dict[str, int]:
     return _run(tick())
 
@@ -170,8 +187,18 @@ def retention_purge() -> dict[str, int]:
     return _run(purge_retention())
 
 
+def webhooks_sweep() -> int:
+    return _run(sweep_webhooks())
+
+
+def webhooks_deliver(delivery_id: str, token: str) -> str:
+    return _run(deliver_webhook(delivery_id, token))
+
+
 def register(app: Celery) -> None:
     """Attach the tasks to ``app`` (the worker's)."""
     app.task(name=TICK)(campaigns_tick)
     app.task(name=DIAL)(campaigns_dial)
     app.task(name=RETENTION)(retention_purge)
+    app.task(name=WEBHOOK_SWEEP)(webhooks_sweep)
+    app.task(name=WEBHOOK_DELIVER)(webhooks_deliver)

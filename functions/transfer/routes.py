@@ -14,6 +14,7 @@ from functions.common.public_url import public_base_url
 from functions.common.runtime import runtime
 from functions.transfer import service
 from functions.voice import calls
+from functions.webhooks import outcomes
 from shared.agents.dispositions import ESCALATED
 
 router = APIRouter(tags=["calls"], responses=ERROR_RESPONSES)
@@ -94,6 +95,13 @@ async def transfer(
             "WHERE call_id = %s",
             (ESCALATED, call_id),
         )
+        initiated = outcomes.happened_now(
+            principal.tenant_id,
+            outcomes.TRANSFER_INITIATED,
+            {"call_id": call_id, "target": body.target, "twilio_call_sid": call["twilio_call_sid"]},
+            call_id=call_id,
+        )
+        await outcomes.record(conn, [initiated])
     return TransferResult(call_id=call_id, target=body.target)
 
 

@@ -48,6 +48,7 @@ from media_nodes.dialogue.protocol import (
     SlotResult,
     SpeculationRefused,
     StateEntered,
+    ToolCall,
     Transfer,
     UserTurn,
 )
@@ -969,6 +970,16 @@ class AgentSession:
             if self._trial:
                 raise SpeculationRefused(f"{self._state}: {action.method} {action.url}")
             result = await call_http(action, self._raw_lookup, self.runtime.http)
+            turn.add(
+                ToolCall(
+                    state=self._state,
+                    ok=result.ok,
+                    elapsed_ms=round(result.elapsed_ms, 1),
+                    status=result.status,
+                    # The kind of failure only: an exception's text may quote the URL.
+                    error=result.error.split(":")[0][:80] if result.error else None,
+                )
+            )
             if result.ok:
                 self._record("tool_ok", f"{action.url} in {result.elapsed_ms:.0f} ms")
                 for name, value in result.values.items():

@@ -68,6 +68,17 @@ class SlotResult:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """An http action ran (a tool call), with how it went; never its URL or body."""
+
+    state: str
+    ok: bool
+    elapsed_ms: float
+    status: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Escalation:
     reason: Literal[
         "explicit_request", "failed_attempts", "no_input", "llm_failure", "tool_failure", "other"
@@ -97,7 +108,15 @@ class Outcome:
 
 
 AgentOutput = (
-    AgentText | StateEntered | IntentResult | SlotResult | Escalation | Transfer | EndCall | Outcome
+    AgentText
+    | StateEntered
+    | IntentResult
+    | SlotResult
+    | ToolCall
+    | Escalation
+    | Transfer
+    | EndCall
+    | Outcome
 )
 
 EndReason = Literal["caller_hung_up", "transferred", "agent_ended", "error", "shutdown"]

@@ -49,6 +49,7 @@ from media_nodes.dialogue.protocol import (
     Outcome,
     SlotResult,
     StateEntered,
+    ToolCall,
     Transfer,
     UserTurn,
 )
@@ -76,6 +77,7 @@ from shared.events.models import (
     EscalationRequested,
     IntentDetected,
     SlotFilled,
+    ToolCalled,
     TurnAgent,
     TurnUser,
 )
@@ -682,6 +684,17 @@ class CallSession:
                         name=output.name,
                         value=output.value,
                         slot_type=output.slot_type,
+                    )
+                )
+            case ToolCall():
+                self.events.emit(
+                    ToolCalled(
+                        turn_index=index,
+                        state=output.state,
+                        ok=output.ok,
+                        status=output.status,
+                        elapsed_ms=output.elapsed_ms,
+                        error=output.error,
                     )
                 )
             case Escalation():

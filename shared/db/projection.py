@@ -36,6 +36,7 @@ from shared.events import (
     IntentDetected,
     LatencyMeasured,
     SlotFilled,
+    ToolCalled,
     TurnAgent,
     TurnUser,
 )
@@ -43,7 +44,14 @@ from shared.events import (
 log = logging.getLogger(__name__)
 
 # Events that change the calls row itself; they are applied one by one, in order.
-_CALL_LEVEL = (CallStarted, SlotFilled, DispositionSet, EscalationRequested, CallEnded)
+_CALL_LEVEL = (
+    CallStarted,
+    SlotFilled,
+    DispositionSet,
+    EscalationRequested,
+    ToolCalled,
+    CallEnded,
+)
 
 # Twilio call statuses in the order a call moves through them; terminal ones share the top rank.
 STATUS_RANK = {
@@ -60,7 +68,13 @@ STATUS_RANK = {
 
 
 async def apply_events(conn: AsyncConnection[Any], events: Iterable[Event]) -> int:
-    """Apply events in order inside the current transaction; return how many were new.
+    """Apply events in order inside the current transaction; return how many were new."""
+    return len(await apply_new_events(conn, events))
+
+
+async def apply_new_events(conn: AsyncConnection[Any], events: Iterable[Event]) -> list[Event]:
+    """Apply events in order inside the current transaction; return the new ones (what the
+    caller may act on once: a duplicate or a second stream's event comes back in none).
 
     Batched, so a batch costs a handful of statements instead of ~3 per event: one records every
     event (the new ones come back); turns, latencies and intents are written with one set-based
@@ -74,7 +88,7 @@ async def apply_events(conn: AsyncConnection[Any], events: Iterable[Event]) -> i
             batch.append(event)
     batch = _first_stream_only(batch)
     if not batch:
-        return 0
+        return []
     new_ids = await _record(conn, batch)
     fresh = [e for e in batch if e.event_id in new_ids]
     if fresh:
@@ -84,7 +98,7 @@ async def apply_events(conn: AsyncConnection[Any], events: Iterable[Event]) -> i
             async with conn.pipeline():
                 for event in call_level:
                     await _project(conn, event)
-    return len(fresh)
+    return fresh
 
 
 def _first_stream_only(events: list[Event]) -> list[Event]:
@@ -265,6 +279,14 @@ async def _project(conn: AsyncConnection[Any], event: Event) -> None:
                 """UPDATE calls SET escalation_reason = COALESCE(escalation_reason, %s),
                        updated_at = now() WHERE call_id = %s""",
                 (p.reason, call_id),
+            )
+        case ToolCalled():
+            await conn.execute(
+                """UPDATE calls SET tool_calls = tool_calls + 1,
+                       tool_failures = tool_failures + CASE WHEN %s THEN 0 ELSE 1 END,
+                       tools = CASE WHEN %s = ANY(tools) THEN tools ELSE tools || %s::text END,
+                       updated_at = now() WHERE call_id = %s""",
+                (p.ok, p.state, p.state, call_id),
             )
         case CallEnded():
             # What the call used and its median latency, read once from its rows (written

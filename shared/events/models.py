@@ -114,6 +114,20 @@ class EscalationRequested(_Payload):
     target: str | None = Field(None, description="Phone number or SIP URI of the human.")
 
 
+class ToolCalled(_Payload):
+    type: Literal["tool.called"] = "tool.called"
+    turn_index: int = Field(ge=0)
+    state: str = Field(
+        min_length=1, max_length=128, description="The agent state whose http action ran."
+    )
+    ok: bool
+    status: int | None = Field(None, ge=100, le=599, description="The API's HTTP status.")
+    elapsed_ms: float = Field(ge=0)
+    error: str | None = Field(
+        None, max_length=80, description="What failed (no URL or body: they may hold slots)."
+    )
+
+
 class LatencyMeasured(_Payload):
     type: Literal["latency.measured"] = "latency.measured"
     turn_index: int = Field(ge=0)
@@ -133,6 +147,7 @@ Payload = Annotated[
     | SlotFilled
     | DispositionSet
     | EscalationRequested
+    | ToolCalled
     | LatencyMeasured,
     Field(discriminator="type"),
 ]
@@ -146,6 +161,7 @@ PAYLOAD_MODELS: tuple[type[_Payload], ...] = (
     SlotFilled,
     DispositionSet,
     EscalationRequested,
+    ToolCalled,
     LatencyMeasured,
 )
 EVENT_TYPES: tuple[str, ...] = tuple(str(m.model_fields["type"].default) for m in PAYLOAD_MODELS)

@@ -53,6 +53,7 @@ def test_every_documented_type_is_modelled() -> None:
         "slot.filled",
         "disposition.set",
         "escalation.requested",
+        "tool.called",
         "latency.measured",
     }
 

@@ -24,6 +24,7 @@ from media_nodes.dialogue.protocol import (
     NoInput,
     Outcome,
     SlotResult,
+    ToolCall,
     Transfer,
     UserTurn,
 )
@@ -106,6 +107,8 @@ async def test_tool_call_fills_slots_from_real_http(
         "delivery_date": "tomorrow",
     }
     assert SlotResult("order_status", "shipped", "tool") in out
+    (call,) = [o for o in out if isinstance(o, ToolCall)]
+    assert (call.state, call.ok, call.status, call.error) == ("lookup_order", True, 200, None)
     assert "Order 5 6 7 8 is shipped, and should arrive tomorrow." in said(out)
     assert session.trace[-1].kind != "tool_failure"
 
@@ -130,6 +133,9 @@ async def test_tool_failures_take_the_failure_route(
     assert session.state == "anything_else"
     failures = [t.detail for t in session.trace if t.kind == "tool_failure"]
     assert failures and error in failures[0]
+    (call,) = [o for o in out if isinstance(o, ToolCall)]
+    assert call.state == "lookup_order" and not call.ok
+    assert call.error is not None and error in call.error and "http" not in call.error
 
 
 async def test_tool_failure_without_route_escalates(

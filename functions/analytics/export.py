@@ -1,0 +1,192 @@
+"""GET /v1/calls/export: every call that matches the shared filters, streamed as CSV or JSON
+lines, oldest first, with its slots, transcript, recording link and Twilio CallSid.
+
+The rows come from a server-side cursor read in batches, so memory stays flat however many calls
+match; each batch is written to the response as soon as it is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from psycopg import sql
+
+from functions.analytics.calls import SELECT_COLUMNS, call_usage, safe_cell
+from functions.analytics.filters import CallFilter, call_filter
+from functions.common.db import db
+from functions.common.errors import ERROR_RESPONSES, ErrorResponse
+from functions.common.negotiate import choose
+from functions.common.public_url import public_base_url
+
+router = APIRouter(tags=["calls"], responses=ERROR_RESPONSES)
+
+CSV = "text/csv"
+JSON_LINES = "application/x-ndjson"
+OFFERS = (CSV, JSON_LINES)
+FORMATS = {"csv": CSV, "jsonl": JSON_LINES}
+BATCH = 1000
+
+COLUMNS = [
+    "call_id",
+    "twilio_call_sid",
+    "agent_id",
+    "agent_version",
+    "channel",
+    "direction",
+    "from_number",
+    "to_number",
+    "status",
+    "disposition",
+    "primary_intent",
+    "intents",
+    "escalation_reason",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_ms",
+    "end_reason",
+    "voice_to_voice_p50_ms",
+    "tool_calls",
+    "tool_failures",
+    "tools",
+    "minutes",
+    "asr_seconds",
+    "tts_chars",
+    "llm_tokens",
+    "cost",
+    "currency",
+    "summary",
+    "slots",
+    "recording_url",
+    "transcript",
+]
+# Cells a caller or the agent could have put words in (spreadsheet formula injection).
+_FREE_TEXT = {"summary", "intents", "tools", "disposition", "primary_intent", "end_reason",
+              "slots", "transcript"}  # fmt: skip
+
+_QUERY = (
+    "SELECT {columns}, c.twilio_call_sid, c.slots, c.tool_calls, c.tool_failures, c.tools, "
+    "c.recording_url AS stored_recording, c.recording_deleted_at, "
+    "(SELECT jsonb_agg(jsonb_build_object('speaker', t.speaker, 'text', t.text, "
+    "'start_ms', t.start_ms, 'end_ms', t.end_ms) ORDER BY t.start_ms, t.turn_index, t.speaker) "
+    "FROM call_turns t WHERE t.call_id = c.call_id) AS turns "
+    "FROM calls c WHERE {where} ORDER BY c.started_at, c.call_id"
+)
+
+
+def _record(row: dict[str, Any], f: CallFilter, base: str) -> dict[str, Any]:
+    usage = call_usage(row, f.settings.prices)
+    stored = row["stored_recording"]
+    link = None
+    if stored and row["recording_deleted_at"] is None:
+        # The API's route, not a pre-signed URL: an export outlives a 15-minute link, and the
+        # route redirects to a fresh one for a recording in S3.
+        link = f"{base}/v1/calls/{quote(row['call_id'], safe='')}/recording"
+    return {
+        **{k: row[k] for k in COLUMNS if k in row and k not in ("slots",)},
+        "minutes": usage.minutes,
+        "asr_seconds": usage.asr_seconds,
+        "tts_chars": usage.tts_chars,
+        "llm_tokens": usage.llm_tokens,
+        "cost": usage.cost.amount if usage.cost else None,
+        "currency": usage.cost.currency if usage.cost else None,
+        "slots": row["slots"] or {},
+        "recording_url": link,
+        "transcript": row["turns"] or [],
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _csv_cell(name: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if name in ("intents", "tools"):
+        value = "|".join(value)
+    elif name == "slots":
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False) if value else ""
+    elif name == "transcript":
+        value = "\n".join(f"{t['speaker']}: {t['text']}" for t in value)
+    elif isinstance(value, datetime):
+        return value.isoformat()
+    return safe_cell(value) if name in _FREE_TEXT else value
+
+
+async def _rows(f: CallFilter, base: str) -> AsyncIterator[list[dict[str, Any]]]:
+    query = sql.SQL(_QUERY).format(columns=SELECT_COLUMNS, where=f.sql())
+    async with db() as conn, conn.transaction():
+        async with conn.cursor(name="calls_export") as cur:
+            cur.itersize = BATCH
+            await cur.execute(query, f.params)
+            while batch := await cur.fetchmany(BATCH):
+                yield [_record(r, f, base) for r in batch]
+
+
+async def _csv_stream(f: CallFilter, base: str) -> AsyncIterator[bytes]:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    yield out.getvalue().encode()
+    async for batch in _rows(f, base):
+        out.seek(0)
+        out.truncate()
+        for record in batch:
+            writer.writerow([_csv_cell(c, record[c]) for c in COLUMNS])
+        yield out.getvalue().encode()
+
+
+async def _json_lines(f: CallFilter, base: str) -> AsyncIterator[bytes]:
+    async for batch in _rows(f, base):
+        yield "".join(
+            json.dumps(r, default=_json_default, ensure_ascii=False) + "\n" for r in batch
+        ).encode()
+
+
+@router.get(
+    "/v1/calls/export",
+    summary="Every matching call, streamed: CSV (Accept: text/csv) or JSON lines "
+    "(Accept: application/x-ndjson); 406 for anything else",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                CSV: {"schema": {"type": "string"}},
+                JSON_LINES: {"schema": {"type": "string"}},
+            }
+        },
+        406: {
+            "model": ErrorResponse,
+            "description": "The Accept header allows neither CSV nor JSON lines.",
+        },
+    },
+)
+async def export_calls(
+    request: Request,
+    f: CallFilter = Depends(call_filter),
+    format: Annotated[
+        Literal["csv", "jsonl"] | None,
+        Query(description="Choose without an Accept header (a link, curl): wins over Accept."),
+    ] = None,
+) -> StreamingResponse:
+    media = FORMATS[format] if format else choose(request.headers.get("accept"), OFFERS)
+    base = public_base_url(request)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    extension = "csv" if media == CSV else "jsonl"
+    body = _csv_stream(f, base) if media == CSV else _json_lines(f, base)
+    return StreamingResponse(
+        body,
+        media_type=f"{media}; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.{extension}"'},
+    )
