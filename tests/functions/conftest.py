@@ -48,6 +48,7 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: str
+    raw: bytes = b""  # the body's bytes, as sent (audio is not text)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -73,9 +74,10 @@ def invoke(handler: Any, event: dict[str, Any]) -> Reply:
         asyncio.set_event_loop(_LOOP[0])
     result = handler(event, LambdaContext())
     body = result.get("body") or ""
-    if result.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode()
-    return Reply(result["statusCode"], {k.lower(): v for k, v in result["headers"].items()}, body)
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    text = raw.decode(errors="replace")
+    headers = {k.lower(): v for k, v in result["headers"].items()}
+    return Reply(result["statusCode"], headers, text, raw)
 
 
 def api_event(

@@ -6,10 +6,12 @@ import csv
 import io
 import json
 import uuid
+import wave
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -410,3 +412,79 @@ def test_a_recording_outside_the_store_or_missing_is_a_404(
         )
         reply = _get(sample, tenant, path=f"/v1/calls/{call_id}/recording")
         assert reply.status == 404 and "no recording" in reply.json()["error"]["message"]
+
+
+def _stereo_wav(caller: list[int], agent: list[int]) -> bytes:
+    from media_nodes.recording.recorder import CallRecorder
+
+    recorder = CallRecorder()
+    recorder.agent(np.array(agent, dtype=np.int16))  # the agent speaks first, from sample 0
+    recorder.caller(np.array(caller, dtype=np.int16))
+    return recorder.wav()
+
+
+def _samples(body: bytes) -> tuple[int, list[int]]:
+    with wave.open(io.BytesIO(body), "rb") as wav:
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+        return wav.getnchannels(), frames.tolist()
+
+
+def test_a_recording_comes_stereo_or_mixed_to_mono(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant
+) -> None:
+    """Recordings keep caller and agent apart (left, right); ``channels=mono`` mixes them, and
+    scales the mix down only where it would clip."""
+    call_id = f"rec-{uuid.uuid4().hex[:8]}"
+    folder = rt.settings.data_dir / "recordings" / tenant.tenant_id
+    folder.mkdir(parents=True, exist_ok=True)
+    wav_file = folder / f"{call_id}.wav"
+    wav_file.write_bytes(_stereo_wav([100, -200, 300, 0], [1000, 0, -1000]))
+    sql.execute(
+        "INSERT INTO calls (call_id, tenant_id, recording_url) VALUES (%s, %s, %s)",
+        (call_id, tenant.tenant_id, wav_file.resolve().as_uri()),
+    )
+    sample, path = "analytics.get-v1-calls-call_id-recording.json", f"/v1/calls/{call_id}/recording"
+    stereo = _get(sample, tenant, path=path)
+    assert _samples(stereo.raw) == (2, [100, 1000, -200, 0, 300, -1000, 0, 0])
+    mixed = _get(sample, tenant, path=path, query={"channels": "mono"})
+    assert mixed.status == 200 and mixed.headers["content-type"] == "audio/wav"
+    assert _samples(mixed.raw) == (1, [1100, -200, -700, 0])
+    loud = _stereo_wav([30000, -30000], [30000, 0])
+    wav_file.write_bytes(loud)
+    clipped = _samples(_get(sample, tenant, path=path, query={"channels": "mono"}).raw)
+    assert clipped == (1, [32767, -16384])  # 60000 -> 32767, -30000 scaled by the same factor
+    bad = _get(sample, tenant, path=path, query={"channels": "left"})
+    assert bad.status == 422 and "channels" in bad.body
+
+
+def test_a_mono_mix_of_an_s3_recording_is_served_by_the_api(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, monkeypatch: Any
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from functions.analytics import recording
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    recording._s3.cache_clear()
+    call_id = f"rec-{uuid.uuid4().hex[:8]}"
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="parley-recordings")
+        s3.put_object(
+            Bucket="parley-recordings", Key=f"t/{call_id}.wav", Body=_stereo_wav([5, 6], [1, 1])
+        )
+        sql.execute(
+            "INSERT INTO calls (call_id, tenant_id, recording_url) VALUES (%s, %s, %s)",
+            (call_id, tenant.tenant_id, f"s3://parley-recordings/t/{call_id}.wav"),
+        )
+        reply = _get(
+            "analytics.get-v1-calls-call_id-recording.json",
+            tenant,
+            path=f"/v1/calls/{call_id}/recording",
+            query={"channels": "mono"},
+        )
+    recording._s3.cache_clear()
+    assert reply.status == 200, reply.body
+    assert _samples(reply.raw) == (1, [6, 7])
