@@ -48,7 +48,8 @@ def _queries() -> dict[str, list[str]]:
         exprs = [t["expr"] for p in data["panels"] for t in p["targets"]]
         exprs += [v["query"] for v in data["templating"]["list"] if v["type"] == "query"]
         queries[dashboard.name] = exprs
-    queries["prometheus-adapter"] = [r["seriesQuery"] for r in adapter_values()["rules"]["custom"]]
+    rules = adapter_values()["rules"]
+    queries["prometheus-adapter"] = [r["seriesQuery"] for r in rules["custom"] + rules["external"]]
     return queries
 
 
@@ -68,10 +69,11 @@ def _exported() -> dict[str, str]:
     """Metric names (as queried) and types that Parley's code registers.
 
     The media node serves its own registry (media_nodes.metrics.MediaMetrics); the event spool
-    (shared.bus.durable) and the long-running consumer (functions.consumer.metrics) register on
-    prometheus_client's default registry.
+    (shared.bus.durable), the long-running consumer (functions.consumer.metrics) and beat's job
+    queue probe (functions.jobs.metrics) register on prometheus_client's default registry.
     """
-    import functions.consumer.metrics  # noqa: F401
+    import functions.consumer.metrics
+    import functions.jobs.metrics  # noqa: F401
     import shared.bus.durable  # noqa: F401
     from media_nodes.metrics import MediaMetrics
 
