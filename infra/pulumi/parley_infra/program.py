@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from . import traces
 from .cluster import Cluster
 from .config import load_stack_config, read_secrets
 from .data import Data
@@ -15,7 +16,6 @@ from .media import MediaService
 from .network import Network
 from .observability import Observability
 from .secrets import Secrets, SecretSpec
-from . import traces
 
 
 def build() -> dict[str, pulumi.Output[str] | str]:
