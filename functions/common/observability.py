@@ -60,7 +60,7 @@ class LogDocumentFormatter(LambdaPowertoolsFormatter):
         if span.is_valid:
             doc["trace_id"] = format(span.trace_id, "032x")
             doc["span_id"] = format(span.span_id, "016x")
-        return super().serialize(doc)  # type: ignore[arg-type]
+        return super().serialize(doc)
 
 
 def _redacted(value: Any) -> Any:
