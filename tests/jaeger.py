@@ -49,19 +49,19 @@ def running_jaeger(log: Path) -> Iterator[str]:
 def read_trace(
     query: str,
     trace_id: str,
-    want: Callable[[list[dict[str, Any]]], bool],
+    want: Callable[[dict[str, Any]], bool],
     *,
     flush: Callable[[], None] = lambda: None,
     timeout_s: float = 20,
 ) -> dict[str, Any]:
-    """The trace once ``want`` holds for its spans (or as it is at the deadline)."""
+    """The trace once ``want`` holds for it (or as it is at the deadline)."""
     deadline = time.monotonic() + timeout_s
     while True:
         flush()
         reply = httpx.get(f"{query}/api/traces/{trace_id}", timeout=5)
         if reply.status_code == 200 and reply.json()["data"]:
             found: dict[str, Any] = reply.json()["data"][0]
-            if want(found["spans"]) or time.monotonic() > deadline:
+            if want(found) or time.monotonic() > deadline:
                 return found
         assert time.monotonic() < deadline, f"trace {trace_id} not in Jaeger: {reply.text[:300]}"
         time.sleep(0.3)

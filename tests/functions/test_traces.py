@@ -47,7 +47,8 @@ def jaeger(jaeger_server: str) -> Iterator[str]:
 
 
 def read_trace(query: str, trace_id: str, want: Callable[[list[dict[str, Any]]], bool]) -> Any:
-    return read_jaeger_trace(query, trace_id, want, flush=tracing.flush)["spans"]
+    found = read_jaeger_trace(query, trace_id, lambda t: want(t["spans"]), flush=tracing.flush)
+    return found["spans"]
 
 
 async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
