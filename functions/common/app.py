@@ -23,6 +23,7 @@ from functions.common.operations import operations
 from shared import tracing
 from shared.settings import SettingsError, get_settings
 
+WEBHOOK_FLUSH_BUDGET_MS = 1000
 API_TITLE = "Parley API"
 API_VERSION = "1.0.0"
 API_DESCRIPTION = (
@@ -79,7 +80,9 @@ def create_app(
             span.update_name(f"{request.method} {path}")
             span.set_attribute("http.response.status_code", response.status_code)
         if exporting:  # a Lambda is frozen after it answers: send the spans first
-            await asyncio.to_thread(tracing.flush)
+            # ...but never keep Twilio waiting on an unreachable collector: what is not sent
+            # within the budget goes on after the next thaw.
+            await asyncio.to_thread(tracing.flush, WEBHOOK_FLUSH_BUDGET_MS)
         elapsed_ms = (time.perf_counter() - started) * 1000
         if "aws.context" in request.scope:
             # One request per invocation: the route is a dimension of everything this
