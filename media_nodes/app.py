@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from media_nodes.dialogue.llm import LlmClient
 from media_nodes.dialogue.nlu.slots import warm_parsers
 from media_nodes.dialogue.protocol import DialogueFactory
 from media_nodes.heartbeat import run_heartbeat
@@ -162,6 +163,9 @@ def create_app(
                 node_id=cfg.node_id or default_node_id(),
                 streams=StreamClaims(node_registry.cache),
             )
+            llm = getattr(factory, "llm", None)
+            if isinstance(llm, LlmClient):  # its latency and failures, on this node's metrics
+                llm.observer = node.metrics
             agents = AgentPreparer(node)
             try:
                 await agents.prepare("default", cfg.default_agent)

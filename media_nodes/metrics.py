@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0)
+# A whole LLM answer (summaries, streamed replies) takes longer than one pipeline stage.
+LLM_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0)
 
 
 class MediaMetrics:
@@ -73,3 +75,44 @@ class MediaMetrics:
         self.calls_ended = Counter(
             "parley_calls_ended", "Calls that ended, by end reason.", ["reason"], registry=r
         )
+        self.barge_ins = Counter(
+            "parley_barge_ins",
+            "Agent replies cut because the caller spoke or pressed a key.",
+            registry=r,
+        )
+        self.false_barge_ins = Counter(
+            "parley_false_barge_ins",
+            "Barge-ins by speech after which the caller's turn came to nothing (noise, or no "
+            "words heard): the agent was cut for no reason.",
+            registry=r,
+        )
+        self.llm_seconds = Histogram(
+            "parley_llm_seconds",
+            "One LLM request, asked -> answered (a streamed answer: -> its last token).",
+            buckets=LLM_BUCKETS,
+            registry=r,
+        )
+        self.llm_first_token = Histogram(
+            "parley_llm_first_token_seconds",
+            "A streamed LLM answer: asked -> its first token.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.llm_errors = Counter(
+            "parley_llm_errors",
+            "LLM requests that failed, by reason (timeout, error, guardrail, invalid).",
+            ["reason"],
+            registry=r,
+        )
+
+    def llm_request(
+        self, seconds: float | None, *, first_token_s: float | None, failure: str | None
+    ) -> None:
+        """One LLM request finished (media_nodes.dialogue.llm.LlmObserver); ``seconds`` is None
+        for an answer the call stopped before its end (a barge-in)."""
+        if seconds is not None:
+            self.llm_seconds.observe(seconds)
+        if first_token_s is not None:
+            self.llm_first_token.observe(first_token_s)
+        if failure is not None:
+            self.llm_errors.labels(failure).inc()

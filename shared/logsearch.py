@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from opentelemetry import trace
 
+from shared import tracing
 from shared.privacy import redact_text
 
 INDEX_PREFIX = "parley-logs-"
@@ -51,6 +52,8 @@ def document(record: logging.LogRecord) -> dict[str, Any]:
         if isinstance(parsed, dict):
             fields = {k: v for k, v in parsed.items() if k in CONTEXT_FIELDS}
             message = str(parsed.get("msg", message))
+    for name, known in tracing.call_fields().items():  # the call this line was logged in
+        fields.setdefault(name, known)
     for name in CONTEXT_FIELDS:
         value = getattr(record, name, None)
         if value is not None:

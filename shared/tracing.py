@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
 from opentelemetry import trace
-from opentelemetry.context import Context, attach
+from opentelemetry.context import Context, attach, get_value, set_value
 from opentelemetry.trace import Span, SpanKind, StatusCode, set_span_in_context
 
 __all__ = ["Span", "SpanKind", "StatusCode", "set_span_in_context", "tracer"]
@@ -22,6 +22,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from shared.settings import Settings
 
 TRACEPARENT = "traceparent"
+_CALL_FIELDS = "parley.call_fields"  # the context key of the current call's log fields
 # Call contexts outlive their call a while: the durable producer may forward a call's last
 # events from its spool after the call has ended, and they still belong to its trace.
 KEPT_CALL_CONTEXTS = 10_000
@@ -86,7 +87,13 @@ def start_call(call_id: str, parameters: Mapping[str, str], **attributes: str) -
     span = tracer.start_span(
         "call", context=parent, kind=SpanKind.SERVER, attributes={"call.id": call_id, **attributes}
     )
-    _calls[call_id] = set_span_in_context(span)
+    # The call's identity travels with its context, so every log line of the call (and of the
+    # tasks it starts) carries it, traced or not (shared/logsearch.py).
+    fields = {"call_id": call_id}
+    for attribute, field in (("tenant.id", "tenant_id"), ("agent.id", "agent_id")):
+        if attributes.get(attribute):
+            fields[field] = attributes[attribute]
+    _calls[call_id] = set_span_in_context(span, set_value(_CALL_FIELDS, fields))
     attach(_calls[call_id])
     _calls.move_to_end(call_id)
     while len(_calls) > KEPT_CALL_CONTEXTS:
@@ -96,6 +103,12 @@ def start_call(call_id: str, parameters: Mapping[str, str], **attributes: str) -
 
 def call_context(call_id: str) -> Context | None:
     return _calls.get(call_id)
+
+
+def call_fields() -> Mapping[str, str]:
+    """The current call's id, tenant and agent (empty outside a call)."""
+    fields = get_value(_CALL_FIELDS)
+    return fields if isinstance(fields, dict) else {}
 
 
 # ---- Kafka ----------------------------------------------------------------------------------

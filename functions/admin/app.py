@@ -6,9 +6,10 @@ from functions.admin import agents, knowledge, numbers, privacy, tenants
 from functions.common.app import create_app, lambda_handler
 from functions.common.query import reject_unknown_query
 from functions.webhooks import routes as webhooks
-from shared.settings import EVERY_PROCESS, QDRANT
+from shared.settings import EVERY_PROCESS, QDRANT, TRACING
 
-NEEDS = EVERY_PROCESS | QDRANT  # uploaded knowledge documents are embedded into Qdrant
+# Uploaded knowledge documents are embedded into Qdrant; every request is a span.
+NEEDS = EVERY_PROCESS | QDRANT | TRACING
 
 router = APIRouter(dependencies=[Depends(reject_unknown_query)])
 for part in (

@@ -5,9 +5,10 @@ from fastapi import APIRouter, Depends
 from functions.analytics import aggregate, calls, export, recording, summaries
 from functions.common.app import create_app, lambda_handler
 from functions.common.query import reject_unknown_query
-from shared.settings import EVERY_PROCESS
+from shared.settings import EVERY_PROCESS, TRACING
 
-NEEDS = EVERY_PROCESS  # recording links are pre-signed with the function's own role
+# Recording links are pre-signed with the function's own role; every request is a span.
+NEEDS = EVERY_PROCESS | TRACING
 
 router = APIRouter(dependencies=[Depends(reject_unknown_query)])
 router.include_router(aggregate.router)  # before calls: /v1/calls/aggregate is no call id

@@ -18,11 +18,12 @@ from starlette.routing import Route
 
 from functions.common.errors import install_error_handlers
 from functions.common.input_guard import InputGuard
-from functions.common.observability import logger, metrics, tracer
+from functions.common.observability import ROUTE_DIMENSION, logger, metrics, tracer
 from functions.common.operations import operations
 from shared import tracing
 from shared.settings import SettingsError, get_settings
 
+WEBHOOK_FLUSH_BUDGET_MS = 1000
 API_TITLE = "Parley API"
 API_VERSION = "1.0.0"
 API_DESCRIPTION = (
@@ -79,13 +80,20 @@ def create_app(
             span.update_name(f"{request.method} {path}")
             span.set_attribute("http.response.status_code", response.status_code)
         if exporting:  # a Lambda is frozen after it answers: send the spans first
-            await asyncio.to_thread(tracing.flush)
+            # ...but never keep Twilio waiting on an unreachable collector: what is not sent
+            # within the budget goes on after the next thaw.
+            await asyncio.to_thread(tracing.flush, WEBHOOK_FLUSH_BUDGET_MS)
         elapsed_ms = (time.perf_counter() - started) * 1000
         if "aws.context" in request.scope:
+            # One request per invocation: the route is a dimension of everything this
+            # invocation emits (the Twilio webhooks' latency and errors, per route).
+            metrics.add_dimension(name=ROUTE_DIMENSION, value=path)
             metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="LatencyMs", unit=MetricUnit.Milliseconds, value=elapsed_ms)
             if response.status_code >= 500:
                 metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+            elif response.status_code >= 400:  # a bad signature (403) or form (422) from Twilio
+                metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
         logger.info(
             "request",
             method=request.method,

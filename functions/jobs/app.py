@@ -16,13 +16,14 @@ from typing import Any
 from celery import Celery
 
 from functions.common.config import FunctionSettings
-from shared.settings import EVERY_PROCESS, REDIS, Needs
+from shared.settings import EVERY_PROCESS, REDIS, TRACING, Needs
 
 # What a worker or beat process reads: the database, the broker, Twilio (it places the calls,
-# which call back to the public API URL).
+# which call back to the public API URL), the trace collector (a span per task).
 NEEDS = (
     EVERY_PROCESS
     | REDIS
+    | TRACING
     | Needs.of(
         secrets=["PARLEY_TWILIO_AUTH_TOKEN"],
         settings=["PARLEY_TWILIO_ACCOUNT_SID", "PARLEY_PUBLIC_BASE_URL"],

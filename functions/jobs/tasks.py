@@ -21,19 +21,24 @@ from functions.jobs.app import DIAL, RETENTION, TICK, WEBHOOK_DELIVER, WEBHOOK_S
 from functions.transfer import service
 from functions.voice import calls
 from functions.webhooks import delivery
+from shared import tracing
 
 log = logging.getLogger("parley.jobs")
 T = TypeVar("T")
 _loop: tuple[int, asyncio.AbstractEventLoop] | None = None
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run on this process's loop (made after the fork: a loop is never shared by processes)."""
+def _run(task: str, coro: Coroutine[Any, Any, T]) -> T:
+    """Run on this process's loop (made after the fork: a loop is never shared by processes),
+    inside the task's span. Tracing starts here too, in the forked process: an exporter's
+    thread does not survive a fork."""
     global _loop
     if _loop is None or _loop[0] != os.getpid():
         _loop = (os.getpid(), asyncio.new_event_loop())
+        tracing.configure(runtime().settings, "parley-jobs")
     asyncio.set_event_loop(_loop[1])
-    return _loop[1].run_until_complete(coro)
+    with tracing.tracer.start_as_current_span(f"job {task}", kind=tracing.SpanKind.CONSUMER):
+        return _loop[1].run_until_complete(coro)
 
 
 def _now() -> datetime:
@@ -176,23 +181,23 @@ async def deliver_webhook(delivery_id: str, token: str) -> str:
 
 
 def campaigns_tick() -> dict[str, int]:
-    return _run(tick())
+    return _run(TICK, tick())
 
 
 def campaigns_dial(attempt_id: str) -> str:
-    return _run(dial(attempt_id))
+    return _run(DIAL, dial(attempt_id))
 
 
 def retention_purge() -> dict[str, int]:
-    return _run(purge_retention())
+    return _run(RETENTION, purge_retention())
 
 
 def webhooks_sweep() -> int:
-    return _run(sweep_webhooks())
+    return _run(WEBHOOK_SWEEP, sweep_webhooks())
 
 
 def webhooks_deliver(delivery_id: str, token: str) -> str:
-    return _run(deliver_webhook(delivery_id, token))
+    return _run(WEBHOOK_DELIVER, deliver_webhook(delivery_id, token))
 
 
 def register(app: Celery) -> None:

@@ -10,12 +10,13 @@ not every server enforces the constraint: the LLM can never move a call where th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk
@@ -38,6 +39,14 @@ class LlmFailure(RuntimeError):
         self.kind = kind
         self.detail = detail
         super().__init__(f"LLM {kind}: {detail}")
+
+
+class LlmObserver(Protocol):
+    """Told of every request's outcome (the media node's metrics)."""
+
+    def llm_request(
+        self, seconds: float | None, *, first_token_s: float | None, failure: str | None
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class LlmClient:
         self.model = model
         self.timeout_s = timeout_s
         self.max_tokens = max_tokens
+        self.observer: LlmObserver | None = None
         # Retries would blow the turn's latency budget: fail fast, fall back instead.
         self.client = AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
@@ -82,6 +92,28 @@ class LlmClient:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+    @contextlib.contextmanager
+    def _measured(self) -> Iterator[None]:
+        """Tell the observer how long a request took and why it failed, if it did. A request
+        the call cancelled (the caller hung up, barged in) is neither."""
+        started = time.perf_counter()
+        try:
+            yield
+        except LlmFailure as exc:
+            self._observe(time.perf_counter() - started, failure=exc.kind)
+            raise
+        self._observe(time.perf_counter() - started)
+
+    def _observe(
+        self,
+        seconds: float | None,
+        *,
+        first_token_s: float | None = None,
+        failure: str | None = None,
+    ) -> None:
+        if self.observer is not None:
+            self.observer.llm_request(seconds, first_token_s=first_token_s, failure=failure)
 
     async def choose(
         self,
@@ -112,12 +144,14 @@ class LlmClient:
             "additionalProperties": False,
         }
         started = time.perf_counter()
-        raw = await self._structured(messages, schema, "choose_option", mode, timeout_s)
-        try:
-            option = json.loads(raw).get("option")
-        except (ValueError, AttributeError):
-            option = raw[:200]  # not even JSON: the guardrail rejects it like any other stray
-        return Choice(guard(option, allowed), raw, (time.perf_counter() - started) * 1000)
+        with self._measured():
+            raw = await self._structured(messages, schema, "choose_option", mode, timeout_s)
+            try:
+                option = json.loads(raw).get("option")
+            except (ValueError, AttributeError):
+                option = raw[:200]  # not even JSON: the guardrail rejects it like any other stray
+            chosen = guard(option, allowed)
+        return Choice(chosen, raw, (time.perf_counter() - started) * 1000)
 
     async def extract_slots(
         self,
@@ -150,16 +184,17 @@ class LlmClient:
             "required": list(slots),
             "additionalProperties": False,
         }
-        # Several values, each up to a short phrase.
-        raw = await self._structured(
-            messages, schema, "fill_slots", mode, timeout_s, max_tokens=48 + 40 * len(slots)
-        )
-        try:
-            values = json.loads(raw)
-        except ValueError:
-            values = None
-        if not isinstance(values, dict):
-            raise LlmFailure("invalid", f"not a JSON object: {raw[:200]!r}")
+        with self._measured():
+            # Several values, each up to a short phrase.
+            raw = await self._structured(
+                messages, schema, "fill_slots", mode, timeout_s, max_tokens=48 + 40 * len(slots)
+            )
+            try:
+                values = json.loads(raw)
+            except ValueError:
+                values = None
+            if not isinstance(values, dict):
+                raise LlmFailure("invalid", f"not a JSON object: {raw[:200]!r}")
         return values
 
     async def summarize(self, *, transcript: Sequence[Message], facts: str) -> str:
@@ -173,12 +208,14 @@ class LlmClient:
             },
             {"role": "user", "content": lines},
         ]
-        response = await self._call(
-            {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": 80}, None
-        )
-        text = str(response.choices[0].message.content or "").strip()
-        if not text:
-            raise LlmFailure("invalid", "empty summary")
+        with self._measured():
+            response = await self._call(
+                {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": 80},
+                None,
+            )
+            text = str(response.choices[0].message.content or "").strip()
+            if not text:
+                raise LlmFailure("invalid", "empty summary")
         return text
 
     async def _structured(
@@ -274,6 +311,7 @@ class LlmClient:
         )
         asked_at = loop.time()
         chunks = 0
+        first_token_s: float | None = None
         # Deadlines wrap each await only: a timeout must never fire while the consumer (TTS)
         # holds the generator suspended at a yield.
         first_by = loop.time() + deadline
@@ -291,13 +329,17 @@ class LlmClient:
                 )
         except TimeoutError:
             _failed(span, "timeout")
+            self._observe(loop.time() - asked_at, failure="timeout")
             raise LlmFailure("timeout", f"no answer within {deadline:g}s") from None
         except Exception as exc:
             _failed(span, type(exc).__name__)
+            self._observe(loop.time() - asked_at, failure="error")
             raise LlmFailure("error", f"{type(exc).__name__}: {exc}") from None
         iterator = aiter(stream)
         finish_by = loop.time() + deadline * 4
         got_text = False
+        failure: str | None = None
+        finished = False
         try:
             while True:
                 try:
@@ -314,15 +356,18 @@ class LlmClient:
                 piece = _delta(chunk)
                 if piece:
                     if not got_text:
+                        first_token_s = loop.time() - asked_at
                         span.set_attribute(
-                            "llm.time_to_first_token_ms", round((loop.time() - asked_at) * 1000, 1)
+                            "llm.time_to_first_token_ms", round(first_token_s * 1000, 1)
                         )
                     got_text = True
                     chunks += 1  # a streamed chunk carries one token
                     yield piece
             if not got_text:
                 raise LlmFailure("invalid", "empty answer")
+            finished = True
         except LlmFailure as exc:
+            failure = exc.kind
             span.set_status(tracing.StatusCode.ERROR, exc.kind)  # ended below
             raise
         finally:
@@ -330,6 +375,9 @@ class LlmClient:
             await stream.close()
             span.set_attribute("gen_ai.usage.output_tokens", chunks)
             span.end()
+            # An answer the caller cut short has no total: only its first token counts.
+            total = loop.time() - asked_at if finished or failure else None
+            self._observe(total, first_token_s=first_token_s, failure=failure)
 
 
 def _llm_attributes(kwargs: dict[str, Any]) -> dict[str, str | int]:

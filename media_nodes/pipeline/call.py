@@ -193,6 +193,9 @@ class CallSession:
         self._unanswered: list[str] = []  # caller text the dialogue has not yet seen
         self._pending = PendingSpeech()  # caller words waiting for the turn they belong to
         self._speech_over_agent = False
+        # The caller's speech cut the agent and its turn has not been heard yet: if that turn
+        # comes to nothing (noise, no words), the barge-in was a false one.
+        self._barged_in = False
         self._dtmf = ""
         self._dtmf_task: asyncio.Task[None] | None = None
         self._no_input_task: asyncio.Task[None] | None = None
@@ -296,6 +299,9 @@ class CallSession:
             case NoiseDiscarded():
                 self._wait.cancel()
                 self._drop_speculative()
+                if self._barged_in:  # the speech that cut the agent was only noise
+                    self._barged_in = False
+                    self._false_barge_in()
                 if self.playout.held_at is not None:
                     await self._resume_agent("")
             case TurnEnded(start_ms=start, end_ms=end):
@@ -412,10 +418,13 @@ class CallSession:
         audio_start = self._ms(self._audio.arrival_of(start_ms))
         audio_end = self._ms(timing.last_voiced_at)
         self._audio.trim_before(end_ms)
+        after_barge_in, self._barged_in = self._barged_in, False
         # Transcription lives outside the response task: a barge-in may cancel the answer but
         # never what the caller said.
         heard = asyncio.create_task(
-            self._transcribed(index, asr_task, audio_start, audio_end, timing)
+            self._transcribed(
+                index, asr_task, audio_start, audio_end, timing, after_barge_in=after_barge_in
+            )
         )
         self._transcribing.add(heard)
         heard.add_done_callback(self._transcribing.discard)
@@ -428,6 +437,8 @@ class CallSession:
         start_ms: int,
         end_ms: int,
         timing: TurnTiming,
+        *,
+        after_barge_in: bool = False,
     ) -> None:
         try:
             transcript = await asr_task
@@ -437,6 +448,8 @@ class CallSession:
             return
         timing.asr_s = transcript.duration_s
         if not transcript.text:
+            if after_barge_in:
+                self._false_barge_in()
             return
         said = Heard(transcript.text, start_ms, max(end_ms, start_ms), transcript.confidence)
         self._emit_caller_turn(index, self._pending.into(said))
@@ -501,7 +514,7 @@ class CallSession:
         """Keypad: interrupts the agent; digits are collected until '#' or a short pause."""
         self._cancel(self._no_input_task)
         if self._agent_busy():
-            await self._barge_in()
+            await self._barge_in(by_speech=False)
         self._cancel(self._dtmf_task)
         if digit == "#" and self._dtmf:
             self._flush_dtmf()
@@ -788,10 +801,17 @@ class CallSession:
         self.node.metrics.backchannels.inc()
         await self.playout.resume(self._agent_turn)
 
-    async def _barge_in(self) -> None:
+    def _false_barge_in(self) -> None:
+        self.node.metrics.false_barge_ins.inc()
+        log.info("call %s: false barge-in (its turn came to nothing)", self.identity.call_id)
+
+    async def _barge_in(self, *, by_speech: bool = True) -> None:
         """The caller talks over the agent: silence it now, keep only what was heard."""
         turn = self._agent_turn
         held_at = self.playout.held_at
+        if held_at is not None or self._agent_busy():
+            self.node.metrics.barge_ins.inc()
+            self._barged_in = by_speech
         heard = self.playout.heard_text(turn, at=held_at) if turn is not None else ""
         if held_at is None and self.playout.speaking:
             await self.playout.clear()

@@ -48,6 +48,7 @@ from media_nodes.transports.webrtc_protocol import (
     message,
     parse_client_message,
 )
+from shared import tracing
 from shared.settings import Settings
 from shared.tokens import SessionClaims, TokenError, verify
 
@@ -115,6 +116,7 @@ class SignalSession:
         self.pc: RTCPeerConnection | None = None
         self.track: AgentAudioTrack | None = None
         self.session: CallSession | None = None
+        self.call_span: tracing.Span | None = None
         self._remote_audio: MediaStreamTrack | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._ended = asyncio.Event()
@@ -314,6 +316,18 @@ class SignalSession:
             await self.refuse("busy", "this media node is not taking calls now; try again")
             self.end(None)
             return
+        # The call's span, as for a Twilio stream: a page that started the call in a trace hands
+        # its context over in the signalling URL (?traceparent=...). The tasks the call starts
+        # from here are its children.
+        self.call_span = tracing.start_call(
+            identity.call_id,
+            {k: v for k, v in self.ws.query_params.items() if k == tracing.TRACEPARENT},
+            **{
+                "tenant.id": identity.tenant_id,
+                "agent.id": identity.agent_id,
+                "call.channel": "webrtc",
+            },
+        )
         session = CallSession(self.node, self.track, identity, hangup=self._agent_hung_up)
         self.track.on_mark = session.on_mark
         self.session = session
@@ -384,6 +398,10 @@ class SignalSession:
                     self.node.calls.discard(session)
                 await self._flush_events()
                 reason = session.end_reason or reason
+                self.node.metrics.calls_ended.labels(reason).inc()
+            if self.call_span is not None:
+                self.call_span.set_attribute("call.end_reason", reason)
+                self.call_span.end()
             disposition = session.outcome.disposition if session and session.outcome else None
             await self.send(message("ended", reason=reason, disposition=disposition))
         finally:

@@ -113,3 +113,74 @@ def test_saved_searches_and_bad_input() -> None:
     assert result.exit_code == 2 and "no saved search" in result.output
     record = logging.LogRecord("x", logging.INFO, "f", 1, "{not json", None, None)
     assert document(record)["message"] == "{not json"
+
+
+async def test_every_line_logged_inside_a_call_carries_the_call_and_its_trace(
+    collected: Collect,
+) -> None:
+    """The media node's own lines name no call; the call's context (tracing.start_call) does,
+    in the task that serves the call and in every task it starts."""
+    import asyncio
+
+    from opentelemetry import context as otel_context
+
+    from shared import tracing
+
+    log = logging.getLogger("parley.test.logsearch")
+    call_id = f"call_{uuid.uuid4().hex}"
+    provider = TracerProvider()
+    token = otel_context.attach(otel_context.Context())
+
+    async def in_a_task() -> None:
+        log.info("caller said 415 555 0142")
+
+    try:
+        original = tracing.tracer
+        tracing.tracer = provider.get_tracer("test")  # type: ignore[assignment]
+        try:
+            span = tracing.start_call(call_id, {}, **{"tenant.id": "t9", "agent.id": "a1"})
+        finally:
+            tracing.tracer = original
+        log.info("call started")
+        await asyncio.create_task(in_a_task())
+        span.end()
+    finally:
+        otel_context.detach(token)
+    log.info("after the call")
+
+    docs = [json.loads(line) for line in collected.lines]
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    for doc in docs[:2]:
+        assert (doc["call_id"], doc["tenant_id"], doc["agent_id"]) == (call_id, "t9", "a1")
+        assert doc["trace_id"] == trace_id and len(doc["span_id"]) == 16
+    assert "555 0142" not in docs[1]["message"]
+    assert "call_id" not in docs[2] and "trace_id" not in docs[2]
+
+
+def test_lambda_log_lines_are_the_same_documents_redacted() -> None:
+    """Powertools' lines (the Lambdas') carry @timestamp, the call and trace ids, and no PII:
+    identifiers are kept whole, caller text and free-form values are masked."""
+    import io
+
+    from functions.common.observability import logger
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logger.registered_formatter)
+    logging.getLogger(logger.name).addHandler(handler)
+    tracer = TracerProvider().get_tracer("test")
+    try:
+        with tracer.start_as_current_span("POST /twilio/voice") as span:
+            logger.warning(
+                "call to 415 555 0142 refused", number="+14155550142", call_id="call_0123456789"
+            )
+    finally:
+        logging.getLogger(logger.name).removeHandler(handler)
+    line = out.getvalue().strip().splitlines()[-1]
+    doc = json.loads(line)
+    assert "555" not in line and doc["number"] == "[PHONE]"
+    assert doc["call_id"] == "call_0123456789" and doc["level"] == "WARNING"
+    assert doc["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert doc["@timestamp"].startswith("20") and "T" in doc["@timestamp"]
+    # The fields LogSearch queries and prints, as in the media node's documents.
+    assert {"@timestamp", "level", "message", "logger", "call_id"} <= set(doc)

@@ -47,7 +47,8 @@ from media_nodes.simulator.caller import Say, SimulatedCaller, load_wav
 from shared.agents.loader import load_agent_file
 from tests.conftest import KAFKA_BOOTSTRAP, PG_URL, REDIS_URL, require_server
 from tests.functions.conftest import inbound_form, make_tenant, phone
-from tests.infra.stack_harness import RecordingMocks, evaluate, unwrap_secret
+from tests.infra.stack_harness import RecordingMocks, evaluate, stack_config, unwrap_secret
+from tests.jaeger import OTLP_HTTP, read_trace, service_of
 
 from .aws_endpoint import aws_endpoint
 
@@ -215,10 +216,25 @@ def _env_of(container: dict[str, Any]) -> tuple[dict[str, str], set[str]]:
     return plain, from_pod
 
 
+def _program_collector() -> set[str]:
+    """The collector's addresses in the stack: its Service (pods), its load balancer (Lambdas)."""
+    from parley_infra import traces  # importable once the harness put infra/pulumi on the path
+
+    return {
+        traces.IN_CLUSTER_ENDPOINT,
+        traces.lambda_endpoint(stack_config(STACK)["parley:domain"]),
+    }
+
+
 def _with_local_servers(workload: str, env: dict[str, str]) -> dict[str, str]:
-    """The program's environment with only the server addresses of :data:`LOCAL_ENDPOINTS`."""
+    """The program's environment with only the server addresses of :data:`LOCAL_ENDPOINTS`,
+    and the trace collector's: a local Jaeger (it receives OTLP/HTTP as the collector does)."""
+    env = dict(env)
+    if "PARLEY_OTLP_ENDPOINT" in env:
+        assert env["PARLEY_OTLP_ENDPOINT"] in _program_collector(), (workload, env)
+        env["PARLEY_OTLP_ENDPOINT"] = OTLP_HTTP
     if "PARLEY_KAFKA_BOOTSTRAP" not in env:
-        return dict(env)
+        return env
     for name, value in PROGRAM_KAFKA_AUTH.items():
         assert env[name] == value, f"{workload}: {name} is {env[name]!r}, MSK needs {value!r}"
     return {**env, **LOCAL_ENDPOINTS}
@@ -306,7 +322,8 @@ def msk_event(records: list[Any], cluster_arn: str, bootstrap: str) -> dict[str,
                 "timestampType": "CREATE_TIME",
                 "key": base64.b64encode(r.key).decode(),
                 "value": base64.b64encode(r.value).decode(),
-                "headers": [],
+                # MSK's shape: one object per header, its value as a list of byte values.
+                "headers": [{name: list(value)} for name, value in r.headers],
             }
         )
     return {
@@ -318,7 +335,7 @@ def msk_event(records: list[Any], cluster_arn: str, bootstrap: str) -> dict[str,
 
 
 def test_the_deployed_configuration_takes_a_whole_call(
-    aws: str, local_database: str, tmp_path: Path
+    aws: str, local_database: str, jaeger_server: str, tmp_path: Path
 ) -> None:
     require_server("redis", "127.0.0.1", int(REDIS_URL.rsplit(":", 1)[1].split("/")[0]))
     host, _, port = KAFKA_BOOTSTRAP.split(",")[0].rpartition(":")
@@ -426,7 +443,9 @@ def test_the_deployed_configuration_takes_a_whole_call(
                 LambdaFunction(fn.name, fn.handler, env), provided, log_file
             )
         _wait_ready(f"http://127.0.0.1:{node_port}", node, node_log)
-        _place_the_call(containers, program, media_env, node_port, local_database, twilio_token)
+        traceparent = _place_the_call(
+            containers, program, media_env, node_port, local_database, twilio_token
+        )
     except BaseException:
         for path in sorted(logs.iterdir()):
             print(f"==> {path.name}\n{path.read_text()[-4000:]}", file=sys.stderr)
@@ -443,6 +462,20 @@ def test_the_deployed_configuration_takes_a_whole_call(
             node.kill()
             node.wait()
 
+    # The call is one trace across the deployed processes: the voice Lambda's request, the
+    # media node's call, the consumer Lambda's writes, each exporting where the stack told it.
+    trace_id = traceparent.split("-")[1]
+    wanted = {"parley-functions", "parley-media-node", "parley-consumer"}
+
+    def every_process(trace: dict[str, Any]) -> bool:
+        return wanted <= {service_of(trace, span) for span in trace["spans"]}
+
+    found = read_trace(jaeger_server, trace_id, every_process)
+    services = {service_of(found, span) for span in found["spans"]}
+    assert wanted <= services, services
+    names = {span["operationName"] for span in found["spans"]}
+    assert {"POST /twilio/voice", "call", "consume call.ended", "postgres write"} <= names, names
+
 
 def _place_the_call(
     fn: dict[str, LambdaContainer],
@@ -451,7 +484,8 @@ def _place_the_call(
     node_port: int,
     database_url: str,
     twilio_token: str,
-) -> None:
+) -> str:
+    """The call, start to end; its trace context (the voice webhook's, in the stream)."""
     # A tenant and its key, as `parley tenant create` makes them; the agent and number through
     # the admin API.
     with psycopg.connect(database_url, autocommit=True) as sql:
@@ -559,3 +593,4 @@ def _place_the_call(
     assert "Acme Shop" in agent_said, call["turns"]
     assert call["disposition"], call
     assert call["ended_at"], call
+    return str(parameters["traceparent"])

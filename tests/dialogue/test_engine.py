@@ -113,6 +113,44 @@ async def test_tool_call_fills_slots_from_real_http(
     assert session.trace[-1].kind != "tool_failure"
 
 
+async def test_an_http_action_is_a_span_of_the_call(
+    acme_runtime: AgentRuntime, shop_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each HTTP action is a client span, a child of whatever span the call runs in, with its
+    method, URL (no query: caller values may sit there) and status; a failed one says why."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    from shared import tracing
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("test"))
+    calls = []
+    for order in ("5678", "2222", "1111"):
+        session, client = await order_session(acme_runtime, shop_api)
+        async with client:
+            with tracing.tracer.start_as_current_span("call") as call:
+                await collect(session.handle(DtmfInput(f"{order}#")))
+                await collect(session.handle(UserTurn("yes")))
+            calls.append(call.get_span_context().span_id)
+    actions = [s for s in exported.get_finished_spans() if s.name == "http action"]
+    assert len(actions) == 3
+    ok, refused, slow = actions
+    for span in actions:
+        assert span.kind == SpanKind.CLIENT and span.parent is not None
+        assert span.attributes["http.request.method"] == "GET"
+    assert ok.attributes["url.full"] == f"{shop_api}/orders/5678"
+    assert ok.attributes["http.response.status_code"] == 200
+    assert refused.attributes["http.response.status_code"] == 500
+    assert slow.status.status_code == StatusCode.ERROR  # timed out: no answer, no status code
+    assert "http.response.status_code" not in slow.attributes
+    assert [span.parent.span_id for span in actions if span.parent] == calls
+
+
 @pytest.mark.parametrize(
     ("order", "error"),
     [

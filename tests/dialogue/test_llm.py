@@ -17,6 +17,7 @@ from media_nodes.dialogue.engine import AgentSession
 from media_nodes.dialogue.llm import LlmClient, LlmFailure, guard
 from media_nodes.dialogue.protocol import AgentOutput, AgentText, IntentResult, UserTurn
 from media_nodes.dialogue.runtime import AgentRuntime
+from media_nodes.metrics import MediaMetrics
 
 OPTIONS = {
     "main_menu:order_status": "the caller asks where their order is",
@@ -56,9 +57,14 @@ async def test_constrained_choice_is_always_allowed(llm: LlmClient, mode: str) -
         assert choice.raw.strip().startswith("{")
 
 
+def sample(metrics: MediaMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
 async def test_guardrail_rejects_what_an_unconstrained_model_says(llm: LlmClient) -> None:
     # Plain JSON mode constrains nothing: the small model answers outside the allowed set and
     # the guardrail refuses it.
+    llm.observer = metrics = MediaMetrics()
     with pytest.raises(LlmFailure) as caught:
         await llm.choose(
             instructions="",
@@ -68,6 +74,8 @@ async def test_guardrail_rejects_what_an_unconstrained_model_says(llm: LlmClient
             mode="json",
         )
     assert caught.value.kind == "guardrail"
+    assert sample(metrics, "parley_llm_errors_total", reason="guardrail") == 1
+    assert sample(metrics, "parley_llm_seconds_count") == 1  # answered, then refused
     with pytest.raises(LlmFailure):
         guard("admin_panel", list(OPTIONS))
     assert guard("main_menu:order_status", list(OPTIONS)) == "main_menu:order_status"
@@ -125,12 +133,15 @@ async def test_timeout_falls_back_and_escalates_when_configured(acme_runtime: Ag
         slow = LlmClient(
             base_url=f"http://127.0.0.1:{port}/v1", api_key="x", model="m", timeout_s=0.3
         )
+        slow.observer = metrics = MediaMetrics()
         runtime = with_llm(acme_runtime, slow)
         session = AgentSession(runtime, call_id="c", variables={})
         await collect(session.greeting())
         out = await collect(session.handle(UserTurn("purple monkey dishwasher")))
         # (the knowledge is searched first, and recorded, before the LLM is asked)
         assert [t.kind for t in session.trace if t.kind.startswith("llm")] == ["llm_timeout"]
+        assert sample(metrics, "parley_llm_errors_total", reason="timeout") == 1
+        assert 0.3 <= sample(metrics, "parley_llm_seconds_sum") < 1.0
         assert "didn't catch that" in "".join(o.text for o in out if isinstance(o, AgentText))
 
         escalation = runtime.definition.escalation.model_copy(update={"on_llm_failure": True})
@@ -150,6 +161,7 @@ async def test_timeout_falls_back_and_escalates_when_configured(acme_runtime: Ag
 
 
 async def test_answer_streams_in_chunks(acme_runtime: AgentRuntime, llm: LlmClient) -> None:
+    llm.observer = metrics = MediaMetrics()
     session = AgentSession(with_llm(acme_runtime, llm), call_id="c", variables={})
     await collect(session.greeting())
     await collect(session.handle(UserTurn("I have a question about my bill")))
@@ -158,6 +170,11 @@ async def test_answer_streams_in_chunks(acme_runtime: AgentRuntime, llm: LlmClie
     assert len(texts) > 3  # streamed piece by piece, then "anything else?"
     assert texts[-1].strip() == "Is there anything else I can help you with?"
     assert session.state == "anything_else"
+    # The streamed answer: its first token, then its whole length.
+    assert sample(metrics, "parley_llm_first_token_seconds_count") == 1
+    first_token = sample(metrics, "parley_llm_first_token_seconds_sum")
+    streamed = sample(metrics, "parley_llm_seconds_count")
+    assert streamed >= 1 and 0 < first_token <= sample(metrics, "parley_llm_seconds_sum")
     template = session.finish("caller_hung_up").summary
     summary = await session.summarize()
     assert summary and summary != template  # written by the model, not the template
@@ -167,9 +184,14 @@ async def test_stream_stops_cleanly_on_barge_in(llm: LlmClient) -> None:
     stream = llm.stream_answer(
         instructions="", question="tell me about refunds", passages=["Refunds take five days."]
     )
+    llm.observer = metrics = MediaMetrics()
     first = await anext(stream)
     assert first
     await stream.aclose()  # what the media node does on barge-in
+    # Cut short: its first token counts, its total and no error do.
+    assert sample(metrics, "parley_llm_first_token_seconds_count") == 1
+    assert sample(metrics, "parley_llm_seconds_count") == 0
+    assert not [m for m in metrics.llm_errors.collect()[0].samples if m.value]
 
 
 async def test_llm_slot_value_is_checked_by_the_parser(

@@ -1,24 +1,22 @@
-"""One call, one trace, in a real Jaeger: voice webhook -> media node (call, turns, stages) ->
-Kafka (context in the record headers) -> consumer -> its PostgreSQL write."""
+"""One call, one trace, in a real Jaeger: voice webhook -> media node (call, turns, stages, the
+LLM's streamed answer) -> Kafka (context in the record headers) ->
+consumer -> its PostgreSQL write. The LLM is a real one (llama-cpp-python, SmolLM2)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
+import numpy as np
 import psycopg
 import pytest
 
 from functions.common.runtime import Runtime
 from functions.voice.app import handler as voice_handler
-from media_nodes.simulator.caller import SimulatedCaller
+from media_nodes.models import Models
+from media_nodes.simulator.caller import Say, SimulatedCaller
 from shared import tracing
 from shared.cache import NodeInfo
 from shared.settings import Settings
@@ -33,61 +31,24 @@ from tests.functions.conftest import (
     voice_event,
 )
 from tests.functions.test_end_to_end import lambda_thread  # noqa: F401
+from tests.jaeger import OTLP_HTTP, parent_of
+from tests.jaeger import read_trace as read_jaeger_trace
 from tests.media.conftest import PATIENT, NodeFactory, clip, models, start_node  # noqa: F401
 
-# scripts/setup builds it once per machine.
-JAEGER = Path(os.environ.get("PARLEY_JAEGER", Path.home() / ".cache/parley/jaeger-1.76.0/jaeger"))
-OTLP_HTTP = "http://127.0.0.1:4318"
-QUERY = "http://127.0.0.1:16686"
 STAGES = {"vad end of turn", "asr", "dialogue first text", "tts first audio", "playout first frame"}
 
 
 @pytest.fixture(scope="session")
-def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Jaeger v2 all-in-one (in-memory storage), OTLP on 4318, query API on 16686."""
-    assert JAEGER.is_file(), f"{JAEGER} is missing: run scripts/setup test"
-    log = tmp_path_factory.mktemp("jaeger") / "jaeger.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([str(JAEGER)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{QUERY}/api/services", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "Jaeger did not answer within 30 s"
-            time.sleep(0.2)
-        assert tracing.configure(Settings(otlp_endpoint=OTLP_HTTP), "parley-test")
-        yield QUERY
-    finally:
-        tracing.flush()
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+def jaeger(jaeger_server: str) -> Iterator[str]:
+    """The session's Jaeger, with this process exporting to it."""
+    assert tracing.configure(Settings(otlp_endpoint=OTLP_HTTP), "parley-test")
+    yield jaeger_server
+    tracing.flush()
 
 
 def read_trace(query: str, trace_id: str, want: Callable[[list[dict[str, Any]]], bool]) -> Any:
-    deadline = time.monotonic() + 20
-    while True:
-        tracing.flush()
-        reply = httpx.get(f"{query}/api/traces/{trace_id}", timeout=5)
-        if reply.status_code == 200 and reply.json()["data"]:
-            spans = reply.json()["data"][0]["spans"]
-            if want(spans) or time.monotonic() > deadline:
-                return spans
-        assert time.monotonic() < deadline, f"trace {trace_id} not in Jaeger: {reply.text[:300]}"
-        time.sleep(0.3)
-
-
-def parent_of(span: dict[str, Any]) -> str | None:
-    refs = [r["spanID"] for r in span["references"] if r["refType"] == "CHILD_OF"]
-    return refs[0] if refs else None
+    found = read_jaeger_trace(query, trace_id, lambda t: want(t["spans"]), flush=tracing.flush)
+    return found["spans"]
 
 
 async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
@@ -97,9 +58,11 @@ async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
     tenant: Tenant,
     heartbeat: Any,
     start_node: NodeFactory,  # noqa: F811
+    models: Models,  # noqa: F811
     lambda_thread: Callable[..., Any],  # noqa: F811
     kafka_bootstrap: str,
     kafka_topic_prefix: str,
+    llm_server: str,
     tmp_path: Any,
 ) -> None:
     from functions.consumer.service import ConsumerService
@@ -120,8 +83,21 @@ async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
     consuming = asyncio.create_task(consumer.run(stop))
     sid = call_sid()
     secret = rt.settings.session_token_secret.get_secret_value()
+    # No recorded clip asks what the example agent's knowledge answers: the node's own voice
+    # asks it (Piper), and Whisper hears it like any caller.
+    spoken = [chunk async for chunk in models.voice.speak("Do you ship to Canada?", cache=False)]
+    # (Piper starts speaking at once: a little silence keeps the first word whole.)
+    silence = np.zeros(3200, dtype=np.int16)
+    question = Say(np.concatenate([silence, *spoken, silence]), label="knowledge question")
     try:
-        async with start_node(bus=producer, session_token_secret=secret, node_id="traced") as node:
+        async with start_node(
+            bus=producer,
+            session_token_secret=secret,
+            node_id="traced",
+            llm_base_url=llm_server,
+            llm_model="smollm2",
+            llm_timeout_s=30,  # two shared cores: first tokens are slow, and must not time out
+        ) as node:
             base = node.url.removesuffix("/twilio/stream")
             await asyncio.to_thread(heartbeat, NodeInfo("traced", base, capacity=2, active_calls=0))
             answer: Reply = await lambda_thread(
@@ -131,7 +107,8 @@ async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
             assert stream is not None
             parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
             caller = SimulatedCaller(node.url, parameters=parameters, call_sid=sid, **PATIENT)
-            await caller.run([clip("order_status"), clip("human")])
+            # A knowledge question (the LLM streams the answer), then the menu's way out.
+            await caller.run([question, clip("order_status"), clip("human")])
         call_id = parameters["call_id"]
         for _ in range(200):
             row = sql.execute(
@@ -199,3 +176,21 @@ async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
     assert all(parent_of(s) == call["spanID"] for s in consumed)
     writes = [s for s in spans if s["operationName"] == "postgres write"]
     assert {parent_of(w) for w in writes} == {s["spanID"] for s in consumed}
+
+    # The LLM's requests: spans of the call (they run in the call's tasks), with what a slow one
+    # needs to be understood. (The agent's HTTP actions: tests/dialogue/test_engine.py.)
+    # (The routing choice or the call's summary may ask the LLM too: every request is a span.)
+    requests = [s for s in spans if s["operationName"] == "llm request"]
+    assert requests and all(parent_of(r) == call["spanID"] for r in requests), requests
+    tags_of = [{t["key"]: t["value"] for t in r["tags"]} for r in requests]
+    streamed = [
+        (r, t) for r, t in zip(requests, tags_of, strict=True) if "llm.time_to_first_token_ms" in t
+    ]
+    assert streamed, tags_of
+    llm, llm_tags = streamed[0]
+    assert llm_tags["gen_ai.request.model"] == "smollm2"
+    assert llm_tags["gen_ai.usage.output_tokens"] > 0
+    assert 0 < llm_tags["llm.time_to_first_token_ms"] <= llm["duration"] / 1000
+    # The LLM's span lies inside the call's.
+    assert call["startTime"] <= llm["startTime"]
+    assert llm["startTime"] + llm["duration"] <= call["startTime"] + call["duration"]

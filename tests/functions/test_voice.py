@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from functions.analytics.app import handler as analytics_handler
 from functions.samples import SAMPLE_CALL_SID, load_sample, twilio_event
@@ -23,6 +26,8 @@ from tests.functions.conftest import (
     phone,
     voice_event,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _calls(sql: psycopg.Connection[Any], sid: str) -> list[dict[str, Any]]:
@@ -388,3 +393,43 @@ def test_a_webhook_retry_after_the_node_took_the_stream_gets_no_token(
 
     assert "token" in first.body and "token" not in again.body
     assert ET.fromstring(again.body).find("./Hangup") is not None
+
+
+def test_the_webhooks_emit_the_metrics_the_functions_dashboard_reads(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Lambdas' metrics are CloudWatch embedded metrics in their stdout: every CloudWatch
+    query of the functions dashboard names a metric, namespace and dimensions they emit."""
+    capsys.readouterr()
+    for path in ("/twilio/voice", "/twilio/status"):
+        form = inbound_form(call_sid(), phone(), CallStatus="completed")
+        assert invoke(handler, voice_event(form, path=path, token="forged")).status == 403
+        assert invoke(handler, voice_event(form, path=path)).status in (200, 204)
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    assert invoke(handler, voice_event(inbound_form(call_sid(), number))).status == 200  # no node
+    emitted: set[tuple[str, str, frozenset[tuple[str, str]]]] = set()
+    for line in capsys.readouterr().out.splitlines():
+        blob = json.loads(line) if line.startswith("{") else {}
+        for directive in blob.get("_aws", {}).get("CloudWatchMetrics", []):
+            for dimensions in directive["Dimensions"]:
+                values = frozenset((d, blob[d]) for d in dimensions)
+                for metric in directive["Metrics"]:
+                    emitted.add((directive["Namespace"], metric["Name"], values))
+    names = {name for _, name, _ in emitted}
+    assert {"Requests", "LatencyMs", "ClientErrors", "UnknownNumber", "NoCapacity"} <= names
+
+    dashboard = json.loads((ROOT / "infra/observability/grafana/parley-functions.json").read_text())
+    queried = [
+        (t["namespace"], t["metricName"], frozenset(t["dimensions"].items()))
+        for panel in dashboard["panels"]
+        for t in panel["targets"]
+        if t["datasource"]["type"] == "cloudwatch"
+    ]
+    assert queried
+    # ServerErrors comes from the line that counts ClientErrors, on a 5xx, which these requests
+    # never are: its dimensions are checked, not its name.
+    for namespace, metric, dimensions in queried:
+        if metric == "ServerErrors":
+            assert (namespace, "ClientErrors", dimensions) in emitted, dict(dimensions)
+            continue
+        assert (namespace, metric, dimensions) in emitted, (metric, dict(dimensions), emitted)

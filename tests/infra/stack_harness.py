@@ -96,6 +96,10 @@ def _computed(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         out["latestRevision"] = 1
     elif type_ == "aws:ec2/launchTemplate:LaunchTemplate":
         out["latestVersion"] = 1
+    elif type_ == "aws:opensearch/domain:Domain":
+        out["endpoint"] = f"vpc-{name}-abc.us-east-1.es.amazonaws.com"
+    elif type_ == "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream":
+        out["arn"] = f"arn:aws:firehose:us-east-1:123456789012:deliverystream/{inputs['name']}"
     return out
 
 

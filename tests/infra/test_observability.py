@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,7 +15,7 @@ from parley_infra.media import ACTIVE_CALLS_METRIC
 from parley_infra.observability import ALERT_RULES, DASHBOARDS, adapter_values
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from .stack_harness import REPO_ROOT, Evaluation
+from .stack_harness import REPO_ROOT, Evaluation, stack_config
 
 METRICS_FILE = REPO_ROOT / "infra" / "observability" / "metrics.txt"
 ALERT_TESTS = Path(__file__).with_name("alerts_test.yml")
@@ -45,10 +46,15 @@ def _queries() -> dict[str, list[str]]:
     queries[ALERT_RULES.name] = [r["expr"] for g in rules["groups"] for r in g["rules"]]
     for dashboard in DASHBOARDS:
         data = json.loads(dashboard.read_text())
-        exprs = [t["expr"] for p in data["panels"] for t in p["targets"]]
+        targets = [t for p in data["panels"] for t in p["targets"]]
+        # CloudWatch panels (the Lambdas' embedded metrics) are checked against what the
+        # functions emit: tests/functions/test_voice.py.
+        assert {t["datasource"]["type"] for t in targets} <= {"prometheus", "cloudwatch"}
+        exprs = [t["expr"] for t in targets if t["datasource"]["type"] == "prometheus"]
         exprs += [v["query"] for v in data["templating"]["list"] if v["type"] == "query"]
         queries[dashboard.name] = exprs
-    queries["prometheus-adapter"] = [r["seriesQuery"] for r in adapter_values()["rules"]["custom"]]
+    rules = adapter_values()["rules"]
+    queries["prometheus-adapter"] = [r["seriesQuery"] for r in rules["custom"] + rules["external"]]
     return queries
 
 
@@ -68,10 +74,11 @@ def _exported() -> dict[str, str]:
     """Metric names (as queried) and types that Parley's code registers.
 
     The media node serves its own registry (media_nodes.metrics.MediaMetrics); the event spool
-    (shared.bus.durable) and the long-running consumer (functions.consumer.metrics) register on
-    prometheus_client's default registry.
+    (shared.bus.durable), the long-running consumer (functions.consumer.metrics) and beat's job
+    queue probe (functions.jobs.metrics) register on prometheus_client's default registry.
     """
-    import functions.consumer.metrics  # noqa: F401
+    import functions.consumer.metrics
+    import functions.jobs.metrics  # noqa: F401
     import shared.bus.durable  # noqa: F401
     from media_nodes.metrics import MediaMetrics
 
@@ -184,4 +191,140 @@ def test_log_search_domain_and_shippers_are_deployed(stack: Evaluation) -> None:
     outputs = fluent_bit.inputs["values"]["config"]["outputs"]
     assert "Name opensearch" in outputs and f"Logstash_Prefix {INDEX_PREFIX}" in outputs
     assert "AWS_Auth On" in outputs
-    assert "logSearchEndpoint" in stack.outputs  # the mocks leave the endpoint unknown
+    assert (
+        f"Host {domain.name}-abc.us-east-1.es.amazonaws.com".replace("Host ", "Host vpc-")
+        in outputs
+    )
+    assert stack.outputs["logSearchEndpoint"] == f"vpc-{domain.name}-abc.us-east-1.es.amazonaws.com"
+
+
+def _env(deployment: Any) -> dict[str, str]:
+    (container,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_a_trace_collector_is_deployed_and_every_workload_reaches_it(stack: Evaluation) -> None:
+    """The collector writes into the OpenSearch domain (signed, with its own role); pods reach it
+    by its Service, the Lambdas (in the VPC, outside the cluster) by an internal TLS NLB."""
+    from parley_infra.network import OTLP_HTTP_PORT
+    from parley_infra.traces import IN_CLUSTER_ENDPOINT, POD_LABELS, RELEASE
+
+    domain = stack.one("aws:opensearch/domain:Domain")
+    release = stack.one("kubernetes:helm.sh/v3:Release", "otel-collector")
+    assert release.inputs["chart"] == "opentelemetry-collector"
+    values = release.inputs["values"]
+    assert values["mode"] == "deployment" and values["fullnameOverride"] == RELEASE
+    assert values["image"]["repository"] == "otel/opentelemetry-collector-contrib"
+    config = values["config"]
+    exporter = config["exporters"]["opensearch"]
+    assert (
+        exporter["http"]["endpoint"] == f"https://vpc-{domain.name}-abc.us-east-1.es.amazonaws.com"
+    )
+    assert exporter["http"]["auth"] == {"authenticator": "sigv4auth"}
+    assert config["extensions"]["sigv4auth"] == {"region": "us-east-1", "service": "es"}
+    assert config["service"]["pipelines"]["traces"]["exporters"] == ["opensearch"]
+    receiver = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert receiver.endswith(f":{OTLP_HTTP_PORT}")
+    assert RELEASE in IN_CLUSTER_ENDPOINT and IN_CLUSTER_ENDPOINT.endswith(f":{OTLP_HTTP_PORT}")
+
+    # Its pods sign with a Pod Identity role allowed to write to this domain only.
+    association = stack.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "otel")
+    assert association.inputs["serviceAccount"] == values["serviceAccount"]["name"]
+    policy = json.loads(
+        stack.one("aws:iam/rolePolicy:RolePolicy", "otel-collector").inputs["policy"]
+    )
+    (statement,) = policy["Statement"]
+    assert "es:ESHttpPost" in statement["Action"]
+    assert statement["Resource"] == [f"arn:aws:opensearch:us-east-1:123456789012:{domain.name}/*"]
+
+    # Pods: the Service. Media node, job worker and beat all export there.
+    for deployment in ("-deployment", "-jobs-worker", "-jobs-beat"):
+        env = _env(stack.one("kubernetes:apps/v1:Deployment", deployment))
+        assert env["PARLEY_OTLP_ENDPOINT"] == IN_CLUSTER_ENDPOINT, deployment
+
+    # Lambdas: https://traces.<domain>, an internal NLB with the stack's certificate on 443,
+    # forwarding to the collector pods; their security group lets HTTPS out, and the pods' lets
+    # the NLB in on the OTLP port from inside the VPC only.
+    domain_name = stack_config(stack.stack)["parley:domain"]
+    traced = {
+        fn.name.rsplit("-", 1)[1]: fn.inputs["environment"]["variables"].get("PARLEY_OTLP_ENDPOINT")
+        for fn in stack.of_type("aws:lambda/function:Function")
+    }
+    # Every function that opens spans (the HTTP ones, the consumer); the scheduled ones open none.
+    assert traced == {
+        **dict.fromkeys(
+            ["voice", "transfer", "admin", "analytics", "consumer"], f"https://traces.{domain_name}"
+        ),
+        "rollups": None,
+        "lostcalls": None,
+    }
+    lb = stack.one("kubernetes:core/v1:Service", "-traces")
+    annotations = lb.inputs["metadata"]["annotations"]
+    prefix = "service.beta.kubernetes.io/aws-load-balancer-"
+    assert annotations[f"{prefix}internal"] == "true"
+    assert annotations[f"{prefix}ssl-cert"].startswith("arn:aws:acm:")
+    assert lb.inputs["spec"]["selector"] == POD_LABELS
+    (port,) = lb.inputs["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (443, OTLP_HTTP_PORT)
+    egress = stack.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    https_out = [
+        r for r in egress if r.name.endswith("-lambdas-https") and r.inputs["fromPort"] == 443
+    ]
+    assert https_out
+    (otlp_in,) = [
+        r
+        for r in stack.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs["fromPort"] == OTLP_HTTP_PORT
+    ]
+    assert otlp_in.inputs["securityGroupId"] == f"parley-{stack.stack}-media-nodes-id"
+    assert otlp_in.inputs["cidrIpv4"] == str(
+        stack_config(stack.stack).get("parley:network", {}).get("vpcCidr", "10.40.0.0/16")
+    )
+    assert stack.outputs["traceCollectorUrl"] == f"https://traces.{domain_name}"
+
+
+def test_every_lambda_log_group_is_subscribed_into_opensearch(stack: Evaluation) -> None:
+    from parley_infra.logsearch import LAMBDA_INDEX
+
+    groups = {
+        g.inputs["name"]
+        for g in stack.of_type("aws:cloudwatch/logGroup:LogGroup")
+        if g.inputs.get("name", "").startswith("/aws/lambda/")
+    }
+    functions = stack.of_type("aws:lambda/function:Function")
+    assert {f.inputs["loggingConfig"]["logGroup"] for f in functions} == groups
+    assert len(groups) == len(functions) == 7
+    stream = stack.one("aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream")
+    filters = stack.of_type("aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter")
+    assert {f.inputs["logGroup"] for f in filters} == groups
+    stream_arn = f"arn:aws:firehose:us-east-1:123456789012:deliverystream/{stream.inputs['name']}"
+    for subscription in filters:
+        assert subscription.inputs["destinationArn"] == stream_arn
+        assert subscription.inputs["filterPattern"] == ""
+        assert subscription.inputs["roleArn"].endswith("-log-subscription")
+
+    domain = stack.one("aws:opensearch/domain:Domain")
+    config = stream.inputs["opensearchConfiguration"]
+    assert stream.inputs["destination"] == "opensearch"
+    assert config["domainArn"].endswith(f":{domain.name}")
+    assert config["indexName"] == LAMBDA_INDEX and LAMBDA_INDEX.startswith("parley-logs-")
+    assert config["indexRotationPeriod"] == "OneDay"
+    assert config["s3BackupMode"] == "FailedDocumentsOnly"
+    assert {s.removesuffix("-id") for s in config["vpcConfig"]["subnetIds"]} == {
+        r.name for r in stack.of_type("aws:ec2/subnet:Subnet") if "-private-" in r.name
+    }
+    processors = [p["type"] for p in config["processingConfiguration"]["processors"]]
+    assert processors == ["Decompression", "CloudWatchLogProcessing"]
+    assert stream.inputs["serverSideEncryption"]["enabled"] is True
+
+    # The subscription role may only put records into this stream.
+    policy = json.loads(
+        stack.one("aws:iam/rolePolicy:RolePolicy", "log-subscription").inputs["policy"]
+    )
+    assert policy["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["firehose:PutRecord", "firehose:PutRecordBatch"],
+            "Resource": [stream_arn],
+        }
+    ]

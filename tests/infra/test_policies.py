@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from parley_infra.iam import MANAGED_POLICIES
+from parley_infra.iam import MANAGED_POLICIES, UNSCOPED_ACTIONS, allow_unscoped
 
 from .stack_harness import TEST_SECRETS, Evaluation, is_secret, unwrap_secret
 
@@ -64,10 +64,14 @@ def test_encryption_at_rest(stack: Evaluation) -> None:
     assert cache.inputs["atRestEncryptionEnabled"] is True and cache.inputs["kmsKeyId"]
     msk = stack.one("aws:msk/cluster:Cluster")
     assert msk.inputs["encryptionInfo"]["encryptionAtRestKmsKeyArn"]
-    sse = stack.one(
+    buckets = {b.name for b in stack.of_type("aws:s3/bucket:Bucket")}
+    sse = stack.of_type(
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
     )
-    assert sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    assert {c.name for c in sse} == buckets  # every bucket: recordings, log delivery failures
+    for config in sse:
+        rule = config.inputs["rules"][0]["applyServerSideEncryptionByDefault"]
+        assert rule["sseAlgorithm"] == "aws:kms" and rule["kmsMasterKeyId"], config.name
     for secret in stack.of_type("aws:secretsmanager/secret:Secret"):
         assert secret.inputs["kmsKeyId"], secret.name
     eks = stack.one("aws:eks/cluster:Cluster")
@@ -89,20 +93,25 @@ def test_encryption_in_transit(stack: Evaluation) -> None:
     transit = msk.inputs["encryptionInfo"]["encryptionInTransit"]
     assert transit == {"clientBroker": "TLS", "inCluster": True}
     assert msk.inputs["clientAuthentication"] == {"sasl": {"iam": True}, "unauthenticated": False}
-    policy = json.loads(stack.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
-    deny = policy["Statement"][0]
-    assert deny["Effect"] == "Deny"
-    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    access = stack.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
-    assert all(
-        access[k] is True
-        for k in (
-            "blockPublicAcls",
-            "blockPublicPolicy",
-            "ignorePublicAcls",
-            "restrictPublicBuckets",
-        )
-    )
+    buckets = {b.name for b in stack.of_type("aws:s3/bucket:Bucket")}
+    policies = stack.of_type("aws:s3/bucketPolicy:BucketPolicy")
+    assert {p.name for p in policies} == buckets
+    for bucket_policy in policies:
+        deny = json.loads(bucket_policy.inputs["policy"])["Statement"][0]
+        assert deny["Effect"] == "Deny"
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    blocks = stack.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    assert {b.name for b in blocks} == buckets
+    for block in blocks:
+        assert all(
+            block.inputs[k] is True
+            for k in (
+                "blockPublicAcls",
+                "blockPublicPolicy",
+                "ignorePublicAcls",
+                "restrictPublicBuckets",
+            )
+        ), block.name
 
 
 def _allow_statements(stack: Evaluation) -> list[dict[str, Any]]:
@@ -116,8 +125,11 @@ def _allow_statements(stack: Evaluation) -> list[dict[str, Any]]:
 
 
 def test_no_wildcard_iam(stack: Evaluation) -> None:
+    """Every statement names its resources, except statements made only of the named actions
+    AWS authorizes on Resource "*" alone (iam.UNSCOPED_ACTIONS), which name "*" and only it."""
     statements = _allow_statements(stack)
     assert statements, "expected inline policies"
+    unscoped = []
     for statement in statements:
         actions = statement["Action"]
         resources = statement["Resource"]
@@ -125,8 +137,27 @@ def test_no_wildcard_iam(stack: Evaluation) -> None:
         assert resources, statement
         for action in actions:
             assert "*" not in action, statement
+        if resources == ["*"]:
+            assert set(actions) <= UNSCOPED_ACTIONS.keys(), statement
+            unscoped.append(statement)
+            continue
         for resource in resources:
             assert resource != "*" and not resource.endswith(":*"), statement
+    # Who gets them: Firehose's VPC delivery and Grafana's CloudWatch reads, nobody else.
+    assert {s["policy"].removeprefix(f"parley-{stack.stack}-") for s in unscoped} == {
+        "log-delivery",
+        "grafana",
+    }
+    assert {a for s in unscoped for a in s["Action"]} == UNSCOPED_ACTIONS.keys()
+    for action in UNSCOPED_ACTIONS:
+        assert action.split(":")[1].startswith(("Describe", "Get", "List")), action
+
+
+def test_unscoped_statements_refuse_actions_that_can_be_scoped() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="can be scoped"):
+        allow_unscoped(["ec2:DescribeSubnets", "ec2:CreateNetworkInterface"])
 
 
 def test_managed_policies_are_the_documented_few(stack: Evaluation) -> None:
@@ -148,6 +179,8 @@ def test_roles_trust_one_service_each(stack: Evaluation) -> None:
             "eks.amazonaws.com",
             "ec2.amazonaws.com",
             "pods.eks.amazonaws.com",
+            "firehose.amazonaws.com",  # Lambda logs into OpenSearch
+            "logs.amazonaws.com",  # the log groups' subscription into Firehose
         }
 
 

@@ -106,8 +106,9 @@ async def test_backchannel_does_not_stop_the_agent(start_node: NodeFactory) -> N
         result = await call(running.url, [clip("backchannel", barge_in_after_ms=1200)], **PATIENT)
         events = await running.wait_call_ended(result.call_sid)
         backchannels = running.node.metrics.registry.get_sample_value("parley_backchannels_total")
+        barge_ins = running.node.metrics.registry.get_sample_value("parley_barge_ins_total")
 
-    assert backchannels == 1
+    assert backchannels == 1 and barge_ins == 0
     assert result.clears == 1, "the agent is held at once, as for a barge-in"
     assert len(result.back_after_clear_ms) == 1, "then its voice comes back"
     # ... only once the caller's turn was over: held, not a frame sent meanwhile.
@@ -158,9 +159,12 @@ async def test_a_short_interruption_is_a_barge_in(start_node: NodeFactory) -> No
     async with start_node() as running:
         result = await call(running.url, [clip("stop", barge_in_after_ms=1500)], **PATIENT)
         events = await running.wait_call_ended(result.call_sid)
-        backchannels = running.node.metrics.registry.get_sample_value("parley_backchannels_total")
+        metrics = running.node.metrics.registry
+        backchannels = metrics.get_sample_value("parley_backchannels_total")
 
     assert backchannels == 0
+    assert metrics.get_sample_value("parley_barge_ins_total") == 1
+    assert metrics.get_sample_value("parley_false_barge_ins_total") == 0  # its words were heard
     assert result.clears == 1
     greeting = next(e.payload for e in events if isinstance(e.payload, TurnAgent))
     assert greeting.interrupted

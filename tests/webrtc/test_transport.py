@@ -9,8 +9,12 @@ import uuid
 import psycopg
 import pytest
 import websockets
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from media_nodes.transports.webrtc_caller import WebRtcCaller, load_wav_48k
+from shared import tracing
 from shared.tokens import sign
 from tests.webrtc.conftest import AUDIO, RunningNode, offer_sdp
 
@@ -28,14 +32,22 @@ async def _disposition(database_url: str, call_id: str) -> tuple[str | None, str
 
 
 async def test_caller_is_heard_and_answered_over_webrtc(
-    media_node: RunningNode, database_url: str
+    media_node: RunningNode, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The node (in this process) records its spans here; the page that started the call hands
+    # its trace context over in the signalling URL.
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("test"))
+    page = provider.get_tracer("page").start_span("page")
+    traceparent = tracing.carrier(tracing.set_span_in_context(page))["traceparent"]
     # A signed call: the token (as the admin API would issue it) names call, tenant and agent.
     call_id = f"webrtc-test-{uuid.uuid4().hex[:8]}"
     token = sign(
         call_id, "default", "acme-shop", ttl=60, secret=media_node.settings.session_token_secret
     )
-    caller = WebRtcCaller(f"{media_node.signal_url}?token={token}")
+    caller = WebRtcCaller(f"{media_node.signal_url}?token={token}&traceparent={traceparent}")
     try:
         await caller.connect()
         turn = await caller.say(load_wav_48k(AUDIO / "order_status.wav"), "order_status")
@@ -74,6 +86,20 @@ async def test_caller_is_heard_and_answered_over_webrtc(
         await asyncio.sleep(0.1)
     assert disposition == result.ended["disposition"]
     assert channel == "webrtc"
+
+    # WebRTC calls are traced like phone calls: the call's span (child of the page's), a span
+    # per turn with its stages, the call's end reason.
+    page.end()
+    spans = exported.get_finished_spans()
+    (call,) = [s for s in spans if s.name == "call"]
+    assert call.parent is not None and call.parent.span_id == page.get_span_context().span_id
+    assert call.context.trace_id == page.get_span_context().trace_id
+    assert call.attributes["call.id"] == call_id and call.attributes["call.channel"] == "webrtc"
+    assert call.attributes["call.end_reason"] == "caller_hung_up"
+    turns = [s for s in spans if s.name.startswith("turn ")]
+    assert turns and all(t.parent and t.parent.span_id == call.context.span_id for t in turns)
+    stages = {s.name for s in spans if s.parent and s.parent.span_id == turns[-1].context.span_id}
+    assert {"asr", "tts first audio"} <= stages, stages
 
 
 async def test_barge_in_over_webrtc_cuts_the_agent_and_the_agent_can_end_the_call(

@@ -156,10 +156,10 @@ class FunctionsConfig(_Section):
 
 class ObservabilityConfig(_Section):
     alert_email: str = Field("", description="Email subscribed to the alerts topic; empty: none.")
-    otlp_endpoint: str = Field(
-        "",
-        description="OTLP/HTTP collector every workload sends traces to (PARLEY_OTLP_ENDPOINT); "
-        "empty: no traces.",
+    otel_collector_chart_version: str = Field(
+        "0.109.0",
+        description="opentelemetry-collector Helm chart: the trace collector every workload "
+        "exports to (PARLEY_OTLP_ENDPOINT), writing to the log-search OpenSearch domain.",
     )
     prometheus_retention: str = Field("15d", description="Prometheus retention.")
     kube_prometheus_stack_version: str = Field("75.15.1", description="Helm chart version.")

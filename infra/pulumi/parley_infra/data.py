@@ -207,50 +207,63 @@ class Data(pulumi.ComponentResource):
         self.kafka_port = KAFKA_IAM_PORT
 
     def _recordings(self, name: str, cfg: StackConfig, child: pulumi.ResourceOptions) -> None:
-        self.recordings = aws.s3.Bucket(f"{name}-recordings", force_destroy=False, opts=child)
-        bucket_opts = pulumi.ResourceOptions(parent=self.recordings)
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-recordings",
-            bucket=self.recordings.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=bucket_opts,
+        self.recordings = private_bucket(
+            f"{name}-recordings", self.key, cfg.recording_retention_days, child, rule="recordings"
         )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-recordings",
-            bucket=self.recordings.id,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": self.key.arn,
-                    },
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=bucket_opts,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-recordings",
-            bucket=self.recordings.id,
-            rules=[
-                {
-                    "id": "expire-recordings",
-                    "status": "Enabled",
-                    "filter": {"prefix": ""},
-                    "expiration": {"days": cfg.recording_retention_days},
-                }
-            ],
-            opts=bucket_opts,
-        )
-        aws.s3.BucketPolicy(
-            f"{name}-recordings",
-            bucket=self.recordings.id,
-            policy=self.recordings.arn.apply(_tls_only_policy),
-            opts=bucket_opts,
-        )
+
+
+def private_bucket(
+    name: str,
+    key: aws.kms.Key,
+    expire_days: int,
+    opts: pulumi.ResourceOptions,
+    *,
+    rule: str,
+) -> aws.s3.Bucket:
+    """A bucket nobody outside the account reads: no public access, KMS at rest, TLS only, and
+    objects expired after ``expire_days``."""
+    bucket = aws.s3.Bucket(name, force_destroy=False, opts=opts)
+    bucket_opts = pulumi.ResourceOptions(parent=bucket)
+    aws.s3.BucketPublicAccessBlock(
+        name,
+        bucket=bucket.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=bucket_opts,
+    )
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        name,
+        bucket=bucket.id,
+        rules=[
+            {
+                "apply_server_side_encryption_by_default": {
+                    "sse_algorithm": "aws:kms",
+                    "kms_master_key_id": key.arn,
+                },
+                "bucket_key_enabled": True,
+            }
+        ],
+        opts=bucket_opts,
+    )
+    aws.s3.BucketLifecycleConfiguration(
+        name,
+        bucket=bucket.id,
+        rules=[
+            {
+                "id": f"expire-{rule}",
+                "status": "Enabled",
+                "filter": {"prefix": ""},
+                "expiration": {"days": expire_days},
+            }
+        ],
+        opts=bucket_opts,
+    )
+    aws.s3.BucketPolicy(
+        name, bucket=bucket.id, policy=bucket.arn.apply(_tls_only_policy), opts=bucket_opts
+    )
+    return bucket
 
 
 def _url_safe(secret: str) -> str:

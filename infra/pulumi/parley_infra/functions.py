@@ -69,6 +69,7 @@ class Functions(pulumi.ComponentResource):
             opts=child,
         )
         self.functions: dict[str, aws.lambda_.Function] = {}
+        self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
         routes = route_table()
         for spec in LAMBDAS:
             fn = self._function(name, spec, cfg, network, data, secrets, environment, child)
@@ -116,6 +117,7 @@ class Functions(pulumi.ComponentResource):
             retention_in_days=cfg.functions.log_retention_days,
             opts=child,
         )
+        self.log_groups[spec.name] = logs
         return aws.lambda_.Function(
             f"{name}-{spec.name}",
             name=f"parley-{pulumi.get_stack()}-{spec.name}",

@@ -1,8 +1,9 @@
 """IAM building blocks: scoped policy statements, MSK resource ARNs and roles.
 
-Inline policies name exact resources (secret ARNs, topic ARNs, the bucket). The only ``*`` resources
-come from the AWS-managed policies in :data:`MANAGED_POLICIES`, each for actions AWS offers no
-resource-level permission for (ENI management, X-Ray, CloudWatch agent).
+Inline policies name exact resources (secret ARNs, topic ARNs, the bucket). ``*`` resources come
+only from the AWS-managed policies in :data:`MANAGED_POLICIES` and from :func:`allow_unscoped`,
+each for actions AWS offers no resource-level permission for (ENI management, X-Ray, CloudWatch
+agent; the named list :data:`UNSCOPED_ACTIONS`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,25 @@ MANAGED_POLICIES = {
 
 Statement = dict[str, Any]
 
+# Actions whose entry in AWS's Service Authorization Reference names no resource type: IAM
+# evaluates them only against Resource "*", so a scoped statement would simply deny them. Each
+# says who needs it. tests/infra/test_policies.py accepts "*" for a statement made of these
+# actions alone, and nowhere else.
+UNSCOPED_ACTIONS = {
+    # Firehose's delivery into the VPC (Lambda logs to the OpenSearch domain) looks up the
+    # subnets and security groups it was given before it places its network interfaces.
+    "ec2:DescribeVpcs": "Firehose VPC delivery",
+    "ec2:DescribeVpcAttribute": "Firehose VPC delivery",
+    "ec2:DescribeSubnets": "Firehose VPC delivery",
+    "ec2:DescribeSecurityGroups": "Firehose VPC delivery",
+    "ec2:DescribeNetworkInterfaces": "Firehose VPC delivery",
+    # Grafana's CloudWatch data source (the Lambdas' webhook metrics): metric reads name no
+    # resource.
+    "cloudwatch:GetMetricData": "Grafana CloudWatch data source",
+    "cloudwatch:GetMetricStatistics": "Grafana CloudWatch data source",
+    "cloudwatch:ListMetrics": "Grafana CloudWatch data source",
+}
+
 
 def allow(
     actions: Sequence[str], resources: Sequence[pulumi.Input[str]]
@@ -35,6 +55,14 @@ def allow(
     return pulumi.Output.all(*resources).apply(
         lambda arns: {"Effect": "Allow", "Action": list(actions), "Resource": list(arns)}
     )
+
+
+def allow_unscoped(actions: Sequence[str]) -> pulumi.Output[Statement]:
+    """One Allow statement on Resource "*", only for actions in :data:`UNSCOPED_ACTIONS`."""
+    unknown = sorted(set(actions) - UNSCOPED_ACTIONS.keys())
+    if unknown:
+        raise ValueError(f"{unknown} can be scoped to resources: use allow()")
+    return pulumi.Output.from_input({"Effect": "Allow", "Action": list(actions), "Resource": ["*"]})
 
 
 def document(statements: Sequence[pulumi.Output[Statement]]) -> pulumi.Output[str]:

@@ -16,6 +16,7 @@ POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 KAFKA_IAM_PORT = 9098  # MSK brokers with IAM auth over TLS
 HTTPS_PORT = 443
+OTLP_HTTP_PORT = 4318  # the trace collector's OTLP/HTTP receiver (parley_infra/traces.py)
 
 
 class Network(pulumi.ComponentResource):
@@ -122,6 +123,17 @@ class Network(pulumi.ComponentResource):
             from_port=MEDIA_PORT,
             to_port=MEDIA_PORT,
             description="NLB to media pods",
+            opts=pulumi.ResourceOptions(parent=self.media_sg),
+        )
+        # The Lambdas' trace load balancer (internal NLB, TLS on 443) reaches the collector pods.
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-otlp-from-vpc",
+            security_group_id=self.media_sg.id,
+            cidr_ipv4=str(cfg.vpc_cidr),
+            ip_protocol="tcp",
+            from_port=OTLP_HTTP_PORT,
+            to_port=OTLP_HTTP_PORT,
+            description="internal NLB to the trace collector",
             opts=pulumi.ResourceOptions(parent=self.media_sg),
         )
         # Lambdas call AWS APIs, Twilio and the LLM over HTTPS.

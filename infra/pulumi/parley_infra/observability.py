@@ -1,6 +1,11 @@
 """Observability: Prometheus + Grafana in the cluster, Parley's dashboards and alert rules from the
-repo, container logs to CloudWatch, and CloudWatch alarms for the Lambdas. Every alert ends in one
-SNS topic.
+repo, container logs to CloudWatch, and CloudWatch alarms for the Lambdas (errors, the consumer's
+lag, the Twilio webhooks' errors and latency). Every alert ends in one SNS topic.
+
+The Lambdas' own metrics are CloudWatch embedded metrics (Powertools, functions/common): a Lambda
+has no port to scrape and ends between requests, while every line it prints already reaches
+CloudWatch Logs, so the metric costs no extra call. Grafana reads them through its CloudWatch
+data source (the functions dashboard), with a Pod Identity role limited to metric reads.
 
 Grafana is reachable only inside the VPC (internal TLS NLB at grafana.<domain>). The HPA's
 ``parley_active_calls`` reaches Kubernetes through prometheus-adapter.
@@ -15,6 +20,10 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
+from functions.common.observability import NAMESPACE as FUNCTIONS_NAMESPACE
+from functions.common.observability import ROUTE_DIMENSION
+from functions.common.observability import SERVICE as FUNCTIONS_SERVICE
+
 from . import iam, media
 from .cluster import Cluster
 from .config import StackConfig
@@ -27,6 +36,14 @@ DASHBOARDS = sorted((OBSERVABILITY_DIR / "grafana").glob("*.json"))
 NAMESPACE = "monitoring"
 RELEASE = "kps"  # fullnameOverride: services are kps-prometheus, kps-alertmanager, kps-grafana
 ALERTMANAGER_SA = "kps-alertmanager"
+GRAFANA_SA = "kps-grafana"
+CLOUDWATCH_DATASOURCE = "cloudwatch"  # the uid the functions dashboard's panels name
+CLOUDWATCH_READS = [
+    "cloudwatch:GetMetricData",
+    "cloudwatch:GetMetricStatistics",
+    "cloudwatch:ListMetrics",
+]
+VOICE_WEBHOOK_P95_MS = 2000  # the voice webhook answers Twilio while the caller hears ringing
 LAMBDA_ERROR_THRESHOLD = 5  # errors in 5 minutes
 CONSUMER_OFFSET_LAG_THRESHOLD = 10000  # same as the ParleyConsumerLag rule
 
@@ -70,6 +87,14 @@ class Observability(pulumi.ComponentResource):
             ALERTMANAGER_SA,
             [],
             [iam.allow(["sns:Publish"], [self.alerts.arn])],
+        )
+        # Grafana reads the Lambdas' embedded metrics (the functions dashboard) from CloudWatch.
+        cluster.pod_role(
+            f"{name}-grafana",
+            NAMESPACE,
+            GRAFANA_SA,
+            [],
+            [iam.allow_unscoped(CLOUDWATCH_READS)],
         )
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         stack = k8s.helm.v3.Release(
@@ -185,6 +210,44 @@ class Observability(pulumi.ComponentResource):
                 ok_actions=[self.alerts.arn],
                 opts=child,
             )
+        for route in ("/twilio/voice", "/twilio/status"):
+            short = route.rsplit("/", 1)[1]
+            dimensions = {"service": FUNCTIONS_SERVICE, ROUTE_DIMENSION: route}
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-webhook-{short}-errors",
+                alarm_description=f"Twilio's {route} webhook is answered with errors (5xx)",
+                namespace=FUNCTIONS_NAMESPACE,
+                metric_name="ServerErrors",
+                dimensions=dimensions,
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                threshold=LAMBDA_ERROR_THRESHOLD,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[self.alerts.arn],
+                ok_actions=[self.alerts.arn],
+                opts=child,
+            )
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-webhook-voice-latency",
+            alarm_description=(
+                "Twilio's voice webhook is slow (p95): callers ring longer before the agent "
+                "answers. Follow a slow request's trace (docs/operations.md)."
+            ),
+            namespace=FUNCTIONS_NAMESPACE,
+            metric_name="LatencyMs",
+            dimensions={"service": FUNCTIONS_SERVICE, ROUTE_DIMENSION: "/twilio/voice"},
+            extended_statistic="p95",
+            period=300,
+            evaluation_periods=2,
+            threshold=VOICE_WEBHOOK_P95_MS,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[self.alerts.arn],
+            ok_actions=[self.alerts.arn],
+            opts=child,
+        )
         if "consumer" in functions:
             aws.cloudwatch.MetricAlarm(
                 f"{name}-consumer-lag",
@@ -282,6 +345,17 @@ def _stack_values(cfg: StackConfig, *, topic_arn: str, region: str) -> dict[str,
             },
         },
         "grafana": {
+            "serviceAccount": {"name": GRAFANA_SA},
+            "additionalDataSources": [
+                {
+                    "name": "CloudWatch",
+                    "type": "cloudwatch",
+                    "uid": CLOUDWATCH_DATASOURCE,
+                    "access": "proxy",
+                    # The default chain finds the pod's Pod Identity credentials.
+                    "jsonData": {"authType": "default", "defaultRegion": region},
+                }
+            ],
             "admin": {
                 "existingSecret": "grafana-admin",
                 "userKey": "admin-user",

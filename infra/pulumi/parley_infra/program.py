@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from . import traces
 from .cluster import Cluster
 from .config import load_stack_config, read_secrets
 from .data import Data
@@ -83,12 +84,21 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         "PARLEY_LLM_MODEL": cfg.llm_model,
         "PARLEY_QDRANT_URL": cfg.qdrant_url,
         "PARLEY_TWILIO_ACCOUNT_SID": cfg.twilio_account_sid,
-        "PARLEY_OTLP_ENDPOINT": cfg.observability.otlp_endpoint,
+        # The Lambdas reach the trace collector through its internal load balancer; pods
+        # through its cluster Service (below).
+        "PARLEY_OTLP_ENDPOINT": traces.lambda_endpoint(cfg.domain),
     }
     functions = Functions(name, cfg, network, data, secrets, environment, opts=opts)
     cluster = Cluster(name, cfg.media, network, region, opts=opts)
+    logs = LogSearchDomain(name, cfg, network, cluster, functions, region, opts=opts)
+    collector = traces.TraceCollector(name, cfg, cluster, logs.domain, region, opts=opts)
     # Pods cannot reach instance metadata (hop limit 1), so they are told their region.
-    pod_environment = {**environment, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    pod_environment = {
+        **environment,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "PARLEY_OTLP_ENDPOINT": collector.in_cluster_endpoint,
+    }
     media = MediaService(name, cfg, cluster, data, secrets, pod_environment, opts=opts)
     JobWorkers(
         name,
@@ -108,8 +118,6 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         opts=opts,
     )
 
-    logs = LogSearchDomain(name, network, cluster, region, opts=opts)
-
     outputs: dict[str, pulumi.Output[str] | str] = {
         "apiUrl": functions.api_url,
         "twilioVoiceWebhookUrl": functions.api_url.apply(lambda url: f"{url}/twilio/voice"),
@@ -118,6 +126,8 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         "mediaLoadBalancer": media.load_balancer_hostname,
         "grafanaUrl": observability.grafana_url,
         "logSearchEndpoint": logs.endpoint,
+        "traceCollectorUrl": collector.lambda_endpoint,
+        "traceCollectorLoadBalancer": collector.load_balancer_hostname,
         "alertsTopicArn": observability.alerts.arn,
         "eksClusterName": cluster.eks.name,
         "recordingsBucket": data.recordings.bucket,
