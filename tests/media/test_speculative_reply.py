@@ -65,7 +65,9 @@ async def test_prepared_replies_answer_confirmed_turns_and_never_call_out_early(
     """Asking about an order, giving its number and confirming it: the first two replies are
     prepared in the wait and used; the third needs the order lookup, so it is refused until the
     turn is confirmed, and the lookup runs once."""
-    async with start_node() as running:
+    # A wait long enough for the speculative transcript to be in on a busy machine: a reply is
+    # only prepared for a transcript that arrives before the turn is confirmed.
+    async with start_node(endpoint_silence_ms=900) as running:
         result = await call(
             running.url,
             [clip("order_status"), clip("order_number"), clip("yes")],
