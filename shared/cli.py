@@ -229,21 +229,24 @@ def logs_search(
 
 @logs_app.command("install")
 def logs_install() -> None:
-    """Put the index template of the daily log indices into OpenSearch."""
+    """Put the index templates (logs, traces) and, where ISM exists, the retention policies."""
     from shared.logsearch import LogSearch, LogSearchError
 
     try:
-        LogSearch(settings_or_exit().opensearch_url).install()
+        installed = LogSearch(settings_or_exit().opensearch_url).install()
     except LogSearchError as exc:
         raise fail(str(exc)) from None
-    typer.echo("index template installed")
+    typer.echo("installed: " + ", ".join(installed))
+    if not any(item.startswith("policy") for item in installed):
+        typer.echo("no index-management plugin here: run `parley logs prune` daily for retention")
 
 
 @logs_app.command("prune")
 def logs_prune(
-    days: int = typer.Option(14, min=1, help="Keep this many days of logs."),
+    days: int = typer.Option(14, min=1, help="Keep this many days of logs and traces."),
 ) -> None:
-    """Delete daily log indices older than the retention (where ISM is not installed)."""
+    """Delete log indices and trace backing indices past the retention (where ISM is not
+    installed)."""
     from shared.logsearch import LogSearch, LogSearchError
 
     try:

@@ -30,6 +30,13 @@ INDEX_PREFIX = "parley-logs-"
 TEMPLATE_NAME = "parley-logs"
 OPENSEARCH_DIR = Path(__file__).resolve().parents[1] / "infra" / "observability" / "opensearch"
 INDEX_TEMPLATE = OPENSEARCH_DIR / "index-template.json"
+TRACES_STREAMS = "ss4o_traces-parley-*"  # the collector's data streams (infra/pulumi traces.py)
+TRACES_TEMPLATE = OPENSEARCH_DIR / "traces-template.json"
+# ISM policies by id, for a cluster that has the index-management plugin.
+RETENTION_POLICIES = {
+    "parley-logs": OPENSEARCH_DIR / "retention-policy.json",
+    "parley-traces": OPENSEARCH_DIR / "traces-retention-policy.json",
+}
 SAVED_SEARCHES = OPENSEARCH_DIR / "saved-searches.json"
 _DAILY = re.compile(rf"^{re.escape(INDEX_PREFIX)}(\d{{4}})\.(\d{{2}})\.(\d{{2}})$")
 # Fields a log call may pass in ``extra=`` and that become searchable keywords.
@@ -114,10 +121,35 @@ class LogSearch:
             )
         return reply.json()
 
-    def install(self) -> None:
-        """The index template (mappings of every daily index)."""
+    def install(self) -> list[str]:
+        """The index templates (every daily log index; the traces' data streams) and, where the
+        cluster has the index-management plugin, the retention policies. Returns what was put;
+        without the plugin, ``prune`` is the retention."""
         template = json.loads(INDEX_TEMPLATE.read_text())
         self._request("PUT", f"/_index_template/{TEMPLATE_NAME}", json=template)
+        traces = json.loads(TRACES_TEMPLATE.read_text())
+        self._request("PUT", "/_index_template/parley-traces", json=traces)
+        installed = ["template parley-logs", "template parley-traces"]
+        for policy_id, path in RETENTION_POLICIES.items():
+            if self._put_policy(policy_id, json.loads(path.read_text())):
+                installed.append(f"policy {policy_id}")
+        return installed
+
+    def _put_policy(self, policy_id: str, policy: dict[str, Any]) -> bool:
+        path = f"/_plugins/_ism/policies/{policy_id}"
+        try:
+            reply = self.http.get(f"{self.url}{path}")
+        except httpx.HTTPError as exc:
+            raise LogSearchError(f"OpenSearch at {self.url} is unreachable: {exc}") from None
+        if reply.status_code == 400 and "no handler" in reply.text:
+            return False  # no index-management plugin here
+        if reply.status_code == 200:  # replace it: ISM asks for the version being replaced
+            current = reply.json()
+            path += f"?if_seq_no={current['_seq_no']}&if_primary_term={current['_primary_term']}"
+        elif reply.status_code != 404:
+            raise LogSearchError(f"OpenSearch GET {path}: {reply.status_code} {reply.text[:300]}")
+        self._request("PUT", path, json=policy)
+        return True
 
     def bulk(self, documents: Iterable[dict[str, Any]], *, refresh: bool = False) -> int:
         """Index documents as the shipper does (the ``_bulk`` API); returns how many."""
@@ -158,7 +190,8 @@ class LogSearch:
         return [hit["_source"] for hit in answer["hits"]["hits"]]
 
     def prune(self, retention_days: int, *, today: dt.date | None = None) -> list[str]:
-        """Delete daily indices older than the retention; the names deleted."""
+        """Delete daily log indices and trace backing indices older than the retention; the
+        names deleted."""
         today = today or dt.datetime.now(dt.UTC).date()
         names = self._request("GET", f"/_cat/indices/{INDEX_PREFIX}*?format=json")
         old = []
@@ -168,7 +201,27 @@ class LogSearch:
                 old.append(row["index"])
         for name in old:
             self._request("DELETE", f"/{name}")
-        return old
+        return old + self._prune_traces(retention_days, today)
+
+    def _prune_traces(self, retention_days: int, today: dt.date) -> list[str]:
+        """The traces' data streams: roll the write index over once it is a day old, and delete
+        backing indices created more than the retention ago (never the write index)."""
+        answer = self._request("GET", f"/_data_stream/{TRACES_STREAMS}")
+        deleted = []
+        for stream in answer.get("data_streams", []):
+            backing = [i["index_name"] for i in stream["indices"]]
+            if self._created(backing[-1]) < today:
+                self._request("POST", f"/{stream['name']}/_rollover")
+            for name in backing:
+                if (today - self._created(name)).days > retention_days:
+                    self._request("DELETE", f"/{name}")
+                    deleted.append(name)
+        return deleted
+
+    def _created(self, index: str) -> dt.date:
+        settings = self._request("GET", f"/{index}/_settings/index.creation_date")
+        millis = int(settings[index]["settings"]["index"]["creation_date"])
+        return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).date()
 
 
 def saved_searches() -> dict[str, str]:

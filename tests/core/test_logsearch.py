@@ -3,6 +3,7 @@ our JSON formatter writes, bulk-loaded as the shipper does, found again by call 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import subprocess
@@ -184,3 +185,53 @@ def test_lambda_log_lines_are_the_same_documents_redacted() -> None:
     assert doc["@timestamp"].startswith("20") and "T" in doc["@timestamp"]
     # The fields LogSearch queries and prints, as in the media node's documents.
     assert {"@timestamp", "level", "message", "logger", "call_id"} <= set(doc)
+
+
+def test_traces_are_a_data_stream_that_retention_rolls_over_and_prunes(opensearch: str) -> None:
+    """The collector's span documents land in a data stream (the installed template); the prune
+    rolls its write index over once a day old and deletes backing indices past the retention,
+    as the ISM policy does on a domain that has the plugin."""
+    search = LogSearch(opensearch)
+    installed = search.install()
+    assert installed[:2] == ["template parley-logs", "template parley-traces"]
+    assert not [i for i in installed if i.startswith("policy")]  # the local node has no ISM
+    stream = f"ss4o_traces-parley-test{uuid.uuid4().hex[:8]}"
+    span = {
+        "traceId": uuid.uuid4().hex,
+        "spanId": uuid.uuid4().hex[:16],
+        "name": "call",
+        "startTime": "2026-12-01T10:00:00.123456789Z",
+        "endTime": "2026-12-01T10:00:05Z",
+    }
+    http = search.http
+    put = http.post(f"{opensearch}/{stream}/_doc?refresh=true", json=span)
+    assert put.status_code == 201, put.text
+    first = put.json()["_index"]
+    assert first.startswith(f".ds-{stream}-")
+    streams = http.get(f"{opensearch}/_data_stream/{stream}").json()["data_streams"]
+    assert [s["timestamp_field"]["name"] for s in streams] == ["startTime"]
+
+    assert first not in search.prune(14)  # today: nothing is old enough
+    later = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=20)
+    assert first in search.prune(14, today=later)
+    after = http.get(f"{opensearch}/_data_stream/{stream}").json()["data_streams"][0]
+    assert [i["index_name"] for i in after["indices"]] != [first]  # a new write index
+    found = http.get(f"{opensearch}/{stream}/_search", params={"q": f"traceId:{span['traceId']}"})
+    assert found.json()["hits"]["total"]["value"] == 0
+    http.delete(f"{opensearch}/_data_stream/{stream}")
+
+
+def test_the_retention_policies_fit_what_they_govern() -> None:
+    from shared.logsearch import RETENTION_POLICIES, TRACES_TEMPLATE
+
+    patterns = {}
+    for policy_id, path in RETENTION_POLICIES.items():
+        policy = json.loads(path.read_text())["policy"]
+        states = {s["name"] for s in policy["states"]}
+        assert policy["default_state"] in states
+        for state in policy["states"]:
+            assert {t["state_name"] for t in state["transitions"]} <= states, policy_id
+        patterns[policy_id] = policy["ism_template"][0]["index_patterns"]
+    assert patterns["parley-logs"] == ["parley-logs-*"]
+    stream_pattern = json.loads(TRACES_TEMPLATE.read_text())["index_patterns"][0]
+    assert patterns["parley-traces"] == [f".ds-{stream_pattern}"]  # the streams' backing indices
