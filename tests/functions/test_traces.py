@@ -5,6 +5,7 @@ consumer -> its PostgreSQL write. The LLM is a real one (llama-cpp-python, SmolL
 from __future__ import annotations
 
 import asyncio
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from functions.common.runtime import Runtime
 from functions.voice.app import handler as voice_handler
 from media_nodes.models import Models
-from media_nodes.simulator.caller import Say, SimulatedCaller
+from media_nodes.simulator.caller import Say, SimulatedCaller, call
 from shared import tracing
 from shared.cache import NodeInfo
 from shared.settings import Settings
@@ -34,6 +35,7 @@ from tests.functions.test_end_to_end import lambda_thread  # noqa: F401
 from tests.jaeger import OTLP_HTTP, parent_of
 from tests.jaeger import read_trace as read_jaeger_trace
 from tests.media.conftest import PATIENT, NodeFactory, clip, models, start_node  # noqa: F401
+from tests.media.test_speculative_reply import OrdersApi, orders_api  # noqa: F401
 
 STAGES = {"vad end of turn", "asr", "dialogue first text", "tts first audio", "playout first frame"}
 
@@ -194,3 +196,41 @@ async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
     # The LLM's span lies inside the call's.
     assert call["startTime"] <= llm["startTime"]
     assert llm["startTime"] + llm["duration"] <= call["startTime"] + call["duration"]
+
+
+async def test_an_agents_http_action_is_a_span_of_its_call(
+    jaeger: str,
+    start_node: NodeFactory,  # noqa: F811
+    orders_api: str,  # noqa: F811
+) -> None:
+    """The order lookup the confirmed number triggers: a client span of the call in the same
+    trace, with its method, URL and status, inside the turn that ran it."""
+    trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    async with start_node(node_id="traced-actions") as node:
+        result = await call(
+            node.url,
+            [clip("order_status"), clip("order_number"), clip("yes")],
+            parameters={"orders_api": orders_api, "traceparent": f"00-{trace_id}-{parent_id}-01"},
+            **PATIENT,
+        )
+        await node.wait_call_ended(result.call_sid)
+    assert OrdersApi.requests == ["/orders/4572"]
+
+    def complete(spans: list[dict[str, Any]]) -> bool:
+        names = {s["operationName"] for s in spans}
+        return {"call", "http action"} <= names and "turn 3" in names
+
+    spans = await asyncio.to_thread(read_trace, jaeger, trace_id, complete)
+    [call_span] = [s for s in spans if s["operationName"] == "call"]
+    assert parent_of(call_span) == parent_id
+    [action] = [s for s in spans if s["operationName"] == "http action"]
+    tags = {t["key"]: t["value"] for t in action["tags"]}
+    assert tags["http.request.method"] == "GET"
+    assert tags["url.full"] == f"{orders_api}/orders/4572"
+    assert tags["http.response.status_code"] == 200
+    assert tags["span.kind"] == "client"
+    assert parent_of(action) == call_span["spanID"]
+    [turn] = [s for s in spans if s["operationName"] == "turn 3"]
+    # Run after the caller's "yes" ended and before the reply that reads the status began.
+    assert turn["startTime"] <= action["startTime"]
+    assert action["startTime"] + action["duration"] <= turn["startTime"] + turn["duration"]
