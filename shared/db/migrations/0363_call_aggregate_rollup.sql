@@ -12,10 +12,10 @@
 -- 2.6 h and up), latency bucket b holds [100 * 1.1^b, 100 * 1.1^(b+1)) ms (b = 47: 9.7 s and
 -- up). A percentile read at its bucket's geometric middle is within 5% of the bucket's values.
 CREATE FUNCTION parley_duration_bucket(ms double precision) RETURNS integer
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
     $$ SELECT least(95, greatest(0, floor(ln(greatest(ms, 1) / 1000.0) / ln(1.1))))::integer $$;
 CREATE FUNCTION parley_latency_bucket_v2v(ms double precision) RETURNS integer
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
     $$ SELECT least(47, greatest(0, floor(ln(greatest(ms, 1) / 100.0) / ln(1.1))))::integer $$;
 
 CREATE FUNCTION parley_tenant_zone(settings jsonb) RETURNS text
@@ -139,8 +139,9 @@ CREATE FUNCTION parley_call_aggregate_row(c calls, zone text, sign integer)
            sign * (lb = 39)::int, sign * (lb = 40)::int, sign * (lb = 41)::int,
            sign * (lb = 42)::int, sign * (lb = 43)::int, sign * (lb = 44)::int,
            sign * (lb = 45)::int, sign * (lb = 46)::int, sign * (lb = 47)::int
-    FROM (SELECT parley_duration_bucket(c.duration_ms) AS db,
-                 parley_latency_bucket_v2v(c.voice_to_voice_p50_ms) AS lb) b
+    -- -1: no value, in no bucket.
+    FROM (SELECT COALESCE(parley_duration_bucket(c.duration_ms), -1) AS db,
+                 COALESCE(parley_latency_bucket_v2v(c.voice_to_voice_p50_ms), -1) AS lb) b
 $$;
 
 CREATE FUNCTION parley_calls_aggregate() RETURNS trigger LANGUAGE plpgsql AS $$
