@@ -35,16 +35,11 @@ def calls(rt: Any, sql: psycopg.Connection[Any], tenant: Tenant) -> list[str]:
         (Jsonb({"timezone": "Europe/Berlin"}), tenant.tenant_id),
     )
     rng = random.Random(11)
-    ids = []
-    for i in range(400):
+    ids = [f"r{i:03d}-{uuid.uuid4().hex[:6]}" for i in range(400)]
+    rows = []
+    for call_id in ids:
         escalated = rng.random() < 0.2
-        call_id = f"r{i:03d}-{uuid.uuid4().hex[:6]}"
-        ids.append(call_id)
-        sql.execute(
-            """INSERT INTO calls (call_id, tenant_id, agent_id, started_at, duration_ms,
-                   disposition, intents, end_reason, escalation_reason, voice_to_voice_p50_ms,
-                   asr_audio_ms, tts_chars, llm_tokens, from_number)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        rows.append(
             (
                 call_id,
                 tenant.tenant_id,
@@ -60,7 +55,15 @@ def calls(rt: Any, sql: psycopg.Connection[Any], tenant: Tenant) -> list[str]:
                 rng.randrange(2000),
                 rng.randrange(5000),
                 rng.choice(NUMBERS),
-            ),
+            )
+        )
+    with sql.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO calls (call_id, tenant_id, agent_id, started_at, duration_ms,
+                   disposition, intents, end_reason, escalation_reason, voice_to_voice_p50_ms,
+                   asr_audio_ms, tts_chars, llm_tokens, from_number)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            rows,
         )
     return ids
 
