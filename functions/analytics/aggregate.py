@@ -121,10 +121,7 @@ def _rollup_key_sql(key: GroupKey) -> sql.Composable:
 
 
 def _local_midnight(moment: datetime, zone: ZoneInfo) -> bool:
-    local = moment.astimezone(zone)
-    return local.time() == time() and local.replace(tzinfo=None) == datetime.combine(
-        local.date(), time()
-    )
+    return moment.astimezone(zone).time() == time()
 
 
 def _start_of(day: date, zone: ZoneInfo) -> datetime:
