@@ -141,7 +141,8 @@ CREATE FUNCTION parley_call_aggregate_row(c calls, zone text, sign integer)
            sign * (lb = 45)::int, sign * (lb = 46)::int, sign * (lb = 47)::int
     -- -1: no value, in no bucket.
     FROM (SELECT COALESCE(parley_duration_bucket(c.duration_ms), -1) AS db,
-                 COALESCE(parley_latency_bucket_v2v(c.voice_to_voice_p50_ms), -1) AS lb) b
+                 COALESCE(parley_latency_bucket_v2v(c.voice_to_voice_p50_ms), -1) AS lb
+          OFFSET 0) b  -- OFFSET 0: the buckets once per call, not once per column
 $$;
 
 CREATE FUNCTION parley_calls_aggregate() RETURNS trigger LANGUAGE plpgsql AS $$
