@@ -315,7 +315,7 @@ def main() -> None:
     results["ALL SUMMARIES"] = percentiles(all_summaries)
 
     week_ago = (now - timedelta(days=7)).date().isoformat()
-    aggregate_cases = {
+    aggregate_cases: dict[str, dict[str, Any]] = {
         "aggregate: escalated last week per agent and intent": {
             "disposition": "escalated_to_human",
             "started_after": week_ago,
