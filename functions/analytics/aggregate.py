@@ -116,7 +116,8 @@ def _rollup_key_sql(key: GroupKey) -> sql.Composable:
         "end_reason": sql.SQL("c.end_reason"),
         "escalation_reason": sql.SQL("c.escalation_reason"),
         "day": sql.SQL("c.day::text"),
-        "week": sql.SQL("date_trunc('week', c.day)::date::text"),
+        # The Monday of the day's ISO week, in date arithmetic (no time zone conversions).
+        "week": sql.SQL("(c.day - (extract(isodow FROM c.day)::int - 1))::text"),
     }[key]
 
 
