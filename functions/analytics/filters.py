@@ -55,14 +55,33 @@ class CallFilter:
     params: list[Any] = field(default_factory=list)
     started_after: datetime | None = None
     started_before: datetime | None = None
+    # The clauses the aggregate rollup can answer too (it has the same column names, and no
+    # time bounds: those are cut at days), and whether any clause is one it cannot answer.
+    rollup_where: list[sql.Composable] = field(default_factory=list)
+    rollup_params: list[Any] = field(default_factory=list)
+    exact_only: bool = False
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.settings.timezone)
 
-    def add(self, clause: str, *values: Any) -> None:
+    def add(self, clause: str, *values: Any, rollup: bool = False) -> None:
+        """``rollup``: the clause reads only columns the aggregate rollup has."""
         self.where.append(sql.SQL(clause))
         self.params.extend(values)
+        if rollup:
+            self.rollup_where.append(sql.SQL(clause))
+            self.rollup_params.extend(values)
+
+    def add_bound(self, clause: str, value: datetime) -> None:
+        """A time bound: the rollup path cuts it at the tenant's days itself."""
+        self.where.append(sql.SQL(clause))
+        self.params.append(value)
+
+    def add_exact(self, clause: str, *values: Any) -> None:
+        """A clause only the calls rows can answer."""
+        self.add(clause, *values)
+        self.exact_only = True
 
     def sql(self) -> sql.Composable:
         return sql.SQL(" AND ").join(self.where)
@@ -181,7 +200,7 @@ async def call_filter(
 ) -> CallFilter:
     settings = await tenant_settings(principal.tenant_id)
     f = CallFilter(settings=settings)
-    f.add("c.tenant_id = %s", principal.tenant_id)
+    f.add("c.tenant_id = %s", principal.tenant_id, rollup=True)
     f.started_after = parse_instant(started_after, "query.started_after", f.zone)
     f.started_before = parse_instant(started_before, "query.started_before", f.zone)
     if f.started_after and f.started_before and f.started_after >= f.started_before:
@@ -200,56 +219,57 @@ async def call_filter(
     ):
         chosen = _names(values, f"query.{column}", pattern)
         if chosen:
-            f.add(f"c.{column} = ANY(%s)", chosen)
+            f.add(f"c.{column} = ANY(%s)", chosen, rollup=True)
     if intent:
-        f.add("c.intents && %s::text[]", _names(intent, "query.intent"))
+        f.add_exact("c.intents && %s::text[]", _names(intent, "query.intent"))
     if status:
-        f.add("c.status = ANY(%s)", list(status))
+        f.add_exact("c.status = ANY(%s)", list(status))
     if escalated is not None:
         clause = "(c.escalation_reason IS NOT NULL OR c.disposition = 'escalated_to_human')"
-        f.add(clause if escalated else f"NOT {clause}")
+        f.add(clause if escalated else f"NOT {clause}", rollup=True)
     if voicemail is not None:
         f.add(
             "c.disposition = 'voicemail'"
             if voicemail
-            else "c.disposition IS DISTINCT FROM 'voicemail'"
+            else "c.disposition IS DISTINCT FROM 'voicemail'",
+            rollup=True,
         )
     if number is not None:
-        f.add("(c.from_number = %s OR c.to_number = %s)", number, number)
+        f.add_exact("(c.from_number = %s OR c.to_number = %s)", number, number)
     if f.started_after is not None:
-        f.add("c.started_at >= %s", f.started_after)
+        f.add_bound("c.started_at >= %s", f.started_after)
     if f.started_before is not None:
-        f.add("c.started_at < %s", f.started_before)
+        f.add_bound("c.started_at < %s", f.started_before)
     if min_duration_ms is not None:
-        f.add("c.duration_ms >= %s", min_duration_ms)
+        f.add_exact("c.duration_ms >= %s", min_duration_ms)
     if max_duration_ms is not None:
-        f.add("c.duration_ms <= %s", max_duration_ms)
+        f.add_exact("c.duration_ms <= %s", max_duration_ms)
     if min_latency_ms is not None:
-        f.add("c.voice_to_voice_p50_ms >= %s", min_latency_ms)
+        f.add_exact("c.voice_to_voice_p50_ms >= %s", min_latency_ms)
     if max_latency_ms is not None:
-        f.add("c.voice_to_voice_p50_ms <= %s", max_latency_ms)
+        f.add_exact("c.voice_to_voice_p50_ms <= %s", max_latency_ms)
     for item in slot or []:
         match = SLOT.match(item)
         if match is None:
             raise invalid("query.slot", "use name or name:value (name: lowercase, digits, _)")
         name, value = match.group(1), match.group(2)
         if value is None:
-            f.add("c.slots ? %s", name)
+            f.add_exact("c.slots ? %s", name)
         else:
-            f.add("c.slots ->> %s = %s", name, value)
+            f.add_exact("c.slots ->> %s = %s", name, value)
     if q is not None:
-        f.add("c.transcript @@ websearch_to_tsquery('english', %s)", q)
+        f.add_exact("c.transcript @@ websearch_to_tsquery('english', %s)", q)
     if tool_calls is not None:
-        f.add("c.tool_calls > 0" if tool_calls else "c.tool_calls = 0")
+        f.add_exact("c.tool_calls > 0" if tool_calls else "c.tool_calls = 0")
     if tool_failed is not None:
-        f.add("c.tool_failures > 0" if tool_failed else "c.tool_failures = 0")
+        f.add_exact("c.tool_failures > 0" if tool_failed else "c.tool_failures = 0")
     states = _names(tool, "query.tool", STATE)
     if states:
-        f.add("c.tools && %s::text[]", states)
+        f.add_exact("c.tools && %s::text[]", states)
     campaigns = _names(campaign_id, "query.campaign_id", CAMPAIGN)
     if campaigns:
         # A campaign's calls are its attempts' Call SIDs (the attempt is the campaign's record).
-        f.add(
+        f.add_exact(
             "EXISTS (SELECT 1 FROM campaign_attempts a WHERE a.call_sid = c.twilio_call_sid "
             "AND a.campaign_id = ANY(%s) AND a.tenant_id = c.tenant_id)",
             campaigns,
@@ -260,7 +280,7 @@ async def call_filter(
             raise invalid("query.variable", "use name or name:value (name: lowercase, digits, _)")
         name, value = match.group(1), match.group(2)
         condition = "k.variables ? %s" if value is None else "k.variables ->> %s = %s"
-        f.add(
+        f.add_exact(
             "EXISTS (SELECT 1 FROM campaign_attempts a JOIN campaign_contacts k "
             "ON k.contact_id = a.contact_id WHERE a.call_sid = c.twilio_call_sid "
             f"AND a.tenant_id = c.tenant_id AND {condition})",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -165,4 +165,9 @@ class Aggregate(BaseModel):
     started_after: datetime | None
     started_before: datetime | None
     total_calls: int
+    percentiles: Literal["exact", "histogram"] = Field(
+        description="exact: p50/p95 over the calls rows; histogram: read from the aggregate "
+        "rollup's 10%-wide buckets (within 5% of the exact value for durations of 1 s to 2.6 h "
+        "and latencies of 100 ms to 9.7 s). Counts, sums and averages are exact either way."
+    )
     groups: list[AggregateGroup]

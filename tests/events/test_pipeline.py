@@ -219,6 +219,18 @@ async def test_replay_rebuilds_deleted_rows_idempotently(
     later = await replay(kafka, db_pool, since=datetime.now(UTC) + timedelta(minutes=1))
     assert later.read == 0
     assert await count_events(db_pool, [lost, kept]) == 24
+    # The aggregate rollup saw the deletion and the rebuilt row once, and nothing of the
+    # replayed duplicates.
+    [rolled] = await fetch(
+        db_pool,
+        "SELECT sum(calls) AS calls, sum(duration_sum) AS duration FROM (SELECT calls, "
+        "duration_sum FROM call_aggregate_daily UNION ALL SELECT calls, duration_sum "
+        "FROM call_aggregate_deltas) r",
+    )
+    [exact] = await fetch(
+        db_pool, "SELECT count(*) AS calls, sum(duration_ms) AS duration FROM calls"
+    )
+    assert rolled == exact
 
 
 async def test_redacting_tenants_never_have_raw_text_persisted(

@@ -113,10 +113,21 @@ def test_days_and_weeks_are_the_tenants(seeded: None, tenant: Tenant, other_tena
 
 
 def test_statistics_and_cost_are_summed(seeded: None, tenant: Tenant) -> None:
-    (total,) = _aggregate(tenant)["groups"]
+    # Only the calls rows answer a duration filter: exact percentiles.
+    exact = _aggregate(tenant, ("min_duration_ms", "0"))
+    assert exact["percentiles"] == "exact"
+    (total,) = exact["groups"]
     assert total["calls"] == 12 and total["key"] == {}
     assert total["duration_ms"] == {"avg": 60000.0, "p50": 60000.0, "p95": 60000.0}
     assert total["latency_ms"]["p50"] == 1050.0 and total["latency_ms"]["avg"] == 1050.0
+    # Without it, the rollup: the same counts, sums and averages, percentiles within 5%.
+    rolled = _aggregate(tenant)
+    assert rolled["percentiles"] == "histogram"
+    (total,) = rolled["groups"]
+    assert total["calls"] == 12 and total["duration_ms"]["avg"] == 60000.0
+    assert total["duration_ms"]["p50"] == pytest.approx(60000, rel=0.05)
+    assert total["latency_ms"]["p50"] == pytest.approx(1050, rel=0.05)
+    assert total["latency_ms"]["avg"] == 1050.0
     usage = total["usage"]
     assert usage["minutes"] == 12 and usage["asr_seconds"] == 360 and usage["llm_tokens"] == 12000
     # 12 min x 0.01 + 12k tokens x 0.5 / 1k

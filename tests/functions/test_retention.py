@@ -64,6 +64,17 @@ def _exists(sql: psycopg.Connection[Any], call_id: str) -> bool:
     return row is not None
 
 
+def _aggregated_calls(sql: psycopg.Connection[Any], tenant_id: str) -> int:
+    row = sql.execute(
+        "SELECT COALESCE(sum(calls), 0) AS n FROM (SELECT calls FROM call_aggregate_daily "
+        "WHERE tenant_id = %s UNION ALL SELECT calls FROM call_aggregate_deltas "
+        "WHERE tenant_id = %s) r",
+        (tenant_id, tenant_id),
+    ).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
 def _latency_turns(sql: psycopg.Connection[Any], tenant_id: str) -> int:
     row = sql.execute(
         "SELECT COALESCE(sum(turns), 0) AS n FROM (SELECT turns FROM latency_rollup_daily "
@@ -90,6 +101,7 @@ async def test_purge_deletes_expired_calls_with_everything_derived(
     fresh = _call(sql, tenant, days_ago=29)
     kept = _call(sql, keeper, days_ago=400)
     assert _latency_turns(sql, tenant) == 2
+    assert _aggregated_calls(sql, tenant) == 2
 
     report = await purge_expired(database_url, recording_root=root, now=NOW)
 
@@ -100,6 +112,7 @@ async def test_purge_deletes_expired_calls_with_everything_derived(
         row = sql.execute(f"SELECT count(*) AS n FROM {table} WHERE call_id = %s", (old,))
         assert row.fetchone() == {"n": 0}, table
     assert _latency_turns(sql, tenant) == 1  # the rollups went down with the call
+    assert _aggregated_calls(sql, tenant) == 1
     audit = sql.execute(
         "SELECT key_id, action, detail FROM tenant_audit_log WHERE tenant_id = %s", (tenant,)
     ).fetchall()
