@@ -37,6 +37,7 @@ from shared.agents.store import agent_activations
 from shared.bus import EventBus, InProcessBus, create_bus
 from shared.cache.registry import NodeRegistry
 from shared.cache.streams import StreamClaims
+from shared.cache.verdicts import MachineVerdicts
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ def create_app(
                 metrics=metrics or MediaMetrics(),
                 node_id=cfg.node_id or default_node_id(),
                 streams=StreamClaims(node_registry.cache),
+                verdicts=MachineVerdicts(node_registry.cache),
             )
             agents = AgentPreparer(node)
             try:

@@ -100,7 +100,23 @@ AgentOutput = (
     AgentText | StateEntered | IntentResult | SlotResult | Escalation | Transfer | EndCall | Outcome
 )
 
-EndReason = Literal["caller_hung_up", "transferred", "agent_ended", "error", "shutdown"]
+
+@dataclass(frozen=True)
+class MachinePolicy:
+    """What the agent does when a machine answers instead of a person."""
+
+    voicemail_message: str | None  # left after the beep; None: hang up
+    screening_message: str | None  # said to a call-screening assistant; None: hang up
+
+
+EndReason = Literal[
+    "caller_hung_up",
+    "transferred",
+    "agent_ended",
+    "answering_machine",  # voicemail, or a screening assistant the agent hangs up on
+    "error",
+    "shutdown",
+]
 
 
 class DialogueSession(Protocol):
@@ -134,6 +150,10 @@ class DialogueSession(Protocol):
 
     def fixed_texts(self) -> list[str]:
         """What the agent says word for word, for the TTS to prepare before calls (may be [])."""
+        ...
+
+    def machine_policy(self) -> MachinePolicy:
+        """The agent's voicemail and call-screening settings."""
         ...
 
     def finish(self, reason: EndReason) -> Outcome:
