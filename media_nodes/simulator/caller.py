@@ -184,6 +184,11 @@ class SimulatedCaller:
         self._starved_at: float | None = None
         self._cleared_at: float | None = None
 
+    def hang_up(self) -> None:
+        """End the call from the line's side (Twilio replacing the stream's TwiML does this):
+        the script stops and the socket closes. Call on the caller's own loop."""
+        self._closed.set()
+
     # ---- wire ---------------------------------------------------------------------------------
 
     async def _send(self, message: dict[str, Any]) -> None:

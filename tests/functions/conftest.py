@@ -307,6 +307,7 @@ class FakeTwilio:
     fresh_sids: bool = False
     before_reply: Any = None
     after_reply: Any = None
+    after_update: Any = None  # run with (request, sid) after a call update is answered
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -369,6 +370,8 @@ def fake_twilio(rt: runtime_module.Runtime) -> Iterator[FakeTwilio]:
                 self._reply(
                     200, {"sid": sid, "status": "in-progress", "account_sid": SAMPLE_ACCOUNT_SID}
                 )
+                if state.after_update:
+                    state.after_update(recorded, sid)
             else:
                 self._reply(404, {"code": 20404, "message": "not found", "status": 404})
 
