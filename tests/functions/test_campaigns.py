@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -29,6 +26,7 @@ import numpy.typing as npt
 import psycopg
 import pytest
 
+from functions.jobs.processes import JobProcesses
 from functions.samples import SAMPLE_ACCOUNT_SID, SAMPLE_AUTH_TOKEN, twilio_signature
 from media_nodes.simulator.caller import Say, SimulatedCaller
 from shared.cache import NodeInfo, NodeRegistry
@@ -40,57 +38,10 @@ from tests.media.test_voicemail_detection import silence, spoken, tone
 pytestmark = pytest.mark.integration
 
 CALLS = f"/2010-04-01/Accounts/{SAMPLE_ACCOUNT_SID}/Calls"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VOICEMAIL_MESSAGE = "Hi, this is Acme calling about your order. Please call us back."
 
 
-class Workers:
-    """``parley worker`` / ``parley beat`` as real processes, each in its own process group so
-    a test can kill one with everything it forked."""
-
-    def __init__(self, env: dict[str, str], tmp: str) -> None:
-        self.env = env
-        self.tmp = tmp
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.paths: dict[int, str] = {}
-
-    def start(self, command: str, *args: str) -> subprocess.Popen[bytes]:
-        path = os.path.join(self.tmp, f"{command}-{len(self.procs)}.log")
-        log = open(path, "wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", command, *args],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs.append(proc)
-        self.paths[proc.pid] = path
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-
-    def logs(self) -> str:
-        out = []
-        for name in sorted(os.listdir(self.tmp)):
-            if name.endswith(".log"):
-                with open(os.path.join(self.tmp, name), errors="replace") as f:
-                    out.append(f"--- {name}\n{f.read()[-3000:]}")
-        return "\n".join(out)
+Workers = JobProcesses
 
 
 @pytest.fixture
@@ -116,7 +67,7 @@ def workers(
         "PARLEY_DATA_DIR": str(tmp_path / "data"),
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
-    group = Workers(env, str(tmp_path))
+    group = Workers(env, tmp_path)
     try:
         yield group
     finally:
