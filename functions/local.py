@@ -6,8 +6,10 @@ one written to ``functions/openapi.json``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI
 
@@ -38,3 +40,26 @@ def create_local_app() -> FastAPI:
 
 
 app = create_local_app()
+
+
+@contextmanager
+def serving_in_thread(port: int) -> Iterator[str]:
+    """``parley api serve`` on a thread of this process (tests, benchmarks): yields its URL."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_local_app(), host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the local API server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

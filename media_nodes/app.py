@@ -38,6 +38,7 @@ from shared.agents.store import agent_activations
 from shared.bus import EventBus, InProcessBus, create_bus
 from shared.cache.registry import NodeRegistry
 from shared.cache.streams import StreamClaims
+from shared.cache.verdicts import MachineVerdicts
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ def create_app(
                 metrics=metrics or MediaMetrics(),
                 node_id=cfg.node_id or default_node_id(),
                 streams=StreamClaims(node_registry.cache),
+                verdicts=MachineVerdicts(node_registry.cache),
             )
             llm = getattr(factory, "llm", None)
             if isinstance(llm, LlmClient):  # its latency and failures, on this node's metrics

@@ -23,6 +23,7 @@ RESERVED = frozenset(
         "from",
         "to",
         "channel",
+        "direction",
         TRACEPARENT,
     }
 )
@@ -55,6 +56,7 @@ def identify(start: Start, settings: Settings) -> CallIdentity:
         "to_number": params.get("to", ""),
         "variables": variables,
         "record": _flag(params.get("record"), default=False),
+        "direction": "outbound" if params.get("direction") == "outbound" else "inbound",
         "channel": params.get("channel", "twilio")
         if params.get("channel") in ("twilio", "simulator")
         else "twilio",

@@ -25,6 +25,7 @@ DNC = "dnc"
 OUTCOMES = (ANSWERED, BUSY, NO_ANSWER, VOICEMAIL, FAILED, CANCELED, LOST, DNC)
 RETRYABLE = (BUSY, NO_ANSWER, VOICEMAIL, FAILED)
 
+MEDIA_NODE_VERDICT = "media_node:"  # shared/cache/verdicts.py: the media node heard a machine
 MACHINE_ANSWERS = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other")
 
 
@@ -84,9 +85,13 @@ class Window:
 
 
 def outcome_of(status: str, answered_by: str | None) -> str:
-    """The attempt's outcome from Twilio's final call status and the AMD answer."""
+    """The attempt's outcome from Twilio's final call status and the machine verdict: Twilio's
+    AMD answer, or the media node's (``media_node:<evidence>``) when it decided first."""
     if status == "completed":
-        return VOICEMAIL if answered_by in MACHINE_ANSWERS or answered_by == "fax" else ANSWERED
+        machine = answered_by in MACHINE_ANSWERS or answered_by == "fax"
+        if machine or (answered_by or "").startswith(MEDIA_NODE_VERDICT):
+            return VOICEMAIL
+        return ANSWERED
     return {"busy": BUSY, "no-answer": NO_ANSWER, "canceled": CANCELED}.get(status, FAILED)
 
 

@@ -282,10 +282,13 @@ async def settle(
     outcome: str | None = None,
     status: str | None = None,
     error: str | None = None,
+    media_node_verdict: str | None = None,
     now: datetime,
 ) -> str | None:
     """Finish an open attempt (by SID or id) and move its contact on: retry per the policy, or
-    done with the call's disposition. Returns the outcome, or None if nothing was open."""
+    done with the call's disposition. Returns the outcome, or None if nothing was open.
+    ``media_node_verdict``: the media node claimed the call's machine verdict (it, not Twilio's
+    AMD, decided the call reached a machine); it is stored as the attempt's ``answered_by``."""
     async with conn.transaction():
         row = await fetch_one(
             conn,
@@ -302,12 +305,13 @@ async def settle(
         )
         if row is None:
             return None
+        answered = media_node_verdict or row["answered_by"]
         if outcome is None:
-            outcome = schedule.outcome_of(status or "failed", row["answered_by"])
+            outcome = schedule.outcome_of(status or "failed", answered)
         await conn.execute(
             "UPDATE campaign_attempts SET state = 'finished', outcome = %s, error = %s, "
-            "finished_at = %s WHERE attempt_id = %s",
-            (outcome, error, now, row["attempt_id"]),
+            "finished_at = %s, answered_by = %s WHERE attempt_id = %s",
+            (outcome, error, now, answered, row["attempt_id"]),
         )
         again = None
         if row["campaign_status"] != "canceled":

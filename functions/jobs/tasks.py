@@ -134,6 +134,10 @@ async def dial(attempt_id: str) -> str:
             )
         return "failed"
     async with db() as conn:
+        # The attempt row first, then the call row: the order the callbacks take them in
+        # (functions/voice/routes.py links the attempt, then records the call), so a callback
+        # racing this transaction waits for it instead of deadlocking with it.
+        await store.placed(conn, attempt_id, placed.call_sid)
         route = await calls.agent_route(conn, claim.tenant_id, claim.agent_id)
         await calls.record_call(
             conn,
@@ -146,7 +150,6 @@ async def dial(attempt_id: str) -> str:
             ),
             route,
         )
-        await store.placed(conn, attempt_id, placed.call_sid)
     return "placed"
 
 

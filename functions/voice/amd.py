@@ -3,7 +3,11 @@
 With ``MachineDetection=DetectMessageEnd`` and async AMD, Twilio posts the verdict once a
 machine's greeting has ended (after the beep) while the call already runs with the agent. On a
 machine the call's disposition is ``voicemail`` and the agent's ``voicemail`` setting decides:
-leave its message (now is after the beep) and hang up, or just hang up."""
+leave its message (now is after the beep) and hang up, or just hang up.
+
+The media node judges the same calls with its own detectors; whichever sees a machine first
+claims the call's one verdict (shared/cache/verdicts.py) and only that one acts. When the media
+node's claim came first, Twilio's answer is recorded and nothing else is done."""
 
 from __future__ import annotations
 
@@ -32,10 +36,13 @@ class Action:
     hang_up: bool
 
 
-async def record_answer(conn: AsyncConnection[Any], call_sid: str, answer: str) -> Action | None:
-    """Store the verdict; None if the call is not ours. A person: nothing to do."""
+async def record_answer(
+    conn: AsyncConnection[Any], call_sid: str, answer: str, *, decides: bool = True
+) -> Action | None:
+    """Store the verdict; None if the call is not ours. A person, or a machine the media node
+    already decided on (``decides`` False): nothing to do."""
     await store.answered_by(conn, call_sid, answer)
-    if answer not in MACHINE:
+    if answer not in MACHINE or not decides:
         row = await fetch_one(conn, "SELECT 1 FROM calls WHERE twilio_call_sid = %s", (call_sid,))
         return None if row is None else Action(None, hang_up=False)
     row = await fetch_one(

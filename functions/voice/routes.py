@@ -21,6 +21,7 @@ from functions.voice.signature import verified_form
 from shared import tracing
 from shared.agents.dispositions import ESCALATED, FAILED
 from shared.cache import CacheUnavailable, NodeInfo, StreamClaims
+from shared.cache.verdicts import MEDIA_NODE, TWILIO, MachineVerdicts, decided_by, verdict
 from shared.db.projection import STATUS_RANK
 from shared.tokens import sign
 
@@ -177,6 +178,8 @@ async def voice_webhook(request: Request) -> Response:
         "record": "true" if record else "false",
         "from": caller,
         "to": dialled,
+        # Outbound calls are judged for answering machines by the media node too.
+        "direction": "outbound" if outbound else "inbound",
         **tracing.carrier(),  # the media node's call span continues this request's trace
     }
     logger.info("call routed", call_id=call_id, node_id=node.node_id, agent=route.agent_id)
@@ -184,7 +187,7 @@ async def voice_webhook(request: Request) -> Response:
 
 
 RESERVED_PARAMETERS = frozenset(
-    {"call_id", "tenant_id", "agent_id", "token", "record", "from", "to"}
+    {"call_id", "tenant_id", "agent_id", "token", "record", "from", "to", "direction"}
 )
 
 
@@ -266,7 +269,12 @@ async def status_callback(request: Request) -> Response:
         )
         if applied.known and STATUS_RANK[status] == 3:
             await campaigns.settle(
-                conn, call_sid=call_sid, attempt_id=None, status=status, now=datetime.now(UTC)
+                conn,
+                call_sid=call_sid,
+                attempt_id=None,
+                status=status,
+                media_node_verdict=await _media_node_verdict(call_sid),
+                now=datetime.now(UTC),
             )
     if not applied.known:
         # Not a call we know (a callback URL set on a number we never routed, a stale retry):
@@ -327,10 +335,11 @@ async def amd_callback(request: Request) -> Response:
     if answer not in amd.ANSWERS:
         raise invalid("form.AnsweredBy", f"unknown answer '{answer[:40]}'")
     attempt_id = _attempt(request)
+    decides = answer not in amd.MACHINE or await _claim_machine(call_sid, answer)
     async with db() as conn:
         if attempt_id:
             await _link_campaign_call(conn, attempt_id, call_sid, "in-progress")
-        action = await amd.record_answer(conn, call_sid, answer)
+        action = await amd.record_answer(conn, call_sid, answer, decides=decides)
     if action is None:
         logger.warning("AMD callback for an unknown call", call_sid=call_sid)
         metrics.add_metric(name="UnknownCallSid", unit=MetricUnit.Count, value=1)
@@ -341,5 +350,31 @@ async def amd_callback(request: Request) -> Response:
         except amd.TwilioFailed as exc:
             # The call goes on with the agent; Twilio's answer is in the log.
             logger.error("voicemail action failed", call_sid=call_sid, error=str(exc))
-    logger.info("answering machine detection", call_sid=call_sid, answered_by=answer)
+    logger.info(
+        "answering machine detection", call_sid=call_sid, answered_by=answer, decides=decides
+    )
     return Response(status_code=204)
+
+
+async def _claim_machine(call_sid: str, answer: str) -> bool:
+    """Does Twilio's machine verdict decide the call (the media node did not claim it first)?
+    With the claims unreachable it does: Twilio's AMD is the verdict a call always has."""
+    try:
+        decided = await MachineVerdicts(runtime().cache()).claim(call_sid, verdict(TWILIO, answer))
+    except CacheUnavailable as exc:
+        logger.error("machine verdicts unavailable", error=str(exc))
+        return True
+    if decided_by(decided) != TWILIO:
+        logger.info("the media node decided first", call_sid=call_sid, verdict=decided)
+        return False
+    return True
+
+
+async def _media_node_verdict(call_sid: str) -> str | None:
+    """The media node's machine verdict on a call, if it claimed one (for the campaign)."""
+    try:
+        found = await MachineVerdicts(runtime().cache()).get(call_sid)
+    except CacheUnavailable as exc:
+        logger.error("machine verdicts unavailable", error=str(exc))
+        return None
+    return found if found is not None and decided_by(found) == MEDIA_NODE else None

@@ -7,9 +7,8 @@ of the frame's energy says how pure a tone the frame is. A voicemail beep is one
 (400-2500 Hz) for a few hundred milliseconds; speech spreads its energy over harmonics and
 glides in pitch, so it never holds one bin that purely for that long.
 
-Twilio's own AMD (functions/voice/amd.py) decides for outbound campaign calls; these detectors
-serve calls Twilio's AMD does not cover (inbound screening, WebRTC, AMD disabled) and give the
-media node its own evidence.
+media_nodes/pipeline/answering.py applies them to live calls; whether they or Twilio's AMD
+(functions/voice/amd.py) decide for a call is settled by one claim (shared/cache/verdicts.py).
 """
 
 from __future__ import annotations
@@ -102,18 +101,22 @@ class GreetingTracker:
                 self._speech_ms = 0.0
         return self._speech_ms >= self.long_ms
 
+    @property
+    def silent_ms(self) -> float:
+        return self._silence_ms
+
 
 _VOICEMAIL = re.compile(
     r"\b(leave (me )?(a |your )?(brief |short )?(message|name and number)|after the (tone|beep)"
     r"|at the (tone|beep)|(not|unable to) (available|come to the phone|take your call)"
     r"|can'?t (come to|get to|answer) the phone|record your message|voice ?mail|mailbox"
-    r"|is not available|has reached|you have reached)\b",
+    r"|is not available|has reached|you have reached|you'?ve reached)\b",
     re.IGNORECASE,
 )
 _SCREENING = re.compile(
     r"\b(screening service|call screen(ing)?|state your name|say your name|record your name"
-    r"|who('s| is) calling|why you'?re calling|reason for (your |the )?call"
-    r"|the person you('re| are) calling|google assistant)\b",
+    r"|who('s| is) calling|why you('re| are) calling|reason for (your |the )?call"
+    r"|google assistant)\b",
     re.IGNORECASE,
 )
 
@@ -125,6 +128,7 @@ def voicemail_phrase(text: str) -> str | None:
 
 
 def screening_phrase(text: str) -> str | None:
-    """The words of ``text`` of a call-screening prompt (the callee's assistant answering)."""
+    """The words of ``text`` of a call-screening prompt (the callee's assistant answering).
+    Not "the person you are calling": carriers' voicemail greetings start that way too."""
     found = _SCREENING.search(text)
     return found.group(0) if found else None

@@ -43,6 +43,7 @@ from media_nodes.dialogue.protocol import (
     EndReason,
     Escalation,
     IntentResult,
+    MachinePolicy,
     NoInput,
     Outcome,
     SlotResult,
@@ -289,6 +290,17 @@ class AgentSession:
         twin = copy.deepcopy(self, shared)
         twin._trial = True
         return twin
+
+    def machine_policy(self) -> MachinePolicy:
+        voicemail, screening = self.agent.voicemail, self.agent.screening
+        return MachinePolicy(
+            voicemail_message=voicemail.message if voicemail.action == "leave_message" else None,
+            screening_message=(
+                screening.message or f"This is an automated call from {self.agent.name}."
+            )
+            if screening.action == "announce"
+            else None,
+        )
 
     def finish(self, reason: EndReason) -> Outcome:
         self._ended = True

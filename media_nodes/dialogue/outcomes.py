@@ -12,6 +12,7 @@ from shared.agents.dispositions import (
     HUNG_UP,
     RESOLVED,
     STANDARD_DISPOSITIONS,
+    VOICEMAIL,
 )
 
 __all__ = ["STANDARD_DISPOSITIONS", "disposition_for_end", "template_summary"]
@@ -27,6 +28,8 @@ def disposition_for_end(reason: EndReason, tentative: str | None) -> str:
         return ESCALATED
     if reason == "error":
         return FAILED
+    if reason == "answering_machine":
+        return VOICEMAIL
     if tentative:
         return tentative
     if reason == "caller_hung_up":

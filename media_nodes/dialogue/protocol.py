@@ -119,7 +119,23 @@ AgentOutput = (
     | Outcome
 )
 
-EndReason = Literal["caller_hung_up", "transferred", "agent_ended", "error", "shutdown"]
+
+@dataclass(frozen=True)
+class MachinePolicy:
+    """What the agent does when a machine answers instead of a person."""
+
+    voicemail_message: str | None  # left after the beep; None: hang up
+    screening_message: str | None  # said to a call-screening assistant; None: hang up
+
+
+EndReason = Literal[
+    "caller_hung_up",
+    "transferred",
+    "agent_ended",
+    "answering_machine",  # voicemail, or a screening assistant the agent hangs up on
+    "error",
+    "shutdown",
+]
 
 
 class SpeculationRefused(Exception):
@@ -166,6 +182,9 @@ class DialogueSession(Protocol):
         :class:`SpeculationRefused` instead of running. Only the copy's first turn is a trial:
         the media node adopts the copy when the turn is confirmed as tried, and it then acts like
         the session. None when no copy can be made now (a decision is running)."""
+
+    def machine_policy(self) -> MachinePolicy:
+        """The agent's voicemail and call-screening settings."""
         ...
 
     def finish(self, reason: EndReason) -> Outcome:

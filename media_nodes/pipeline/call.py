@@ -34,7 +34,7 @@ from media_nodes.audio.turn import (
     TurnEnded,
     TurnEvent,
 )
-from media_nodes.audio.vad import StreamingVad
+from media_nodes.audio.vad import WINDOW_MS, StreamingVad
 from media_nodes.dialogue.protocol import (
     AgentOutput,
     AgentText,
@@ -55,6 +55,7 @@ from media_nodes.dialogue.protocol import (
 )
 from media_nodes.memory import release_memory
 from media_nodes.metrics import MediaMetrics
+from media_nodes.pipeline.answering import AnsweringWatch, MachineHeard
 from media_nodes.pipeline.backchannel import is_backchannel
 from media_nodes.pipeline.caller_audio import CallerAudio
 from media_nodes.pipeline.caller_speech import Heard, PendingSpeech
@@ -69,6 +70,9 @@ from media_nodes.recording.recorder import CallRecorder
 from media_nodes.tts.base import TtsError
 from media_nodes.tts.sentences import SentenceSplitter
 from media_nodes.tts.streaming import PieceAudio, synthesize_ahead
+from shared.agents.dispositions import NO_INPUT, VOICEMAIL
+from shared.cache.base import CacheUnavailable
+from shared.cache.verdicts import MEDIA_NODE, decided_by, verdict
 from shared.events.models import (
     TURN_TEXT_MAX_CHARS,
     CallEnded,
@@ -111,6 +115,7 @@ class CallIdentity:
     variables: dict[str, str] = field(default_factory=dict)
     record: bool = False
     channel: str = "twilio"
+    direction: str = "inbound"  # "outbound": we placed the call (voicemail is judged)
 
 
 BACKCHANNEL_WORDS = frozenset(Settings.model_fields["backchannel_words"].default)
@@ -133,6 +138,9 @@ class CallOptions:
     play_timeout_s: float = 60.0  # longest we wait for marks of one agent turn
     final_asr_timeout_s: float = 5.0
     playout_lead_s: float = 0.5  # agent audio queued at Twilio ahead of real time
+    machine_listen_s: float = 30.0  # how long into a call a machine or screener is judged
+    beep_wait_s: float = 15.0  # longest wait for the beep before leaving a voicemail
+    machine_quiet_s: float = 2.0  # a greeting followed by this much quiet has no beep to wait for
 
 
 class CallSession:
@@ -205,6 +213,20 @@ class CallSession:
         self._finishing = False
         self.recording_url: str | None = None
         self.outcome: Outcome | None = None
+        self._watch = AnsweringWatch(
+            outbound=identity.direction == "outbound",
+            listen_ms=self.options.machine_listen_s * 1000,
+        )
+        # The call's machine verdict once one is seen: ours ("media_node:beep") or Twilio's
+        # AMD's, whichever claimed the call first. From then on the dialogue is silent.
+        self._machine: str | None = None
+        # A long first utterance: a machine's greeting, or a screening assistant's prompt; its
+        # words tell which. Meanwhile the agent is silent as it would be for a machine.
+        self._suspected: MachineHeard | None = None
+        self._screened_out = False
+        self._beep = asyncio.Event()
+        self._last_voiced_at = time.monotonic()
+        self._voicemail: asyncio.Task[None] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -259,6 +281,10 @@ class CallSession:
             self.recorder.caller(pcm)
         samples = to_float32(self._upsample.process(pcm))
         self._audio.append(samples, arrived_at)
+        beep = self._watch.audio(pcm, self._ms(arrived_at), after_verdict=self._machine is not None)
+        if beep is not None:
+            self._beep.set()
+            await self._machine_answered(beep)
         levels = self._room.levels(samples) if self._room is not None else None
         for i, probability in enumerate(self._vad.process(samples)):
             if self._room is not None and levels is not None:
@@ -268,15 +294,32 @@ class CallSession:
                     turn_ms=self._turns.turn_ms,
                     over_agent=self._agent_busy(),
                 )
-            for event in self._turns.push(probability):
+            events = self._turns.push(probability)
+            voiced = self._turns.in_speech and self._turns.last_voiced_ms == self._turns.now_ms
+            if voiced:
+                self._last_voiced_at = arrived_at
+            greeting = self._watch.speech(voiced, WINDOW_MS, self._ms(arrived_at))
+            if greeting is not None and self._machine is None:
+                self._suspected = greeting
+                await self._silence_agent()
+            for event in events:
                 await self._on_turn_event(event)
-            if self._turns.in_speech and self._agent_busy():
+            if not self._machine_talks and self._turns.in_speech and self._agent_busy():
                 await self._speech_over_agent_grew(self._turns.voiced_ms)
             self._maybe_end_early()
         if not self._turns.in_speech:
             self._audio.trim_before(self._audio.end_ms - 1000)  # keep a second of pre-roll
 
+    @property
+    def _machine_talks(self) -> bool:
+        return self._machine is not None or self._suspected is not None
+
     async def _on_turn_event(self, event: TurnEvent) -> None:
+        if self._machine_talks:
+            # A machine talks: its words are kept (the transcript), nobody answers them.
+            if isinstance(event, TurnEnded):
+                self._end_caller_turn(event.start_ms, event.end_ms, answer=False)
+            return
         match event:
             case SpeechStarted():
                 self._cancel(self._no_input_task)
@@ -343,6 +386,8 @@ class CallSession:
         quiet = not self._speech_over_agent and not self._agent_busy() and self._turns.paused
         if not text or not quiet or self._finishing or self._dialogue is None or self._unanswered:
             return
+        if self._machine_talks or self._suspected is not None:
+            return  # no reply is coming: the dialogue does not answer a machine
         fork = self._dialogue.fork()
         if fork is None:
             return
@@ -405,7 +450,7 @@ class CallSession:
             spec[1].cancel()
         return asyncio.create_task(self.node.asr.transcribe(self._span(start_ms, end_ms)))
 
-    def _end_caller_turn(self, start_ms: int, end_ms: int) -> None:
+    def _end_caller_turn(self, start_ms: int, end_ms: int, *, answer: bool = True) -> None:
         """The caller finished: transcribe (or reuse the speculative transcript), then answer."""
         now = time.monotonic()
         self._turn_index += 1
@@ -428,7 +473,11 @@ class CallSession:
         )
         self._transcribing.add(heard)
         heard.add_done_callback(self._transcribing.discard)
-        self._launch(self._answer(index, heard, timing, trial))
+        if answer:
+            self._launch(self._answer(index, heard, timing, trial))
+        elif trial is not None:
+            trial.drop()
+            self.node.metrics.speculative_replies.labels("dropped").inc()
 
     async def _transcribed(
         self,
@@ -445,15 +494,32 @@ class CallSession:
         except AsrError as exc:
             self.node.metrics.asr_errors.inc()
             log.warning("call %s turn %d: %s", self.identity.call_id, index, exc)
+            await self._judged(index, "", start_ms, timing)
             return
         timing.asr_s = transcript.duration_s
-        if not transcript.text:
-            if after_barge_in:
-                self._false_barge_in()
+        if transcript.text:
+            said = Heard(transcript.text, start_ms, max(end_ms, start_ms), transcript.confidence)
+            self._emit_caller_turn(index, self._pending.into(said))
+            self._unanswered.append(transcript.text)
+        elif after_barge_in:
+            self._false_barge_in()
+        await self._judged(index, transcript.text, start_ms, timing)
+
+    async def _judged(self, index: int, text: str, start_ms: int, timing: TurnTiming) -> None:
+        """What the callee's words say of who answered: a screening assistant (told who is
+        calling, instead of the dialogue answering), a machine, or - for a long first
+        utterance that was neither - a machine all the same."""
+        if self._finishing or self._machine is not None:
             return
-        said = Heard(transcript.text, start_ms, max(end_ms, start_ms), transcript.confidence)
-        self._emit_caller_turn(index, self._pending.into(said))
-        self._unanswered.append(transcript.text)
+        screening = self._watch.screening_text(text, start_ms) if text else None
+        if screening is not None:
+            self._suspected = None
+            self._unanswered.clear()
+            self._launch(self._screened(index, screening, timing))
+            return
+        machine = (self._watch.voicemail_text(text, start_ms) if text else None) or self._suspected
+        if machine is not None:
+            await self._machine_answered(machine)
 
     def _emit_caller_turn(self, index: int, heard: Heard) -> None:
         self.events.emit(
@@ -475,8 +541,8 @@ class CallSession:
     ) -> None:
         try:
             await asyncio.shield(heard)
-            if not self._unanswered:
-                return  # noise, or nothing intelligible: keep listening
+            if not self._unanswered or self._machine_talks:
+                return  # noise, or nothing intelligible: keep listening (or a machine talks)
             assert self._dialogue is not None
             text, self._unanswered = " ".join(self._unanswered), []
             if trial is not None:
@@ -744,6 +810,8 @@ class CallSession:
         await asyncio.sleep(self.options.no_input_s)
         if self._dialogue is None or self._finishing or self._turns.in_speech:
             return
+        if self._machine_talks:
+            return
         self._turn_index += 1
         index = self._turn_index
         timing = TurnTiming(turn_index=index)
@@ -844,6 +912,96 @@ class CallSession:
         if task is not None and not task.done():
             task.cancel()
 
+    # ---- answering machines and screening assistants ---------------------------------------
+
+    async def _machine_answered(self, heard: MachineHeard) -> None:
+        """A machine answered: claim the call's one verdict, silence the dialogue, and - if the
+        verdict is ours - leave the agent's message after the beep or hang up."""
+        if self._machine is not None or self._finishing:
+            return
+        mine = verdict(MEDIA_NODE, heard.evidence)
+        self._machine = mine  # set before the claim's await: nothing answers in between
+        call_id = self.identity.call_id
+        log.info("call %s: answering machine (%s: %s)", call_id, heard.evidence, heard.detail)
+        try:
+            decided = await self.node.verdicts.claim(
+                self.identity.call_sid or self.identity.call_id, mine
+            )
+        except CacheUnavailable as exc:
+            # Nothing can claim the call now, Twilio's callback included: our evidence stands.
+            log.warning("call %s: machine verdict not shared: %s", self.identity.call_id, exc)
+            decided = mine
+        self._machine = decided
+        self._suspected = None
+        await self._silence_agent()
+        if decided_by(decided) != MEDIA_NODE:
+            # Twilio's AMD claimed the call first: its callback acts (its new TwiML ends this
+            # stream); the dialogue stays silent until then.
+            log.info("call %s: %s decided first", self.identity.call_id, decided)
+            return
+        self._voicemail = asyncio.create_task(self._leave_voicemail())
+
+    async def _silence_agent(self) -> None:
+        self._cancel(self._no_input_task)
+        if self._agent_busy() or self.playout.held_at is not None:
+            await self._barge_in()
+
+    async def _leave_voicemail(self) -> None:
+        assert self._dialogue is not None
+        message = self._dialogue.machine_policy().voicemail_message
+        if message is not None:
+            await self._wait_for_beep()
+            if self._finishing:
+                return
+            self._turn_index += 1
+            timing = TurnTiming(turn_index=self._turn_index, recorded=True)  # not a reply
+            self._response = asyncio.ensure_future(
+                self._respond(self._turn_index, _spoken(message), timing)
+            )
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._response
+        self._end_reason = "answering_machine"
+        await self._hangup()
+
+    async def _wait_for_beep(self) -> None:
+        """Until the beep (the machine records from there), or - for a greeting with none -
+        until the callee has been quiet for a while, but never longer than ``beep_wait_s``."""
+        deadline = time.monotonic() + self.options.beep_wait_s
+        while time.monotonic() < deadline and not self._finishing and not self._beep.is_set():
+            quiet_s = time.monotonic() - self._last_voiced_at
+            if not self._turns.in_speech and quiet_s >= self.options.machine_quiet_s:
+                return
+            await asyncio.sleep(0.02)
+
+    async def _screened(self, index: int, phrase: str, timing: TurnTiming) -> None:
+        """A call-screening assistant asks who is calling: tell it (then listen for the person
+        or their voicemail), or hang up, per the agent's setting."""
+        assert self._dialogue is not None
+        log.info("call %s: call screening (%r)", self.identity.call_id, phrase)
+        self._watch.reopen(self._ms())
+        message = self._dialogue.machine_policy().screening_message
+        if message is None:
+            self._screened_out = True
+            self._end_reason = "answering_machine"
+            await self._hangup()
+            return
+        await self._respond(index, _spoken(message), timing)
+
+    async def _machine_outcome(self) -> Outcome | None:
+        """The disposition a machine gives the call, whoever decided: the verdict claimed here,
+        or one Twilio's AMD claimed while this node heard nothing conclusive."""
+        found = self._machine
+        if found is None and self._watch.outbound and self.identity.call_sid:
+            try:
+                found = await self.node.verdicts.get(self.identity.call_sid)
+            except CacheUnavailable as exc:
+                log.warning("call %s: machine verdict unknown: %s", self.identity.call_id, exc)
+        if found is not None:
+            return Outcome(disposition=VOICEMAIL, summary=f"An answering machine ({found}).")
+        if self._screened_out:
+            return Outcome(disposition=NO_INPUT, summary="A call-screening assistant answered.")
+        return None
+
     # ---- the end ------------------------------------------------------------------------------
 
     async def finish(self, reason: EndReason) -> None:
@@ -863,6 +1021,7 @@ class CallSession:
 
     async def _wrap_up(self, reason: EndReason) -> None:
         self._cancel(self._no_input_task)
+        self._cancel(self._voicemail)
         self._cancel(self._dtmf_task)
         self._flush_dtmf()
         turn = self._agent_turn
@@ -884,7 +1043,7 @@ class CallSession:
             self._turn_index += 1
             self._emit_caller_turn(self._turn_index, unanswered)
         outcome = self._dialogue.finish(reason) if self._dialogue is not None else None
-        outcome = outcome or self.outcome or Outcome(disposition="abandoned")
+        outcome = await self._machine_outcome() or outcome or self.outcome or Outcome("abandoned")
         self.outcome = outcome
         self.events.emit(
             DispositionSet(
@@ -921,3 +1080,8 @@ class CallSession:
                 self._transcribed(self._turn_index, task, start_ms, end_ms, timing),
                 self.options.final_asr_timeout_s,
             )
+
+
+async def _spoken(text: str) -> AsyncIterator[AgentOutput]:
+    """Fixed words for the agent to say, outside the dialogue (voicemail, screening)."""
+    yield AgentText(text)

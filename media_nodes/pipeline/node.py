@@ -18,6 +18,7 @@ from media_nodes.tts.voice import Voice
 from shared.bus import EventBus
 from shared.cache.memory import InProcessCache
 from shared.cache.streams import StreamClaims
+from shared.cache.verdicts import MachineVerdicts
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class MediaNode:
     calls: set[CallSession] = field(default_factory=set)
     # Which calls already had a stream; shared through Redis by every node in production.
     streams: StreamClaims = field(default_factory=lambda: StreamClaims(InProcessCache()))
+    # Who decided a machine answered a call (this node or Twilio's AMD); shared the same way.
+    verdicts: MachineVerdicts = field(default_factory=lambda: MachineVerdicts(InProcessCache()))
     draining: bool = False
     end_of_turn: SmartTurnModel | None = None  # None: turns end on silence alone
 

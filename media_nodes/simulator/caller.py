@@ -77,6 +77,9 @@ class Say:
     label: str = ""
     barge_in_after_ms: int | None = None  # start this long after the agent starts answering
     hang_up_after_ms: int | None = None  # drop the socket this far into the utterance
+    # Sent as soon as queued, whatever the agent is doing: an answering machine's greeting and
+    # its beep do not wait for anyone.
+    at_once: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ class CallResult:
     # After each clear, how long until voiced agent audio arrived again (a resume after a
     # backchannel, or the answer after a barge-in).
     back_after_clear_ms: list[float] = field(default_factory=list)
+    # When each voiced frame of the agent's audio was played at the caller (monotonic seconds).
+    agent_voiced_at: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,6 +183,11 @@ class SimulatedCaller:
         self._closed = asyncio.Event()
         self._starved_at: float | None = None
         self._cleared_at: float | None = None
+
+    def hang_up(self) -> None:
+        """End the call from the line's side (Twilio replacing the stream's TwiML does this):
+        the script stops and the socket closes. Call on the caller's own loop."""
+        self._closed.set()
 
     # ---- wire ---------------------------------------------------------------------------------
 
@@ -307,6 +317,8 @@ class SimulatedCaller:
             del self._playback[:FRAME]
             self._played += len(frame)
             self._agent_audio.append(frame)
+            if int(np.abs(mulaw_to_pcm(frame).astype(np.int32)).max()) > VOICED_PEAK:
+                self.result.agent_voiced_at.append(time.monotonic())
             if not self._playback:
                 self._starved_at = time.monotonic()
         elif self._agent_audio:
@@ -433,7 +445,7 @@ class SimulatedCaller:
             return
         if step.barge_in_after_ms is not None:
             await self._wait_agent_speaking(step.barge_in_after_ms)
-        else:
+        elif not step.at_once:
             await self._wait_agent_done()
             await asyncio.sleep(self.think_s)
         await self._say(step)

@@ -452,6 +452,27 @@ class Voicemail(_Model):
         return self
 
 
+class Screening(_Model):
+    action: Literal["announce", "hang_up"] = Field(
+        "announce",
+        description="When a call-screening assistant answers ('the person you are calling is "
+        "using a screening service, say your name and why you are calling'): say 'message' "
+        "and go on listening for the person, or hang up (disposition no_input).",
+    )
+    message: str = Field(
+        "",
+        max_length=500,
+        description="Who is calling and why, for the screening assistant (fixed text); "
+        "empty says 'This is an automated call from <the agent's name>.'",
+    )
+
+    @model_validator(mode="after")
+    def _fixed_text(self) -> Screening:
+        if "{{" in self.message:
+            raise ValueError("screening: the message is fixed text, no {{ }} templates")
+        return self
+
+
 class AgentDefinition(_Model):
     """A complete agent: the document stored per tenant and version."""
 
@@ -487,6 +508,9 @@ class AgentDefinition(_Model):
     )
     voicemail: Voicemail = Field(
         default_factory=Voicemail, description="What to do on an answering machine."
+    )
+    screening: Screening = Field(
+        default_factory=Screening, description="What to do when a call-screening assistant answers."
     )
     global_intents: dict[Name, IntentRoute] = Field(
         default_factory=dict, description="Understood in every state (human, repeat, goodbye)."

@@ -11,7 +11,6 @@ import json
 import random
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from urllib.parse import parse_qsl, urlencode
 
 import psycopg
 import pytest
-import uvicorn
 from psycopg.rows import dict_row
 
 from functions.common import runtime as runtime_module
@@ -309,12 +307,20 @@ class FakeTwilio:
     fresh_sids: bool = False
     before_reply: Any = None
     after_reply: Any = None
+    after_update: Any = None  # run with (request, sid) after a call update is answered
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-@pytest.fixture
-def fake_twilio(rt: runtime_module.Runtime) -> Iterator[FakeTwilio]:
-    """Answers like api.twilio.com for Calls create/update; refuses wrong credentials with 401."""
+class _BacklogServer(ThreadingHTTPServer):
+    # Campaign workers dial in bursts (many processes at once): the default backlog of 5
+    # refuses some of them, which Twilio never does.
+    request_queue_size = 128
+    daemon_threads = True
+
+
+def start_fake_twilio() -> tuple[FakeTwilio, ThreadingHTTPServer]:
+    """Answers like api.twilio.com for Calls create/update; refuses wrong credentials with 401.
+    (The benchmarks run it too.) Stop it with ``server.shutdown()``."""
     state = FakeTwilio(base_url="")
     expected_auth = (
         "Basic " + base64.b64encode(f"{SAMPLE_ACCOUNT_SID}:{SAMPLE_AUTH_TOKEN}".encode()).decode()
@@ -371,20 +377,26 @@ def fake_twilio(rt: runtime_module.Runtime) -> Iterator[FakeTwilio]:
                 self._reply(
                     200, {"sid": sid, "status": "in-progress", "account_sid": SAMPLE_ACCOUNT_SID}
                 )
+                if state.after_update:
+                    state.after_update(recorded, sid)
             else:
                 self._reply(404, {"code": 20404, "message": "not found", "status": 404})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = _BacklogServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    return state, server
+
+
+@pytest.fixture
+def fake_twilio(rt: runtime_module.Runtime) -> Iterator[FakeTwilio]:
+    state, server = start_fake_twilio()
     rt._settings = rt.settings.model_copy(update={"twilio_api_base": state.base_url})
     try:
         yield state
     finally:
         server.shutdown()
         server.server_close()
-        thread.join(timeout=5)
 
 
 def _free_port() -> int:
@@ -396,24 +408,7 @@ def _free_port() -> int:
 @pytest.fixture
 def live_api(rt: Any, fake_twilio: FakeTwilio) -> Iterator[str]:
     """``parley api serve`` in a thread: the local app on a real port, as the CLI runs it."""
-    from functions.local import create_local_app
+    from functions.local import serving_in_thread
 
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_local_app(),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            proxy_headers=False,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "local API server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_in_thread(_free_port()) as url:
+        yield url

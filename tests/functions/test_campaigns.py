@@ -1,84 +1,47 @@
 """Campaigns end to end: the API on a real port, real Celery worker and beat processes on the
 real Redis and PostgreSQL, and the HTTP fake of Twilio, which checks each request and plays
-Twilio's status and AMD callbacks back to the API, signed as Twilio signs them."""
+Twilio's status and AMD callbacks back to the API, signed as Twilio signs them. Where a test has a
+media node, an answered call is what Twilio makes of it: the fake fetches the call's TwiML from
+the voice webhook and streams the callee (a person, or a Piper-spoken voicemail greeting and its
+beep) to the node named there, through the simulated Twilio caller."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 import psycopg
 import pytest
 
+from functions.jobs.processes import JobProcesses
 from functions.samples import SAMPLE_ACCOUNT_SID, SAMPLE_AUTH_TOKEN, twilio_signature
+from media_nodes.simulator.caller import Say, SimulatedCaller
+from shared.cache import NodeInfo, NodeRegistry
+from shared.cache.redis import RedisCache
 from tests.functions.conftest import FakeTwilio, Recorded, Tenant, call_sid, make_agent, phone
+from tests.media.conftest import NodeFactory, models, start_node  # noqa: F401
+from tests.media.test_voicemail_detection import silence, spoken, tone
 
 pytestmark = pytest.mark.integration
 
 CALLS = f"/2010-04-01/Accounts/{SAMPLE_ACCOUNT_SID}/Calls"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VOICEMAIL_MESSAGE = "Hi, this is Acme calling about your order. Please call us back."
 
 
-class Workers:
-    """``parley worker`` / ``parley beat`` as real processes, each in its own process group so
-    a test can kill one with everything it forked."""
-
-    def __init__(self, env: dict[str, str], tmp: str) -> None:
-        self.env = env
-        self.tmp = tmp
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.paths: dict[int, str] = {}
-
-    def start(self, command: str, *args: str) -> subprocess.Popen[bytes]:
-        path = os.path.join(self.tmp, f"{command}-{len(self.procs)}.log")
-        log = open(path, "wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", command, *args],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs.append(proc)
-        self.paths[proc.pid] = path
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-
-    def logs(self) -> str:
-        out = []
-        for name in sorted(os.listdir(self.tmp)):
-            if name.endswith(".log"):
-                with open(os.path.join(self.tmp, name), errors="replace") as f:
-                    out.append(f"--- {name}\n{f.read()[-3000:]}")
-        return "\n".join(out)
+Workers = JobProcesses
 
 
 @pytest.fixture
@@ -104,7 +67,7 @@ def workers(
         "PARLEY_DATA_DIR": str(tmp_path / "data"),
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
-    group = Workers(env, str(tmp_path))
+    group = Workers(env, tmp_path)
     try:
         yield group
     finally:
@@ -122,10 +85,150 @@ def _post_signed(url: str, form: dict[str, str]) -> None:
 
 Script = Callable[[Recorded, str], None]
 
+GREETING = "Hi, you've reached Sam. Please leave a message after the tone."
+NODE_ID = "campaign-node"
 
-def play(fake: FakeTwilio, sql: psycopg.Connection[Any], outcomes: dict[str, list[str]]) -> None:
+
+@pytest.fixture
+def media_node(
+    rt: Any,
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    start_node: NodeFactory,  # noqa: F811
+) -> Iterator[str]:
+    """A real media node on its own thread and loop, reading agents from this test's database,
+    projecting its events into it, registered in Redis where the voice webhook picks nodes, and
+    sharing stream claims and machine verdicts there with the functions. Yields its ws:// base."""
+    ready, stop = threading.Event(), threading.Event()
+    found: dict[str, str] = {}
+    secret = rt.settings.session_token_secret.get_secret_value()
+
+    async def serve() -> None:
+        cache = RedisCache(redis_url, key_prefix=redis_prefix)
+        registry = NodeRegistry(cache)
+        try:
+            async with start_node(
+                project=True,
+                agents_from_db=True,
+                registry=registry,
+                session_token_secret=secret,
+                node_id=NODE_ID,
+                media_max_calls=16,
+            ) as running:
+                base = running.url.removesuffix("/twilio/stream")
+                # Its own heartbeat announces this address from now on.
+                running.node.settings = running.node.settings.model_copy(
+                    update={"media_public_url": base}
+                )
+                await registry.heartbeat(NodeInfo(NODE_ID, base, capacity=16, active_calls=0))
+                found["url"] = base
+                ready.set()
+                while not stop.is_set():  # noqa: ASYNC110 - the stop comes from another thread
+                    await asyncio.sleep(0.1)
+        finally:
+            ready.set()
+            await cache.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
+    thread.start()
+    assert ready.wait(120) and "url" in found, "the media node did not start"
+    yield found["url"]
+    stop.set()
+    thread.join(timeout=60)
+
+
+class Line:
+    """What Twilio does with an answered call: fetch its TwiML from the voice webhook and stream
+    the callee to the media node it names, until either side hangs up (or a new TwiML from the
+    AMD callback replaces the stream)."""
+
+    def __init__(self, fake: FakeTwilio) -> None:
+        self.streams: dict[str, tuple[asyncio.AbstractEventLoop, SimulatedCaller]] = {}
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.greeting = np.concatenate([silence(300), _piper(GREETING)])
+        fake.after_update = self._updated
+
+    def _updated(self, request: Recorded, sid: str) -> None:
+        if not request.values("Twiml") and not request.values("Status"):
+            return
+        with self.lock:
+            stream = self.streams.get(sid)
+        if stream is not None:  # Twilio ends the stream to run the new TwiML
+            loop, caller = stream
+            loop.call_soon_threadsafe(caller.hang_up)
+
+    def answer(self, request: Recorded, sid: str, callee: str, amd: Callable[[str], None]) -> None:
+        """``callee``: "person" (listens to the agent) or "machine" (greets, beeps, records;
+        Twilio's async AMD says so once the beep has sounded, as DetectMessageEnd does)."""
+        form = {
+            "AccountSid": SAMPLE_ACCOUNT_SID,
+            "CallSid": sid,
+            "From": request.value("From"),
+            "To": request.value("To"),
+            "CallStatus": "in-progress",
+            "Direction": "outbound-api",
+        }
+        url = request.value("Url")
+        reply = httpx.post(
+            url,
+            data=form,
+            headers={"X-Twilio-Signature": twilio_signature(url, form, SAMPLE_AUTH_TOKEN)},
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+        stream = ET.fromstring(reply.text).find("./Connect/Stream")
+        if stream is None:  # Twilio says the TwiML's words and hangs up; the test's counts tell
+            self.errors.append(f"{sid}: {reply.text}")
+            return
+        parameters = {str(p.get("name")): str(p.get("value")) for p in stream.findall("Parameter")}
+        asyncio.run(self._stream(str(stream.get("url")), parameters, sid, callee, amd))
+
+    async def _stream(
+        self,
+        url: str,
+        parameters: dict[str, str],
+        sid: str,
+        callee: str,
+        amd: Callable[[str], None],
+    ) -> None:
+        caller = SimulatedCaller(url, parameters=parameters, call_sid=sid, turn_timeout_s=15)
+        with self.lock:
+            self.streams[sid] = (asyncio.get_running_loop(), caller)
+        if callee == "person":
+            await asyncio.to_thread(amd, "human")
+            await caller.run([])  # hears the agent out; the agent ends the call
+            return
+        beep = Say(np.concatenate([silence(400), tone(1000, 500)]), label="beep", at_once=True)
+        steps = [Say(self.greeting, label="greeting", at_once=True), beep]
+        steps.append(Say(silence(8000), label="recording", at_once=True))
+
+        async def after_the_beep() -> None:
+            # The simulator's turns are polled: it has no event for a step starting.
+            while not caller.result.turns or caller.result.turns[-1].label != "recording":  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(amd, "machine_end_beep")
+
+        verdict = asyncio.create_task(after_the_beep())
+        await caller.run(steps)
+        verdict.cancel()
+
+
+def _piper(text: str) -> npt.NDArray[np.int16]:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(spoken, text).result()
+
+
+def play(
+    fake: FakeTwilio,
+    sql: psycopg.Connection[Any],
+    outcomes: dict[str, list[str]],
+    line: Line | None = None,
+) -> None:
     """After each dial, play what happens to that number's next call, from ``outcomes``:
-    answered (a person; the agent resolves it), busy, no-answer, voicemail (AMD says machine)."""
+    answered (a person; the agent resolves it), busy, no-answer, voicemail (a machine; AMD says
+    so). With a ``line``, answered calls stream to the media node; without, the callbacks only."""
     counters: Counter[str] = Counter()
     lock = threading.Lock()
 
@@ -153,6 +256,17 @@ def play(fake: FakeTwilio, sql: psycopg.Connection[Any], outcomes: dict[str, lis
                 status(what, 2, CallDuration="0")
                 return
             status("in-progress", 2)
+
+            def amd(answer: str) -> None:
+                _post_signed(amd_url, base | {"AnsweredBy": answer})
+
+            if line is not None:
+                callee = "machine" if what == "voicemail" else "person"
+                try:
+                    line.answer(request, sid, callee, amd)
+                finally:  # whatever happened on the line, the call ends
+                    status("completed", 3, CallDuration="5")
+                return
             if what == "voicemail":
                 _post_signed(amd_url, base | {"AnsweredBy": "machine_end_beep"})
             else:
@@ -209,6 +323,7 @@ def test_a_campaign_of_50_contacts_with_mixed_outcomes(
     live_api: str,
     fake_twilio: FakeTwilio,
     workers: Workers,
+    media_node: str,
 ) -> None:
     ours = _agent_with_voicemail(sql, tenant)
     noon, midnight = _local_zone(12), _local_zone(0)
@@ -222,7 +337,8 @@ def test_a_campaign_of_50_contacts_with_mixed_outcomes(
             ["voicemail"],
         ][i % 4]
     dnc_number, outside_number = numbers[48], numbers[49]
-    play(fake_twilio, sql, outcomes)
+    line = Line(fake_twilio)
+    play(fake_twilio, sql, outcomes, line)
     api = httpx.Client(base_url=live_api, headers={"Authorization": tenant.auth}, timeout=10)
 
     assert api.post("/v1/dnc", json={"numbers": [dnc_number]}).json() == {"added": 1}
@@ -252,23 +368,36 @@ def test_a_campaign_of_50_contacts_with_mixed_outcomes(
     )
     assert added.json() == {"added": 50, "duplicates": 0}, added.text
 
-    for _ in range(2):
-        workers.start("worker", "--concurrency=4")
+    doomed = workers.start("worker", "--concurrency=4")
+    workers.start("worker", "--concurrency=4")
     workers.start("beat")
     started = api.post(f"/v1/campaigns/{campaign_id}/start")
     assert started.status_code == 200 and started.json()["status"] == "running"
 
-    def settled() -> bool:
-        contacts = api.get(f"/v1/campaigns/{campaign_id}/progress").json()["contacts"]
-        return contacts.get("done", 0) == 48 and contacts.get("skipped", 0) == 1
+    # Mid-run, one worker dies with whatever it holds; a replacement joins.
+    _wait(lambda: len(_creates(fake_twilio)) >= 12, 60, "a dozen dials", workers)
+    workers.kill(doomed)
+    workers.start("worker", "--concurrency=4")
 
-    _wait(settled, 90, "48 contacts done", workers)
+    def settled() -> bool:
+        progress = api.get(f"/v1/campaigns/{campaign_id}/progress").json()
+        contacts = progress["contacts"]
+        done = contacts.get("done", 0) == 48 and contacts.get("skipped", 0) == 1
+        # The calls' dispositions come from the media node's events, projected asynchronously.
+        return done and sum(progress["dispositions"].values()) == 36
+
+    _wait(settled, 120, "48 contacts done", workers)
     progress = api.get(f"/v1/campaigns/{campaign_id}/progress").json()
     assert progress["status"] == "running"  # the one outside its window still waits
+    assert line.errors == []
     assert progress["contacts"] == {"done": 48, "skipped": 1, "pending": 1}
     assert progress["outcomes"] == {"answered": 24, "no_answer": 12, "voicemail": 12, "dnc": 1}
     assert progress["dispositions"] == {"resolved": 24, "voicemail": 12}
-    assert progress["attempts"] == {"answered": 24, "busy": 12, "no_answer": 24, "voicemail": 12}
+    attempts = progress["attempts"]
+    # A dial claimed by the killed worker but not yet sent is never sent: it ends lost (and is
+    # retried as failed would be). None was in this run unless the count says so.
+    lost = attempts.pop("lost", 0)
+    assert attempts == {"answered": 24, "busy": 12, "no_answer": 24, "voicemail": 12}, lost
 
     creates = _creates(fake_twilio)
     per_number = Counter(r.value("To") for r in creates)
@@ -298,12 +427,38 @@ def test_a_campaign_of_50_contacts_with_mixed_outcomes(
     assert first.value("AsyncAmd") == "true"
     assert first.value("AsyncAmdStatusCallback") == f"{live_api}/twilio/amd?attempt={attempt}"
 
-    # Each voicemail got the agent's message, said after the beep, then the line hung up.
-    updates = [r for r in fake_twilio.requests if r.path != CALLS + ".json"]
-    assert len(updates) == 12
-    twiml = ET.fromstring(updates[0].value("Twiml"))
-    assert [e.tag for e in twiml] == ["Say", "Hangup"]
-    assert twiml.find("Say").text == VOICEMAIL_MESSAGE  # type: ignore[union-attr]
+    # Every answered call streamed to the media node: the agent spoke, its events are stored.
+    calls = sql.execute(
+        """SELECT c.to_number, c.disposition, c.node_id, c.twilio_call_sid,
+                  array_agg(t.text ORDER BY t.turn_index) FILTER (WHERE t.speaker = 'agent')
+                      AS agent
+           FROM calls c LEFT JOIN call_turns t ON t.call_id = c.call_id
+           WHERE c.tenant_id = %s AND c.status = 'completed' GROUP BY c.call_id""",
+        (tenant.tenant_id,),
+    ).fetchall()
+    assert len(calls) == 36 and {c["node_id"] for c in calls} == {NODE_ID}
+    for c in calls:
+        assert c["agent"], c  # at least the greeting was spoken into the stream
+    # Each voicemail got the agent's message once, from whichever heard the machine first:
+    # the media node (after the beep) or Twilio's AMD (its TwiML replaced the stream).
+    updates = {
+        r.path.rsplit("/", 1)[1].removesuffix(".json"): r
+        for r in fake_twilio.requests
+        if r.path != CALLS + ".json"
+    }
+    machines = [c for c in calls if outcomes[c["to_number"]][0] == "voicemail"]
+    assert len(machines) == 12 and {c["disposition"] for c in machines} == {"voicemail"}
+    for c in machines:
+        by_node = VOICEMAIL_MESSAGE in c["agent"]
+        by_twilio = c["twilio_call_sid"] in updates
+        assert by_node != by_twilio, c
+        if by_twilio:
+            twiml = ET.fromstring(updates[c["twilio_call_sid"]].value("Twiml"))
+            assert [e.tag for e in twiml] == ["Say", "Hangup"]
+            assert twiml.find("Say").text == VOICEMAIL_MESSAGE  # type: ignore[union-attr]
+    people = [c for c in calls if outcomes[c["to_number"]][-1] == "answered"]
+    assert {c["disposition"] for c in people} == {"resolved"}
+    assert all(c["twilio_call_sid"] not in updates for c in people)
 
     # The contact's variables ride on its attempt for the agent ({{ vars.first_name }}).
     row = sql.execute(
@@ -315,6 +470,101 @@ def test_a_campaign_of_50_contacts_with_mixed_outcomes(
     assert api.post(f"/v1/campaigns/{campaign_id}/cancel").json()["status"] == "canceled"
     contacts = api.get(f"/v1/campaigns/{campaign_id}/progress").json()["contacts"]
     assert contacts == {"done": 48, "skipped": 1, "canceled": 1}
+
+
+def test_voicemail_hang_up_and_pause_resume_cancel_while_workers_run(
+    rt: Any,
+    sql: psycopg.Connection[Any],
+    tenant: Tenant,
+    live_api: str,
+    fake_twilio: FakeTwilio,
+    workers: Workers,
+    media_node: str,
+) -> None:
+    """Every callee a machine, the agent's voicemail setting the default (hang up): each call
+    ends on the machine verdict with no message, whichever decided. Paused, no new call goes
+    out; resumed, they do; canceled, the rest never do."""
+    make_agent(sql, tenant.tenant_id, number=phone())
+    numbers = [f"+1555030{i:04d}" for i in range(8)]
+    line = Line(fake_twilio)
+    play(fake_twilio, sql, {n: ["voicemail"] for n in numbers}, line)
+    api = httpx.Client(base_url=live_api, headers={"Authorization": tenant.auth}, timeout=10)
+    campaign_id = api.post(
+        "/v1/campaigns",
+        json={
+            "name": "machines",
+            "agent_id": "acme-shop",
+            "window": {"start": "00:00:00", "end": "23:59:59", "days": [1, 2, 3, 4, 5, 6, 7]},
+            "max_concurrency": 2,
+            "calls_per_second": 5,
+            "retry": {"voicemail": {"max_attempts": 1, "backoff_s": 0}},
+            "contacts": [{"number": n, "timezone": "UTC"} for n in numbers],
+        },
+    ).json()["campaign_id"]
+    workers.start("worker", "--concurrency=2")
+    workers.start("beat")
+    api.post(f"/v1/campaigns/{campaign_id}/start").raise_for_status()
+    _wait(lambda: len(_creates(fake_twilio)) >= 2, 60, "the first dials", workers)
+
+    assert api.post(f"/v1/campaigns/{campaign_id}/pause").json()["status"] == "paused"
+    time.sleep(1.5)  # a dial already claimed when the pause came still goes out
+    paused_at = len(_creates(fake_twilio))
+    time.sleep(3)
+    assert len(_creates(fake_twilio)) == paused_at, "a call went out while paused"
+    assert api.post(f"/v1/campaigns/{campaign_id}/resume").json()["status"] == "running"
+
+    def four_done() -> bool:
+        contacts = api.get(f"/v1/campaigns/{campaign_id}/progress").json()["contacts"]
+        return contacts.get("done", 0) >= 4
+
+    _wait(four_done, 60, "four contacts done", workers)
+    assert api.post(f"/v1/campaigns/{campaign_id}/cancel").json()["status"] == "canceled"
+    time.sleep(1.5)
+    canceled_at = len(_creates(fake_twilio))
+
+    def calls_over() -> bool:
+        contacts = api.get(f"/v1/campaigns/{campaign_id}/progress").json()["contacts"]
+        return set(contacts) <= {"done", "canceled"}
+
+    _wait(calls_over, 60, "the calls in progress to end", workers)
+    time.sleep(2)
+    assert len(_creates(fake_twilio)) == canceled_at, "a call went out after the cancel"
+    progress = api.get(f"/v1/campaigns/{campaign_id}/progress").json()
+    dialled = len({r.value("To") for r in _creates(fake_twilio)})
+    assert dialled == canceled_at and 4 <= dialled < 8
+    assert line.errors == []
+    # A call still out when the campaign was canceled ends its contact canceled.
+    done = progress["contacts"]["done"]
+    assert done >= 4 and progress["contacts"] == {"done": done, "canceled": 8 - done}
+    assert progress["outcomes"] == {"voicemail": done}
+    assert progress["attempts"].get("voicemail") == dialled, progress
+
+    def dispositions() -> list[dict[str, Any]]:
+        return sql.execute(
+            """SELECT c.twilio_call_sid, c.disposition, c.end_reason,
+                      array_agg(t.text) FILTER (WHERE t.speaker = 'agent') AS agent
+               FROM calls c LEFT JOIN call_turns t ON t.call_id = c.call_id
+               WHERE c.tenant_id = %s GROUP BY c.call_id""",
+            (tenant.tenant_id,),
+        ).fetchall()
+
+    _wait(
+        lambda: [c["disposition"] for c in dispositions()] == ["voicemail"] * dialled,
+        20,
+        "the dispositions",
+        workers,
+    )
+    updates = {
+        r.path.rsplit("/", 1)[1].removesuffix(".json"): r
+        for r in fake_twilio.requests
+        if r.path != CALLS + ".json"
+    }
+    for c in dispositions():
+        assert VOICEMAIL_MESSAGE not in (c["agent"] or []), c
+        update = updates.get(c["twilio_call_sid"])
+        # Twilio's AMD decided (and hung up through the API), or the media node did (and
+        # closed the stream): never both.
+        assert update is None or (update.values("Status") == ["completed"]), c
 
 
 def test_a_worker_killed_mid_dial_places_no_second_call_for_the_attempt(

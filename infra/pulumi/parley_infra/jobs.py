@@ -20,6 +20,7 @@ from functions.jobs.app import NEEDS as JOB_NEEDS
 from functions.jobs.metrics import QUEUE_DEPTH_METRIC
 
 from . import iam
+from .autoscaling import deployment_autoscaler
 from .cluster import MEDIA_NODE_LABEL, Cluster
 from .config import JobsConfig, StackConfig
 from .environment import secret_arns, workload_environment
@@ -116,34 +117,14 @@ class JobWorkers(pulumi.ComponentResource):
             },
             opts=after_account,
         )
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        deployment_autoscaler(
             f"{name}-jobs-autoscaler",
-            metadata={"name": "parley-jobs-worker", "namespace": namespace},
-            spec={
-                "scale_target_ref": {
-                    "api_version": "apps/v1",
-                    "kind": "Deployment",
-                    "name": "parley-jobs-worker",
-                },
-                "min_replicas": jobs.workers_min,
-                "max_replicas": jobs.workers_max,
-                "metrics": [
-                    {
-                        "type": "External",
-                        "external": {
-                            "metric": {"name": QUEUE_DEPTH_METRIC},
-                            "target": {
-                                "type": "AverageValue",
-                                "average_value": str(jobs.target_queue_per_worker),
-                            },
-                        },
-                    }
-                ],
-                "behavior": {
-                    "scale_up": {"stabilization_window_seconds": 0},
-                    "scale_down": {"stabilization_window_seconds": 300},
-                },
-            },
+            deployment="parley-jobs-worker",
+            namespace=namespace,
+            replicas=(jobs.workers_min, jobs.workers_max),
+            metric=("External", QUEUE_DEPTH_METRIC),
+            average_value=jobs.target_queue_per_worker,
+            scale_down={"stabilization_window_seconds": 300},
             opts=pulumi.ResourceOptions.merge(
                 k8s_opts, pulumi.ResourceOptions(depends_on=[self.worker])
             ),

@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 from media_nodes.needs import MEDIA_NODE_NEEDS
 
 from . import iam
+from .autoscaling import deployment_autoscaler
 from .cluster import MEDIA_NODE_LABEL, Cluster
 from .config import MediaConfig, StackConfig
 from .data import Data
@@ -163,37 +164,17 @@ class MediaService(pulumi.ComponentResource):
             },
             opts=k8s_opts,
         )
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        deployment_autoscaler(
             f"{name}-hpa",
-            metadata={"name": "parley-media", "namespace": namespace.metadata.name},
-            spec={
-                "scale_target_ref": {
-                    "api_version": "apps/v1",
-                    "kind": "Deployment",
-                    "name": "parley-media",
-                },
-                "min_replicas": media.replicas_min,
-                "max_replicas": media.replicas_max,
-                "metrics": [
-                    {
-                        "type": "Pods",
-                        "pods": {
-                            "metric": {"name": ACTIVE_CALLS_METRIC},
-                            "target": {
-                                "type": "AverageValue",
-                                "average_value": str(media.target_active_calls),
-                            },
-                        },
-                    }
-                ],
-                "behavior": {
-                    # Scale out fast; scale in one pod at a time, long after load falls.
-                    "scale_up": {"stabilization_window_seconds": 0},
-                    "scale_down": {
-                        "stabilization_window_seconds": 600,
-                        "policies": [{"type": "Pods", "value": 1, "period_seconds": 300}],
-                    },
-                },
+            deployment="parley-media",
+            namespace=namespace.metadata.name,
+            replicas=(media.replicas_min, media.replicas_max),
+            metric=("Pods", ACTIVE_CALLS_METRIC),
+            average_value=media.target_active_calls,
+            # Scale in one pod at a time, long after load falls: each pod holds live calls.
+            scale_down={
+                "stabilization_window_seconds": 600,
+                "policies": [{"type": "Pods", "value": 1, "period_seconds": 300}],
             },
             opts=pulumi.ResourceOptions.merge(
                 k8s_opts, pulumi.ResourceOptions(depends_on=[self.deployment])
