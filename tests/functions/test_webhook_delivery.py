@@ -25,12 +25,13 @@ import psycopg
 import pytest
 
 from functions.admin.app import handler as admin
+from functions.jobs.processes import ROOT
+from functions.jobs.processes import JobProcesses as Workers
 from functions.webhooks.signing import verify
 from shared.bus.kafka import KafkaBus
 from shared.events import EscalationRequested, Event
 from tests.events.conftest import call_events
 from tests.functions.conftest import Tenant, api_event, invoke
-from tests.functions.test_campaigns import ROOT, Workers
 
 pytestmark = pytest.mark.integration
 
