@@ -106,7 +106,9 @@ def media_node(
 
     async def serve() -> None:
         cache = RedisCache(redis_url, key_prefix=redis_prefix)
-        registry = NodeRegistry(cache)
+        # A long expiry: on a loaded CI machine a late heartbeat must not drop the only node
+        # (the calls would get the no-capacity TwiML); node expiry is tested on its own.
+        registry = NodeRegistry(cache, ttl_s=120)
         try:
             async with start_node(
                 project=True,
