@@ -160,7 +160,19 @@ async def test_timeout_falls_back_and_escalates_when_configured(acme_runtime: Ag
         await slow.aclose()
 
 
-async def test_answer_streams_in_chunks(acme_runtime: AgentRuntime, llm: LlmClient) -> None:
+async def test_answer_streams_in_chunks(
+    acme_runtime: AgentRuntime, llm: LlmClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from shared import tracing
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("test"))
     llm.observer = metrics = MediaMetrics()
     session = AgentSession(with_llm(acme_runtime, llm), call_id="c", variables={})
     await collect(session.greeting())
@@ -175,6 +187,14 @@ async def test_answer_streams_in_chunks(acme_runtime: AgentRuntime, llm: LlmClie
     first_token = sample(metrics, "parley_llm_first_token_seconds_sum")
     streamed = sample(metrics, "parley_llm_seconds_count")
     assert streamed >= 1 and 0 < first_token <= sample(metrics, "parley_llm_seconds_sum")
+    # Its span: model, tokens and time to first token (what a slow answer is read by).
+    spans = [s for s in exported.get_finished_spans() if s.name == "llm request"]
+    timed = [s for s in spans if "llm.time_to_first_token_ms" in (s.attributes or {})]
+    assert len(timed) == 1, [s.attributes for s in spans]
+    attributes = timed[0].attributes or {}
+    assert attributes["gen_ai.usage.output_tokens"] > 0  # type: ignore[operator]
+    duration_ms = ((timed[0].end_time or 0) - (timed[0].start_time or 0)) / 1e6
+    assert 0 < attributes["llm.time_to_first_token_ms"] <= duration_ms  # type: ignore[operator]
     template = session.finish("caller_hung_up").summary
     summary = await session.summarize()
     assert summary and summary != template  # written by the model, not the template
