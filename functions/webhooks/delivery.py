@@ -33,6 +33,24 @@ USER_AGENT = "Parley-Webhooks/1"
 ERROR_EXCERPT = 300
 
 
+def describe_failure(exc: httpx.HTTPError) -> str:
+    """The delivery log's words for an attempt that got no answer.
+
+    httpx often carries no message (a reset connection is a bare ``ReadError``), so the class
+    names what happened and a plain sentence says it for whoever reads the log.
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        plain = "no answer within the delivery timeout"
+    elif isinstance(exc, httpx.ConnectError):
+        plain = "could not connect to the receiver"
+    elif isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError):
+        plain = "the receiver closed the connection before answering"
+    else:
+        plain = "the request failed"
+    detail = str(exc).strip()
+    return f"{type(exc).__name__}: {plain}" + (f" ({detail})" if detail else "")
+
+
 @dataclass(frozen=True)
 class Leased:
     delivery_id: str
@@ -109,7 +127,7 @@ async def deliver(conn: AsyncConnection[Any], settings: FunctionSettings, leased
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}: {reply.text[:ERROR_EXCERPT]}"
     except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:ERROR_EXCERPT]
+        error = describe_failure(exc)[:ERROR_EXCERPT]
     duration_ms = int((time.monotonic() - began) * 1000)
     await conn.execute(
         "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, "

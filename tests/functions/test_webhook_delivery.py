@@ -299,7 +299,10 @@ def test_deliveries_survive_a_receiver_and_a_worker_killed_mid_run(
         assert retried, "no delivery met the dead receiver"
         detail = api("GET", f"/v1/webhook-deliveries/{retried[0]['delivery_id']}", tenant).json()
         assert detail["status"] == "delivered"
-        assert detail["log"][0]["status_code"] is None and "Connect" in detail["log"][0]["error"]
+        # The first attempt either found nothing listening or was cut off by the kill itself.
+        assert detail["log"][0]["status_code"] is None
+        assert detail["log"][0]["error"].split(":")[0] in {"ConnectError", "ReadError"}, detail
+        assert "receiver" in detail["log"][0]["error"]
         assert detail["log"][-1]["status_code"] == 200
 
         # The dead-letter list, through the API; every attempt of a dead one was answered 500.

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -81,6 +82,16 @@ def test_backoff_grows_by_the_factor_up_to_the_cap() -> None:
     waits = [delivery.backoff_s(s, n, jitter=0) for n in range(1, 8)]
     assert waits == [30, 90, 270, 810, 2430, 3600, 3600]
     assert 24 <= delivery.backoff_s(s, 1) <= 36  # +-20% jitter
+
+
+def test_an_attempt_without_an_answer_is_described_in_words() -> None:
+    request = httpx.Request("POST", "https://hooks.example.com/x")
+    reset = delivery.describe_failure(httpx.ReadError("", request=request))
+    assert reset == "ReadError: the receiver closed the connection before answering"
+    refused = delivery.describe_failure(httpx.ConnectError("[Errno 111] refused", request=request))
+    assert refused == "ConnectError: could not connect to the receiver ([Errno 111] refused)"
+    slow = delivery.describe_failure(httpx.ReadTimeout("timed out", request=request))
+    assert slow.startswith("ReadTimeout: no answer within the delivery timeout")
 
 
 def test_event_patterns() -> None:
