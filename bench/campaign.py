@@ -100,7 +100,13 @@ def fake_twilio(dialled: list[tuple[float, str]], busy: set[str]) -> ThreadingHT
 
             threading.Thread(target=post, daemon=True).start()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # Several workers dial at once: socketserver's default backlog of 5 would make the
+        # kernel drop their connection attempts, which is the fake's limit, not Twilio's.
+        request_queue_size = 256
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

@@ -4,13 +4,17 @@ fake) and one ``<Dial>`` builder that knows phone numbers from SIP URIs."""
 
 from __future__ import annotations
 
+import functools
+
 from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from shared.settings import Settings
 
 TRANSFER_MESSAGE = "Please hold while I connect you to a person."
+REQUEST_TIMEOUT_S = 15.0
 
 
 class TwilioNotConfigured(RuntimeError):
@@ -30,15 +34,33 @@ def rest_client(settings: Settings) -> Client:
         raise TwilioNotConfigured(
             "Twilio REST needs PARLEY_TWILIO_ACCOUNT_SID and PARLEY_TWILIO_AUTH_TOKEN"
         )
-    client = Client(settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value())
-    client.api.base_url = settings.twilio_api_base.rstrip("/")
+    return _client(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token.get_secret_value(),
+        settings.twilio_api_base.rstrip("/"),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _client(account_sid: str, auth_token: str, base_url: str) -> Client:
+    # One client per account and process: its session keeps connections to Twilio open, so a
+    # campaign's dials do not each pay a new TCP and TLS handshake. A bounded timeout: a dial
+    # that hangs must fail (and be retried by the schedule), not hold a worker forever.
+    http = TwilioHttpClient(pool_connections=True, timeout=REQUEST_TIMEOUT_S)
+    client = Client(account_sid, auth_token, http_client=http)
+    client.api.base_url = base_url
     return client
 
 
 def failed(exc: Exception) -> TwilioFailed:
     if isinstance(exc, TwilioRestException):
         return TwilioFailed(f"Twilio answered {exc.status}: {exc.msg}")
-    return TwilioFailed(f"Twilio could not be reached: {type(exc).__name__}")
+    detail = str(exc).strip()
+    if len(detail) > 300:
+        detail = detail[:300] + "…"
+    return TwilioFailed(
+        f"Twilio could not be reached: {type(exc).__name__}" + (f": {detail}" if detail else "")
+    )
 
 
 def dial_twiml(target: str, *, message: str | None = None, caller_id: str | None = None) -> str:

@@ -129,6 +129,12 @@ class Progress(BaseModel):
     outcomes: dict[str, int] = Field(description="Finished contacts by their last outcome.")
     dispositions: dict[str, int] = Field(description="Finished contacts by call disposition.")
     attempts: dict[str, int] = Field(description="Attempts by outcome (or state while open).")
+    failures: dict[str, int] = Field(
+        default_factory=dict,
+        description="Failed and lost attempts by what went wrong (Twilio's answer, an "
+        "unreachable Twilio with the connection error, no word of the call), most frequent "
+        "first; at most 20 distinct reasons.",
+    )
 
 
 class ContactsAdded(BaseModel):

@@ -421,7 +421,15 @@ async def progress(conn: AsyncConnection[Any], campaign_id: str) -> dict[str, An
         "WHERE campaign_id = %s GROUP BY 1",
         (campaign_id,),
     )
+    failures = await fetch_all(
+        conn,
+        "SELECT COALESCE(error, outcome) AS e, count(*) AS n FROM campaign_attempts "
+        "WHERE campaign_id = %s AND outcome IN ('failed', 'lost') "
+        "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20",
+        (campaign_id,),
+    )
     return {
+        "failures": {r["e"]: r["n"] for r in failures},
         "contacts": {r["state"]: r["n"] for r in by_state},
         "outcomes": {r["o"]: r["n"] for r in by_outcome},
         "dispositions": {r["d"]: r["n"] for r in by_disposition},

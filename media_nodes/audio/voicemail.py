@@ -114,7 +114,8 @@ _VOICEMAIL = re.compile(
     re.IGNORECASE,
 )
 _SCREENING = re.compile(
-    r"\b(screening service|call screen(ing)?|state your name|say your name|record your name"
+    r"\b(screening service|call screen(ing)?|being screened|state your name|say your name"
+    r"|record your name"
     r"|who('s| is) calling|why you('re| are) calling|reason for (your |the )?call"
     r"|google assistant)\b",
     re.IGNORECASE,

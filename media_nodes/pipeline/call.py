@@ -70,7 +70,7 @@ from media_nodes.recording.recorder import CallRecorder
 from media_nodes.tts.base import TtsError
 from media_nodes.tts.sentences import SentenceSplitter
 from media_nodes.tts.streaming import PieceAudio, synthesize_ahead
-from shared.agents.dispositions import NO_INPUT, VOICEMAIL
+from shared.agents.dispositions import SCREENED, VOICEMAIL
 from shared.cache.base import CacheUnavailable
 from shared.cache.verdicts import MEDIA_NODE, decided_by, verdict
 from shared.events.models import (
@@ -999,7 +999,7 @@ class CallSession:
         if found is not None:
             return Outcome(disposition=VOICEMAIL, summary=f"An answering machine ({found}).")
         if self._screened_out:
-            return Outcome(disposition=NO_INPUT, summary="A call-screening assistant answered.")
+            return Outcome(disposition=SCREENED, summary="A call-screening assistant answered.")
         return None
 
     # ---- the end ------------------------------------------------------------------------------

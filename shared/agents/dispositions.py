@@ -14,6 +14,8 @@ STANDARD_DISPOSITIONS: dict[str, str] = {
     "no_input": "The caller stayed silent and the agent ended the call.",
     "voicemail": "An answering machine or voicemail picked up (outbound calls).",
     "failed": "A technical failure ended the call (error, shutdown, tool failure with no route).",
+    "screened": "A call-screening assistant answered and the agent hung up rather than announce "
+    "itself (the agent's screening action hang_up).",
     "do_not_call": "The person asked not to be called again; the number joins the tenant's "
     "do-not-call list.",
 }
@@ -26,3 +28,4 @@ NO_INPUT = "no_input"
 VOICEMAIL = "voicemail"
 FAILED = "failed"
 DO_NOT_CALL = "do_not_call"
+SCREENED = "screened"

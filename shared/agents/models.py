@@ -457,7 +457,7 @@ class Screening(_Model):
         "announce",
         description="When a call-screening assistant answers ('the person you are calling is "
         "using a screening service, say your name and why you are calling'): say 'message' "
-        "and go on listening for the person, or hang up (disposition no_input).",
+        "and go on listening for the person, or hang up (disposition screened).",
     )
     message: str = Field(
         "",

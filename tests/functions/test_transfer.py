@@ -218,3 +218,19 @@ def test_trusted_proxies_must_be_addresses_or_networks(settings: Any) -> None:
     ]
     with pytest.raises(ValidationError, match="not an IP address or CIDR"):
         FunctionSettings(trusted_proxies=["proxy.example.com"])
+
+
+def test_an_unreachable_twilio_is_reported_with_the_connection_error() -> None:
+    import requests
+
+    from shared.twilio_rest import failed
+
+    refused = requests.ConnectionError(
+        "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded "
+        "(Caused by NewConnectionError('Connection refused'))"
+    )
+    message = str(failed(refused))
+    assert message.startswith("Twilio could not be reached: ConnectionError: ")
+    assert "Connection refused" in message
+    assert str(failed(TimeoutError())) == "Twilio could not be reached: TimeoutError"
+    assert len(str(failed(OSError("x" * 5000)))) < 400  # bounded: it is stored per attempt

@@ -202,3 +202,25 @@ async def test_a_screening_assistant_is_told_who_is_calling(
     # the machine's load).
     said = [e.payload.text for e in events if isinstance(e.payload, TurnUser)]
     assert any("goodbye" in words(t) for t in said), said
+
+
+@pytest.mark.integration
+async def test_a_screening_assistant_is_hung_up_on_when_the_agent_says_so(
+    start_node: NodeFactory, tmp_path: Path
+) -> None:
+    screening = (
+        "Hi there, this call is being screened by Google Assistant. "
+        "Go ahead and say your name and why you're calling."
+    )
+    steps = [
+        Say(np.concatenate([silence(300), spoken(screening)]), label="screening", at_once=True),
+        Say(silence(6000), label="waiting", at_once=True),
+    ]
+    hang_up = "screening:\n  action: hang_up\n"
+    async with start_node(agents_dir=agent_dir(tmp_path, hang_up)) as running:
+        _result, events = await placed(running, steps)
+    disposition, reason = outcome(events)
+    said = [e.payload.text for e in events if isinstance(e.payload, TurnUser)]
+    assert (disposition, reason) == ("screened", "answering_machine"), (said, agent_texts(events))
+    texts = agent_texts(events)
+    assert not any("automated call" in t for t in texts), texts  # it did not announce itself

@@ -124,4 +124,5 @@ def test_call_screening_prompts() -> None:
         screening_phrase("Hi, the person you're calling is using a screening service") is not None
     )
     assert screening_phrase("Go ahead and say your name and why you're calling") is not None
+    assert screening_phrase("This call is being screened, hold on") == "being screened"
     assert screening_phrase("Hi, this is Sam, how can I help?") is None
