@@ -7,9 +7,9 @@ import csv
 import io
 import json
 from datetime import datetime, time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from functions.campaigns import schedule, store
@@ -135,6 +135,39 @@ class Progress(BaseModel):
         "unreachable Twilio with the connection error, no word of the call), most frequent "
         "first; at most 20 distinct reasons.",
     )
+
+
+ContactState = Literal[
+    "pending", "queued", "in_call", "waiting_retry", "done", "skipped", "canceled"
+]
+
+
+class AttemptStatus(BaseModel):
+    attempt_no: int
+    state: str = Field(description="queued, dialing, placed or finished.")
+    outcome: str | None = Field(description="answered, busy, no_answer, voicemail, failed, lost…")
+    error: str | None = Field(description="What went wrong, for a failed or lost attempt.")
+    call_sid: str | None
+    answered_by: str | None
+    queued_at: datetime
+    finished_at: datetime | None
+
+
+class ContactStatus(BaseModel):
+    contact_id: str
+    number: str
+    timezone: str
+    state: ContactState
+    next_attempt_at: datetime | None = Field(description="When the next attempt falls due.")
+    last_outcome: str | None
+    disposition: str | None = Field(description="The answered call's disposition.")
+    variables: dict[str, str]
+    attempts: list[AttemptStatus]
+
+
+class ContactPage(BaseModel):
+    contacts: list[ContactStatus]
+    next: str | None = Field(description="Pass as `after` for the next page; null: the last.")
 
 
 class ContactsAdded(BaseModel):
@@ -454,6 +487,42 @@ async def campaign_progress(
         campaign = await _campaign(conn, principal.tenant_id, campaign_id)
         counts = await store.progress(conn, campaign_id)
     return Progress(campaign_id=campaign_id, status=campaign.status, **counts)
+
+
+@router.get(
+    "/v1/campaigns/{campaign_id}/contacts",
+    response_model=ContactPage,
+    summary="The campaign's contacts with every attempt (outcome, error, Call SID)",
+)
+async def campaign_contacts(
+    campaign_id: str = CampaignId,
+    state: Annotated[list[ContactState] | None, Query(max_length=7)] = None,
+    outcome: Annotated[
+        list[str] | None,
+        Query(max_length=10, description="Contacts whose last outcome is any of these."),
+    ] = None,
+    after: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="`next` of the last page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    principal: Principal = Depends(require("read")),
+) -> ContactPage:
+    unknown = sorted(set(outcome or ()) - set(schedule.OUTCOMES))
+    if unknown:
+        raise invalid(
+            "query.outcome", f"unknown: {', '.join(unknown)}; known: {', '.join(schedule.OUTCOMES)}"
+        )
+    async with db() as conn:
+        await _campaign(conn, principal.tenant_id, campaign_id)
+        rows = await store.contacts_with_attempts(
+            conn, campaign_id, states=state, outcomes=outcome, after=after, limit=limit + 1
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ContactPage(
+        contacts=[ContactStatus(**r) for r in rows],
+        next=rows[-1]["contact_id"] if more else None,
+    )
 
 
 @router.post(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -394,6 +395,42 @@ async def complete_finished(conn: AsyncConnection[Any], *, now: datetime) -> int
             ],
         )
     return len(done)
+
+
+async def contacts_with_attempts(
+    conn: AsyncConnection[Any],
+    campaign_id: str,
+    *,
+    states: Sequence[str] | None,
+    outcomes: Sequence[str] | None,
+    after: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A page of the campaign's contacts in contact id order, each with its attempts."""
+    return await fetch_all(
+        conn,
+        """SELECT k.contact_id, k.number, k.timezone, k.state, k.next_attempt_at,
+                  k.last_outcome, k.disposition, k.variables,
+                  COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                      'attempt_no', a.attempt_no, 'state', a.state, 'outcome', a.outcome,
+                      'error', a.error, 'call_sid', a.call_sid, 'answered_by', a.answered_by,
+                      'queued_at', a.queued_at, 'finished_at', a.finished_at)
+                      ORDER BY a.attempt_no)
+                   FROM campaign_attempts a WHERE a.contact_id = k.contact_id), '[]') AS attempts
+           FROM campaign_contacts k
+           WHERE k.campaign_id = %(campaign)s
+             AND (%(states)s::text[] IS NULL OR k.state = ANY(%(states)s))
+             AND (%(outcomes)s::text[] IS NULL OR k.last_outcome = ANY(%(outcomes)s))
+             AND (%(after)s::text IS NULL OR k.contact_id > %(after)s)
+           ORDER BY k.contact_id LIMIT %(limit)s""",
+        {
+            "campaign": campaign_id,
+            "states": states,
+            "outcomes": outcomes,
+            "after": after,
+            "limit": limit,
+        },
+    )
 
 
 async def progress(conn: AsyncConnection[Any], campaign_id: str) -> dict[str, Any]:

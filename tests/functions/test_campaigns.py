@@ -655,6 +655,7 @@ def test_failed_dials_say_why_in_the_progress(
     rt: Any,
     sql: psycopg.Connection[Any],
     tenant: Tenant,
+    other_tenant: Tenant,
     live_api: str,
     fake_twilio: FakeTwilio,
     workers: Workers,
@@ -688,6 +689,32 @@ def test_failed_dials_say_why_in_the_progress(
     assert progress["attempts"] == {"failed": 6}  # each number retried once, as configured
     reason = "Twilio answered 400: Unable to create record: Invalid 'To' Phone Number"
     assert progress["failures"] == {reason: 6}
+
+    # Which contacts, and each attempt's error, a page at a time.
+    page = api.get(f"/v1/campaigns/{campaign_id}/contacts", params={"limit": 2}).json()
+    rest = api.get(
+        f"/v1/campaigns/{campaign_id}/contacts", params={"limit": 2, "after": page["next"]}
+    ).json()
+    assert page["next"] and rest["next"] is None
+    contacts = page["contacts"] + rest["contacts"]
+    assert sorted(c["number"] for c in contacts) == numbers
+    for contact in contacts:
+        assert (contact["state"], contact["last_outcome"]) == ("done", "failed")
+        tries = contact["attempts"]
+        assert [(a["attempt_no"], a["outcome"], a["error"]) for a in tries] == [
+            (1, "failed", reason),
+            (2, "failed", reason),
+        ]
+        assert all(a["call_sid"] is None and a["finished_at"] for a in tries)
+    listed = api.get(
+        f"/v1/campaigns/{campaign_id}/contacts", params=[("outcome", "answered")]
+    ).json()
+    assert listed == {"contacts": [], "next": None}
+    wrong = api.get(f"/v1/campaigns/{campaign_id}/contacts", params={"outcome": "exploded"})
+    assert wrong.status_code == 422 and "exploded" in wrong.text
+    assert api.get("/v1/campaigns/nope/contacts").status_code == 404
+    theirs = {"Authorization": other_tenant.auth}
+    assert api.get(f"/v1/campaigns/{campaign_id}/contacts", headers=theirs).status_code == 404
 
 
 def test_stop_calling_me_puts_the_number_on_the_do_not_call_list(
