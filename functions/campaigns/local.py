@@ -16,6 +16,30 @@ class CampaignError(RuntimeError):
     """The CSV or the campaign was refused; the message says why."""
 
 
+RETRY_FORMAT = "OUTCOME=ATTEMPTS/BACKOFF_S, e.g. busy=3/600 (outcomes: {})"
+
+
+def parse_retry(specs: list[str]) -> dict[str, routes.RetryRule]:
+    """``--retry busy=3/600``: at most 3 attempts in all for busy, the second 600 s later;
+    outcomes not named keep the API's defaults."""
+    known = ("no_answer", "busy", "voicemail", "failed")
+    rules = routes._default_retry()
+    for spec in specs:
+        outcome, _, rest = spec.partition("=")
+        attempts, _, backoff = rest.partition("/")
+        try:
+            if outcome not in known:
+                raise ValueError
+            rules[outcome] = routes.RetryRule(
+                max_attempts=int(attempts), backoff_s=float(backoff or 0)
+            )
+        except ValueError:
+            raise CampaignError(
+                f"--retry {spec!r}: expected " + RETRY_FORMAT.format(", ".join(known))
+            ) from None
+    return rules
+
+
 async def run(
     tenant_id: str,
     agent_id: str,
@@ -27,6 +51,7 @@ async def run(
     timezone: str,
     say: Callable[[str], None],
     interval_s: float,
+    retry: dict[str, routes.RetryRule] | None = None,
 ) -> str:
     """Create and start the campaign, then report its progress until it is over; returns its
     final status."""
@@ -40,6 +65,7 @@ async def run(
             calls_per_second=cps,
             default_timezone=timezone or None,
             contacts=contacts,
+            retry=retry if retry is not None else routes._default_retry(),
         )
         campaign = await routes.create_campaign(body, principal)
         await routes._move(principal, campaign.campaign_id, "start")
@@ -53,6 +79,8 @@ async def run(
                 counts = await store.progress(conn, campaign.campaign_id)
             say(render(current.status, counts))
             if current.status in ("completed", "canceled"):
+                for reason, count in counts["failures"].items():
+                    say(f"  {count} failed: {reason}")
                 return current.status
             await asyncio.sleep(interval_s)
     finally:

@@ -267,7 +267,14 @@ def parse_contacts_csv(text: str) -> list[Contact]:
             )
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise invalid(f"body.line{line}", str(first["msg"])) from None
+            field = str(first["loc"][0]) if first["loc"] else "row"
+            if field == "number" and first["type"] == "string_pattern_mismatch":
+                message = "not an E.164 number (a + and 7 to 15 digits, e.g. +12125550199)"
+            else:
+                message = str(first["msg"])
+            raise invalid(
+                f"body.line{line}", f"{field} {str(first['input'])[:40]!r}: {message}"
+            ) from None
     return contacts
 
 

@@ -100,6 +100,12 @@ def run_campaign(
         True, help="Start a worker and beat for the run (off: use the ones already running)."
     ),
     interval: float = typer.Option(2.0, min=0.1, help="Seconds between progress lines."),
+    retry: list[str] = typer.Option(
+        [],
+        "--retry",
+        help="Retry rule, repeatable: OUTCOME=ATTEMPTS/BACKOFF_S (busy=3/600: three attempts "
+        "in all, 600 s apart, doubling); others keep the API's defaults.",
+    ),
 ) -> None:
     """Create a campaign from a CSV, start it, and print its progress until it is over."""
     from functions.campaigns import local
@@ -107,6 +113,10 @@ def run_campaign(
     settings = _settings()
     if not settings.public_base_url:
         raise _fail("set PARLEY_PUBLIC_BASE_URL: Twilio calls the API back there", 2)
+    try:
+        rules = local.parse_retry(retry)
+    except local.CampaignError as exc:
+        raise _fail(str(exc), 2) from None
     helpers = []
     if start_worker:
         for command in ("worker", "beat"):
@@ -123,6 +133,7 @@ def run_campaign(
                 timezone=timezone,
                 say=typer.echo,
                 interval_s=interval,
+                retry=rules,
             )
         )
     except local.CampaignError as exc:

@@ -8,8 +8,12 @@ beep) to the node named there, through the simulated Twilio caller."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -715,6 +719,65 @@ def test_failed_dials_say_why_in_the_progress(
     assert api.get("/v1/campaigns/nope/contacts").status_code == 404
     theirs = {"Authorization": other_tenant.auth}
     assert api.get(f"/v1/campaigns/{campaign_id}/contacts", headers=theirs).status_code == 404
+
+
+def test_parley_campaign_run_prints_progress_until_the_campaign_is_over(
+    rt: Any,
+    sql: psycopg.Connection[Any],
+    tenant: Tenant,
+    fake_twilio: FakeTwilio,
+    workers: Workers,
+    tmp_path: Any,
+) -> None:
+    _agent_with_voicemail(sql, tenant)
+    numbers = [f"+1555040{i:04d}" for i in range(3)]
+    play(fake_twilio, sql, {numbers[0]: ["answered"], numbers[1]: ["busy"], numbers[2]: ["busy"]})
+    csv_file = tmp_path / "reminders.csv"
+    csv_file.write_text("number,first_name\n" + "".join(f"{n},Ann\n" for n in numbers))
+    command = [sys.executable, "-m", "shared.cli", "campaign", "run", str(csv_file)]
+    command += ["--agent", "acme-shop", "--tenant", tenant.tenant_id, "--cps", "10"]
+    command += ["--interval", "0.5", "--timezone", "UTC", "--retry", "busy=1/0"]
+    # It starts its own worker and beat (its children: one process group to clean up).
+    cli = subprocess.Popen(
+        command,
+        env=workers.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = cli.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cli.pid, signal.SIGKILL)
+    assert cli.returncode == 0, out
+    lines = out.splitlines()
+    started = [x for x in lines if x.startswith("campaign cmp_")]
+    assert started and started[0].endswith(": 3 contacts, started"), out
+    progress = [x for x in lines if x.startswith(("running:", "completed:"))]
+    assert progress[-1] == (
+        "completed: contacts [done 3] outcomes [answered 1, busy 2] dispositions [resolved 1]"
+    ), out
+    assert len(progress) >= 2, out  # a line every half second while it ran
+
+    # A CSV it cannot take: one clear line and a non-zero exit, no traceback.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("number\n12345\n")
+    refused = subprocess.run(
+        [*command[:5], str(bad), *command[6:], "--no-start-worker"],
+        env=workers.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr + refused.stdout
+    assert "12345" in refused.stderr + refused.stdout, refused.stderr
+    wrong = subprocess.run(
+        [*command, "--retry", "busy=often"], env=workers.env, capture_output=True, text=True
+    )
+    assert wrong.returncode == 2 and "expected OUTCOME=ATTEMPTS/BACKOFF_S" in wrong.stderr
 
 
 def test_stop_calling_me_puts_the_number_on_the_do_not_call_list(
