@@ -19,10 +19,14 @@ import asyncio
 import itertools
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.suppressor import RnNoise
 from media_nodes.audio.resample import resample, to_float32
 from media_nodes.audio.room import RoomNoise
 from media_nodes.audio.turn import TurnDetector, TurnEnded
@@ -50,12 +54,19 @@ async def piper_sentences() -> list[np.ndarray]:
 
 
 def one_turn(
-    vad: SileroModel, bed: np.ndarray, speech: np.ndarray, gated: bool, barge_in_ms: int
+    vad: SileroModel,
+    bed: np.ndarray,
+    speech: np.ndarray,
+    gated: bool,
+    barge_in_ms: int,
+    suppressor: RnNoise | None = None,
 ) -> tuple:
     start = AGENT_MS * 8
     mixed = bed[: start + len(speech) + 8000 * 4].astype(np.int32)
     mixed[start : start + len(speech)] += speech
-    samples = to_float32(resample(np.clip(mixed, -32768, 32767).astype(np.int16), 8000, 16000))
+    line = np.clip(mixed, -32768, 32767).astype(np.int16)
+    wide = suppressor.clean(line, 8000, 16000) if suppressor else resample(line, 8000, 16000)
+    samples = to_float32(wide)
     room = RoomNoise()
     levels = room.levels(samples)
     detector = TurnDetector(endpoint_ms=400, speculative_ms=160)
@@ -85,7 +96,17 @@ def main() -> None:
         default=Settings.model_fields["barge_in_min_speech_ms"].default,
         help="Speech over the agent that holds it (PARLEY_BARGE_IN_MIN_SPEECH_MS).",
     )
+    parser.add_argument(
+        "--suppressor",
+        choices=("none", "rnnoise"),
+        default="none",
+        help="Also run every case through a noise suppressor before the VAD (rnnoise: "
+        "bench/suppressor.py), and print its cost per call.",
+    )
     args = parser.parse_args()
+    suppressors: list[RnNoise | None] = [None]
+    if args.suppressor == "rnnoise":
+        suppressors.append(RnNoise())
     sentences = asyncio.run(piper_sentences())
     seconds = AGENT_MS / 1000 + 12
     # Babble from three mixes of the sentences: one mix's bursts decide too much on their own
@@ -100,24 +121,35 @@ def main() -> None:
     clips = [load_wav(AUDIO / manifest[name]["file"]) for name in CLIPS]
     vad = SileroModel()
     print(
-        f"{'bed':<7} {'SNR':>4} {'gate':<4} {'false barge-in':>14} {'answered':>9} "
-        f"{'wrong end':>9} {'wait p50 ms':>11}"
+        f"{'bed':<7} {'SNR':>4} {'gate':<4} {'denoise':<7} {'false barge-in':>14} "
+        f"{'answered':>9} {'wrong end':>9} {'wait p50 ms':>11}"
     )
+    audio_s = 0.0
     for name, mixes in beds.items():
         for snr in (15, 10, 5):
-            for gated in (False, True):
+            for gated, suppressor in itertools.product((False, True), suppressors):
                 rows = []
                 for bed, speech in itertools.product(mixes, clips):
                     scaled = noise.scale_to_snr(bed, noise.speech_rms(speech), snr)
-                    rows.append(one_turn(vad, scaled, speech, gated, args.barge_in_ms))
+                    rows.append(one_turn(vad, scaled, speech, gated, args.barge_in_ms, suppressor))
+                    if suppressor:
+                        audio_s += (AGENT_MS * 8 + len(speech) + 8000 * 4) / 8000
                 waits = [r[3] for r in rows if r[3] is not None]
                 n = len(rows)
                 print(
                     f"{name:<7} {snr:>4} {'on' if gated else 'off':<4} "
+                    f"{'rnnoise' if suppressor else '-':<7} "
                     f"{sum(r[0] for r in rows):>11}/{n} {sum(r[1] for r in rows):>6}/{n} "
                     f"{sum(r[2] for r in rows):>6}/{n} "
                     f"{statistics.median(waits) if waits else float('nan'):>11.0f}"
                 )
+    denoiser = suppressors[-1]
+    if denoiser is not None and audio_s:
+        share = denoiser.seconds / audio_s
+        print(
+            f"rnnoise cost: {denoiser.seconds:.1f} s of CPU for {audio_s:.0f} s of call audio "
+            f"(8 -> 48 -> 16 kHz included): {share * 100:.1f}% of one core per call"
+        )
 
 
 if __name__ == "__main__":
