@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from functions.analysis.result import AnalysisResult
 from functions.analysis.local_model import MODEL_NAME, LocalJudge, Sentiment, Success
+from functions.analysis.result import AnalysisResult
 from media_nodes.dialogue.llm import LlmClient, LlmFailure, Message
 from shared.agents.extraction import extraction_errors
 from shared.agents.models import Analysis
@@ -57,9 +57,7 @@ class CallTranscript:
         return [text for speaker, text in self.turns if speaker == "caller"]
 
 
-async def analyze(
-    call: CallTranscript, local: LocalJudge, llm: LlmClient | None
-) -> AnalysisResult:
+async def analyze(call: CallTranscript, local: LocalJudge, llm: LlmClient | None) -> AnalysisResult:
     """The analysis of ``call``: by ``llm`` when given, else (and for what it fails) locally."""
     # The model runs in a thread (onnxruntime releases the GIL): the loop stays free.
     sentiment, success = await asyncio.to_thread(local.judge, call.caller_turns)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +57,7 @@ class _Classes:
             [np.sort(turns @ v.T, axis=1)[:, -TOP_K:].mean(axis=1) for v in self.vectors], axis=1
         ).astype(np.float64)
         exp = np.exp((scores - scores.max(axis=1, keepdims=True)) / TEMPERATURE)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return cast(Shares, exp / exp.sum(axis=1, keepdims=True))
 
 
 class LocalJudge:
@@ -104,7 +105,7 @@ class LocalJudge:
         said = telling if len(telling) <= 120 else telling[:117] + "..."
         reason = (
             f"the caller's words read as {'resolved' if verdict else 'not resolved'} "
-            f"({resolved:.0%} resolved), most of all: \"{said}\""
+            f'({resolved:.0%} resolved), most of all: "{said}"'
         )
         return Success(verdict, reason)
 

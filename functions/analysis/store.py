@@ -261,14 +261,15 @@ async def latest(
 
 async def versions(conn: AsyncConnection[Any], tenant_id: str, call_id: str) -> list[int]:
     cur = await conn.execute(
-        "SELECT version FROM call_analyses WHERE call_id = %s AND tenant_id = %s "
-        "ORDER BY version",
+        "SELECT version FROM call_analyses WHERE call_id = %s AND tenant_id = %s ORDER BY version",
         (call_id, tenant_id),
     )
     return [int(_value(r, "version")) for r in await cur.fetchall()]
 
 
-async def waiting(conn: AsyncConnection[Any], tenant_id: str, call_id: str) -> dict[str, Any] | None:
+async def waiting(
+    conn: AsyncConnection[Any], tenant_id: str, call_id: str
+) -> dict[str, Any] | None:
     """The call's latest request when no analysis came of it yet: still to do (``done_at``
     null) or given up (its ``error``)."""
     cur = await conn.execute(

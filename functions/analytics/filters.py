@@ -47,8 +47,7 @@ Sentiment = Literal["positive", "neutral", "negative"]
 Names = Annotated[list[str] | None, Query(max_length=MAX_VALUES)]
 # A column of the call's latest analysis (call_analyses only grows: the highest version wins).
 LATEST_ANALYSIS = (
-    "(SELECT a.{} FROM call_analyses a WHERE a.call_id = c.call_id "
-    "ORDER BY a.version DESC LIMIT 1)"
+    "(SELECT a.{} FROM call_analyses a WHERE a.call_id = c.call_id ORDER BY a.version DESC LIMIT 1)"
 )
 
 
@@ -205,9 +204,7 @@ async def call_filter(
     ] = None,
     sentiment: Annotated[
         list[Sentiment] | None,
-        Query(
-            max_length=3, description="The caller's sentiment in the call's latest analysis."
-        ),
+        Query(max_length=3, description="The caller's sentiment in the call's latest analysis."),
     ] = None,
     success: Annotated[
         bool | None,

@@ -29,8 +29,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from functions.consumer.dead_letters import DeadLetter, DeadLetterSink
 from functions.analysis.store import request_for_ended
+from functions.consumer.dead_letters import DeadLetter, DeadLetterSink
 from functions.webhooks.outcomes import record_for_events
 from shared import tracing
 from shared.bus import ReceivedRecord

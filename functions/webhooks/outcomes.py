@@ -3,8 +3,9 @@
 Call events come from the event pipeline: the consumer calls :func:`record_for_events` with the
 events its transaction has just projected (new ones only, so a replayed batch makes none), in
 that same transaction. ``call.analyzed`` comes from the job worker that stored the call's
-analysis (functions/analysis/store.py), in the transaction that stored it. Campaign and transfer events happen in the API and the job workers,
-whose transaction is where the change is made: they call :func:`record` in it. Either way a
+analysis (functions/analysis/store.py), in the transaction that stored it. Campaign and
+transfer events happen in the API and the job workers, whose transaction is where the change
+is made: they call :func:`record` in it. Either way a
 delivery row exists exactly when the change it reports committed, and never on a call's hot path;
 the job workers POST it later (functions/webhooks/delivery.py).
 """

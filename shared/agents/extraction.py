@@ -26,7 +26,7 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
         return "must be of type object, with 'properties' (the fields to extract)"
     if not schema["properties"]:
         return "'properties' must name at least one field"
-    if '"$ref": "http' in text or "\"$ref\": \"//" in text:
+    if '"$ref": "http' in text or '"$ref": "//' in text:
         return "remote $ref is not allowed (define the parts in $defs)"
     try:
         jsonschema_rs.meta.validate(schema)

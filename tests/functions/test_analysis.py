@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from functions.admin.app import handler as admin
-from functions.analysis import store, worker
+from functions.analysis import worker
 from functions.analysis.analyze import CallTranscript, analyze
 from functions.analysis.local_model import LocalJudge
 from functions.analytics.app import handler as analytics
@@ -98,13 +98,18 @@ def call(tenant_id: str, caller: list[str], slots: dict[str, Any]) -> list[Event
     call_id = f"an-{uuid.uuid4().hex[:10]}"
     payloads: list[Any] = [CallStarted(agent_id="acme-shop", agent_version=1)]
     for i, text in enumerate(caller):
-        payloads.append(TurnAgent(turn_index=i, text=f"agent says {i}", start_ms=i * 10, end_ms=i * 10 + 4))
+        payloads.append(
+            TurnAgent(turn_index=i, text=f"agent says {i}", start_ms=i * 10, end_ms=i * 10 + 4)
+        )
         payloads.append(TurnUser(turn_index=i, text=text, start_ms=i * 10 + 5, end_ms=i * 10 + 9))
     for name, value in slots.items():
         payloads.append(SlotFilled(turn_index=0, name=name, value=value, slot_type="digits"))
     payloads.append(DispositionSet(disposition="resolved", summary="template words", slots=slots))
     payloads.append(CallEnded(reason="hangup", duration_ms=60_000))
-    return [Event(tenant_id=tenant_id, call_id=call_id, seq=i, payload=p) for i, p in enumerate(payloads)]
+    return [
+        Event(tenant_id=tenant_id, call_id=call_id, seq=i, payload=p)
+        for i, p in enumerate(payloads)
+    ]
 
 
 def project(run: Any, database_url: str, events: list[Event]) -> None:
@@ -143,11 +148,20 @@ ANGRY = ["My order never came.", "4573.", "This is useless, you people never hel
 
 
 def test_an_ended_call_is_analysed_by_a_worker_and_re_runs_add_versions(
-    rt: Any, database_url: str, sql: psycopg.Connection[Any], tenant: Tenant, other_tenant: Tenant, run: Any
+    rt: Any,
+    database_url: str,
+    sql: psycopg.Connection[Any],
+    tenant: Tenant,
+    other_tenant: Tenant,
+    run: Any,
 ) -> None:
     agent_with_analysis(sql, tenant.tenant_id)
-    hook = api_event("admin.get-v1-webhooks.json", tenant, path="/v1/webhooks",
-                     body={"url": "https://hooks.example.com/p", "events": ["call.analyzed"]})
+    hook = api_event(
+        "admin.get-v1-webhooks.json",
+        tenant,
+        path="/v1/webhooks",
+        body={"url": "https://hooks.example.com/p", "events": ["call.analyzed"]},
+    )
     hook["requestContext"]["http"]["method"] = "POST"
     assert invoke(admin, hook).status == 201
     happy = call(tenant.tenant_id, HAPPY, {"order_number": "4572"})
@@ -166,7 +180,9 @@ def test_an_ended_call_is_analysed_by_a_worker_and_re_runs_add_versions(
     assert state["status"] == "pending" and state["analysis"] is None
 
     assert sorted(run_pending(run, rt.settings, sql, tenant.tenant_id)) == ["stored", "stored"]
-    assert run_pending(run, rt.settings, sql, tenant.tenant_id) == []  # done: a later sweep finds nothing
+    assert (
+        run_pending(run, rt.settings, sql, tenant.tenant_id) == []
+    )  # done: a later sweep finds nothing
     state = api(analytics, "GET", f"/v1/calls/{happy_id}/analysis", tenant).json()
     first = state["analysis"]
     assert state["status"] == "analyzed" and state["versions"] == [1]
@@ -211,7 +227,9 @@ def test_an_ended_call_is_analysed_by_a_worker_and_re_runs_add_versions(
     assert listed(analyzed="true") == {happy_id, angry_id}
     counted = api(analytics, "GET", "/v1/calls/aggregate", tenant, success="true").json()
     assert counted["total_calls"] == 1
-    exported = api(analytics, "GET", "/v1/calls/export", tenant, format="jsonl", sentiment="negative")
+    exported = api(
+        analytics, "GET", "/v1/calls/export", tenant, format="jsonl", sentiment="negative"
+    )
     rows = [json.loads(line) for line in exported.body.splitlines()]
     assert [r["call_id"] for r in rows] == [angry_id]
     assert rows[0]["success"] is False and rows[0]["extracted"] == {"order_number": 4573}
@@ -232,13 +250,17 @@ def test_an_ended_call_is_analysed_by_a_worker_and_re_runs_add_versions(
     assert state["versions"] == [1, 2] and state["analysis"]["version"] == 2
     old = api(analytics, "GET", f"/v1/calls/{happy_id}/analysis", tenant, version="1").json()
     assert old["analysis"] == first
-    assert api(analytics, "GET", f"/v1/calls/{happy_id}/analysis", tenant, version="3").status == 404
+    assert (
+        api(analytics, "GET", f"/v1/calls/{happy_id}/analysis", tenant, version="3").status == 404
+    )
     assert len(sql.execute(
         "SELECT 1 FROM webhook_deliveries WHERE call_id = %s AND event_type = 'call.analyzed'",
         (happy_id,),
     ).fetchall()) == 2  # fmt: skip
     with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-        sql.execute("UPDATE call_analyses SET sentiment = 'negative' WHERE call_id = %s", (happy_id,))
+        sql.execute(
+            "UPDATE call_analyses SET sentiment = 'negative' WHERE call_id = %s", (happy_id,)
+        )
 
     # Unknown and other tenants' calls: 404, nothing queued.
     for who, call_id in ((tenant, "no-such-call"), (other_tenant, happy_id)):
@@ -308,9 +330,7 @@ def test_the_local_model_on_the_labelled_calls() -> None:
         "calls": len(calls),
         "sentiment": round(sentiment_accuracy, 3),
         "success": round(success_accuracy, 3),
-        "by_kind": {
-            k: (n, sentiment_right[k], success_right[k]) for k, n in sorted(kinds.items())
-        },
+        "by_kind": {k: (n, sentiment_right[k], success_right[k]) for k, n in sorted(kinds.items())},
         "misses": misses,
     }
     print(json.dumps(report))
