@@ -268,6 +268,12 @@ def test_an_ended_call_is_analysed_by_a_worker_and_re_runs_add_versions(
         assert api(analytics, "GET", f"/v1/calls/{call_id}/analysis", who).status == 404
     assert listed() >= {happy_id, angry_id}
 
+    # Deleting a call takes its analyses and requests with it (they hold what was said).
+    assert api(admin, "DELETE", f"/v1/calls/{happy_id}", tenant).status == 200
+    for table in ("call_analyses", "call_analysis_requests"):
+        left = sql.execute(f"SELECT count(*) AS n FROM {table} WHERE call_id = %s", (happy_id,))
+        assert left.fetchone() == {"n": 0}, table
+
 
 def test_fields_that_break_the_schema_are_a_recorded_failure(
     rt: Any, database_url: str, sql: psycopg.Connection[Any], tenant: Tenant, run: Any
