@@ -34,6 +34,10 @@ SENTIMENT: dict[str, tuple[str, ...]] = {
         "no, that's all",
         "I'm calling about an appointment",
         "my account number is one two three four",
+        # A polite goodbye is manners, not a feeling.
+        "okay, thanks, bye",
+        "alright, thank you",
+        "right, noted, thanks",
     ),
     "negative": (
         "this is ridiculous, I'm really annoyed",
@@ -48,6 +52,13 @@ SENTIMENT: dict[str, tuple[str, ...]] = {
         "this is a complete waste of my time",
         "I'm disappointed, I want to cancel",
         "stop wasting my time",
+        # Sarcasm: praise for a failure.
+        "oh great, it's late again, just what I needed",
+        "thanks for nothing",
+        "brilliant, another delay, I'm so impressed",
+        "wonderful, so I have to do it all over again",
+        "lovely, even more waiting",
+        "fantastic service, really, not",
     ),
 }
 
@@ -75,5 +86,8 @@ SUCCESS: dict[str, tuple[str, ...]] = {
         "I'm hanging up, this is pointless",
         "that's not what I asked for",
         "I still don't know where my order is",
+        "so you can't do it over the phone, I'll have to sort it out some other way",
+        "okay, I'll try again another day",
+        "great, so it's still not fixed",
     ),
 }

@@ -41,11 +41,16 @@ from shared.events import (
 )
 from tests.functions.conftest import Tenant, api_event, invoke
 
-LABELLED = Path(__file__).parent / "data" / "labelled_calls.json"
-# Measured on the labelled set (46 calls; docs/api.md): the floors sit a little under what the
-# local model scored, so a change that makes it worse fails here.
-SENTIMENT_FLOOR = 0.58
-SUCCESS_FLOOR = 0.68
+DATA = Path(__file__).parent / "data"
+# The local model's accuracy (sentiment, success) on the two labelled sets, as measured
+# (docs/api.md): set A (46 calls) was written first and its misses led to the last change of the
+# prototypes (sarcastic praise, polite goodbyes), so set B (30 calls) was written after that
+# change and never used to make one. The floors sit a little under what the model scored, so a
+# change that makes it worse fails here.
+FLOORS = {
+    "labelled_calls.json": (0.65, 0.72),  # measured 31/46 = 0.674, 34/46 = 0.739
+    "labelled_calls_b.json": (0.63, 0.60),  # measured 20/30 = 0.667, 19/30 = 0.633
+}
 
 SCHEMA = {
     "type": "object",
@@ -308,15 +313,12 @@ def test_an_agent_with_a_broken_extraction_schema_is_refused(tenant: Tenant, rt:
         assert "extraction_schema" in reply.body
 
 
-def _labelled() -> list[dict[str, Any]]:
-    return list(json.loads(LABELLED.read_text())["calls"])
-
-
-def test_the_local_model_on_the_labelled_calls() -> None:
+@pytest.mark.parametrize("labelled_set", sorted(FLOORS))
+def test_the_local_model_on_the_labelled_calls(labelled_set: str) -> None:
     from shared.knowledge.embedder import get_embedder
 
     judge = LocalJudge(get_embedder())
-    calls = _labelled()
+    calls = json.loads((DATA / labelled_set).read_text())["calls"]
     sentiment_right, success_right = Counter[str](), Counter[str]()
     kinds = Counter(c["kind"] for c in calls)
     misses = []
@@ -333,15 +335,19 @@ def test_the_local_model_on_the_labelled_calls() -> None:
     sentiment_accuracy = sum(sentiment_right.values()) / len(calls)
     success_accuracy = sum(success_right.values()) / len(calls)
     report = {
+        "set": labelled_set,
         "calls": len(calls),
         "sentiment": round(sentiment_accuracy, 3),
         "success": round(success_accuracy, 3),
-        "by_kind": {k: (n, sentiment_right[k], success_right[k]) for k, n in sorted(kinds.items())},
+        "by_kind": {
+            k: (n, sentiment_right[k], success_right[k]) for k, n in sorted(kinds.items())
+        },
         "misses": misses,
     }
     print(json.dumps(report))
-    assert sentiment_accuracy >= SENTIMENT_FLOOR, report
-    assert success_accuracy >= SUCCESS_FLOOR, report
+    sentiment_floor, success_floor = FLOORS[labelled_set]
+    assert sentiment_accuracy >= sentiment_floor, report
+    assert success_accuracy >= success_floor, report
 
 
 def _transcript(caller: list[str], **options: Any) -> CallTranscript:
