@@ -339,9 +339,7 @@ def test_the_local_model_on_the_labelled_calls(labelled_set: str) -> None:
         "calls": len(calls),
         "sentiment": round(sentiment_accuracy, 3),
         "success": round(success_accuracy, 3),
-        "by_kind": {
-            k: (n, sentiment_right[k], success_right[k]) for k, n in sorted(kinds.items())
-        },
+        "by_kind": {k: (n, sentiment_right[k], success_right[k]) for k, n in sorted(kinds.items())},
         "misses": misses,
     }
     print(json.dumps(report))
