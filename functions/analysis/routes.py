@@ -15,7 +15,7 @@ from functions.analytics.models import (
 )
 from functions.common.auth import Principal, require
 from functions.common.db import db, fetch_one
-from functions.common.errors import ERROR_RESPONSES, ApiError
+from functions.common.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 
 router = APIRouter(tags=["calls"], responses=ERROR_RESPONSES)
 
@@ -26,6 +26,7 @@ CallId = Path(min_length=1, max_length=128)
     "/v1/calls/{call_id}/analysis",
     status_code=202,
     response_model=AnalysisQueued,
+    responses={409: {"model": ErrorResponse, "description": "The call has not ended yet."}},
     summary="Analyse the call again: a job worker adds the next version (poll GET ...analysis)",
 )
 async def rerun_analysis(
@@ -34,6 +35,16 @@ async def rerun_analysis(
     principal: Principal = Depends(require("write")),
 ) -> AnalysisQueued:
     async with db() as conn:
+        call = await fetch_one(
+            conn,
+            "SELECT ended_at, end_reason FROM calls WHERE call_id = %s AND tenant_id = %s",
+            (call_id, principal.tenant_id),
+        )
+        if call is None:
+            raise ApiError(404, f"no call '{call_id}'")
+        if call["ended_at"] is None and call["end_reason"] is None:
+            # Half a transcript would make an analysis the call's end does not replace.
+            raise ApiError(409, f"call '{call_id}' has not ended: it is analysed once it ends")
         request_id = await store.request_rerun(conn, principal.tenant_id, call_id)
     if request_id is None:
         raise ApiError(404, f"no call '{call_id}'")

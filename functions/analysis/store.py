@@ -59,19 +59,22 @@ class Leased:
 
 async def request_for_ended(conn: AsyncConnection[Any], fresh: Sequence[Event]) -> int:
     """An ``ended`` request for each call whose end was just projected (once per call)."""
-    rows = [
-        (new_request_id(), e.call_id, e.tenant_id, ENDED)
-        for e in fresh
-        if isinstance(e.payload, CallEnded)
-    ]
-    if not rows:
+    return await request_for_calls(
+        conn, [e.call_id for e in fresh if isinstance(e.payload, CallEnded)]
+    )
+
+
+async def request_for_calls(conn: AsyncConnection[Any], call_ids: Sequence[str]) -> int:
+    """An ``ended`` request for each of these calls that has none yet (a call that ended, or
+    that the lost-call sweep closed)."""
+    if not call_ids:
         return 0
     async with conn.cursor() as cur:
         await cur.executemany(
             "INSERT INTO call_analysis_requests (request_id, call_id, tenant_id, reason) "
-            "SELECT %s, call_id, %s, %s FROM calls WHERE call_id = %s "
+            "SELECT %s, call_id, tenant_id, 'ended' FROM calls WHERE call_id = %s "
             "ON CONFLICT (call_id) WHERE reason = 'ended' DO NOTHING",
-            [(rid, tenant, reason, call_id) for rid, call_id, tenant, reason in rows],
+            [(new_request_id(), call_id) for call_id in dict.fromkeys(call_ids)],
         )
         return max(cur.rowcount, 0)
 

@@ -49,8 +49,12 @@ async def run(settings: FunctionSettings, leased: store.Leased) -> str:
     """Analyse the leased request's call once; returns what became of it."""
     async with db() as conn:
         call = await store.pending_call(conn, leased)
-        options, name, llm_enabled = Analysis(), call.agent_id if call else "", True
-        if call is not None and call.agent_id:
+        if call is None:
+            return "stale"  # done meanwhile, or leased again by a later sweep
+        # The version of the agent that took the call says what to look for; a call without
+        # one (or whose agent is gone) gets the default analysis.
+        options, name, llm_enabled = Analysis(), call.agent_id or "the agent", True
+        if call.agent_id:
             try:
                 agent = await load_agent_version(
                     conn, call.tenant_id, call.agent_id, call.agent_version
@@ -59,11 +63,8 @@ async def run(settings: FunctionSettings, leased: store.Leased) -> str:
                 llm_enabled = agent.definition.llm.enabled
             except AgentNotFound:
                 log.info("call %s: agent %s not found; default analysis", call.call_id, name)
-        await conn.commit()
-    if call is None:
-        return "stale"  # done meanwhile, or leased again by a later sweep
     transcript = CallTranscript(
-        agent_name=name or "the agent",
+        agent_name=name,
         turns=call.turns,
         slots=call.slots,
         template_summary=call.summary or "",

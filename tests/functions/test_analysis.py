@@ -267,6 +267,12 @@ def test_an_ended_call_is_analysed_by_a_worker_and_re_runs_add_versions(
             "UPDATE call_analyses SET sentiment = 'negative' WHERE call_id = %s", (happy_id,)
         )
 
+    # A call still going on is analysed once it ends, not before.
+    live = call(tenant.tenant_id, HAPPY, {})[:-1]
+    project(run, database_url, live)
+    early = api(analytics, "POST", f"/v1/calls/{live[0].call_id}/analysis", tenant)
+    assert early.status == 409 and "has not ended" in early.body
+
     # Unknown and other tenants' calls: 404, nothing queued.
     for who, call_id in ((tenant, "no-such-call"), (other_tenant, happy_id)):
         assert api(analytics, "POST", f"/v1/calls/{call_id}/analysis", who).status == 404
@@ -402,3 +408,27 @@ def test_an_llm_that_is_down_falls_back_part_by_part(run: Any) -> None:
     assert result.summary == "template words"
     assert result.sentiment == "negative" and result.success is False
     assert result.extracted == {"order_number": 4572} and result.extraction_valid is True
+
+
+def test_a_request_tried_too_often_is_given_up_with_its_error(
+    rt: Any, database_url: str, sql: psycopg.Connection[Any], tenant: Tenant, run: Any
+) -> None:
+    events = call(tenant.tenant_id, HAPPY, {})
+    project(run, database_url, events)
+    call_id = events[0].call_id
+    # As a worker that kept failing leaves it: its tries used up, the last error kept.
+    sql.execute(
+        "UPDATE call_analysis_requests SET attempts = %s, error = 'RuntimeError: model broke' "
+        "WHERE call_id = %s",
+        (rt.settings.analysis_max_attempts, call_id),
+    )
+    assert run_pending(run, rt.settings, sql, tenant.tenant_id) == []
+    state = api(analytics, "GET", f"/v1/calls/{call_id}/analysis", tenant).json()
+    assert state["status"] == "failed" and state["analysis"] is None
+    assert state["request"]["error"].startswith("RuntimeError: model broke (given up after 5")
+    # A re-run by hand starts afresh.
+    assert api(analytics, "POST", f"/v1/calls/{call_id}/analysis", tenant).status == 202
+    assert run_pending(run, rt.settings, sql, tenant.tenant_id) == ["stored"]
+    assert api(analytics, "GET", f"/v1/calls/{call_id}/analysis", tenant).json()["status"] == (
+        "analyzed"
+    )
