@@ -150,7 +150,9 @@ async def _by_llm(
 
 
 def _transcript(call: CallTranscript) -> str:
-    return "\n".join(f"{s}: {t}" for s, t in call.turns[-MAX_TRANSCRIPT_TURNS:])
+    header = f"A call to {call.agent_name}; outcome recorded: {call.disposition or 'none'}."
+    lines = (f"{s}: {t}" for s, t in call.turns[-MAX_TRANSCRIPT_TURNS:])
+    return "\n".join([header, *lines])
 
 
 def _failure(part: str, failure: LlmFailure, fallback: str) -> dict[str, Any]:
