@@ -186,6 +186,22 @@ ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
     (
         "analytics",
         "GET",
+        "/v1/calls/{call_id}/analysis",
+        "/v1/calls/call-sample-1/analysis",
+        {},
+        None,
+    ),
+    (
+        "analytics",
+        "POST",
+        "/v1/calls/{call_id}/analysis",
+        "/v1/calls/call-sample-1/analysis",
+        {},
+        None,
+    ),
+    (
+        "analytics",
+        "GET",
         "/v1/calls/aggregate",
         "/v1/calls/aggregate",
         {"disposition": "escalated_to_human", "started_after": "2026-11-23", "group_by": "agent"},

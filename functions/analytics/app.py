@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter, Depends
 
+from functions.analysis import routes as analysis
 from functions.analytics import aggregate, calls, export, recording, summaries
 from functions.common.app import create_app, lambda_handler
 from functions.common.query import reject_unknown_query
@@ -14,6 +15,7 @@ router = APIRouter(dependencies=[Depends(reject_unknown_query)])
 router.include_router(aggregate.router)  # before calls: /v1/calls/aggregate is no call id
 router.include_router(export.router)  # and neither is /v1/calls/export
 router.include_router(calls.router)
+router.include_router(analysis.router)
 router.include_router(recording.router)
 router.include_router(summaries.router)
 

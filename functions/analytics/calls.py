@@ -10,9 +10,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from psycopg import sql
 
 from functions.admin.models import Prices
+from functions.analysis import store as analyses
 from functions.analytics import cursor as cursors
 from functions.analytics.filters import CallFilter, call_filter, tenant_settings
 from functions.analytics.models import (
+    CallAnalysis,
     CallDetail,
     CallPage,
     CallSummary,
@@ -217,6 +219,7 @@ async def get_call(
             "FROM call_latency WHERE call_id = %s",
             (call_id,),
         )
+        analysis = await analyses.latest(conn, principal.tenant_id, call_id)
         history: list[dict[str, Any]] = []
         if call["twilio_call_sid"]:
             history = await fetch_all(
@@ -240,4 +243,5 @@ async def get_call(
         voice_to_voice_p50_ms=median["p50"] if median else None,
         status_history=[StatusChange(**h) for h in history],
         recording_url=recording_link(request, call_id, call["recording_url"]),
+        analysis=CallAnalysis(**analysis) if analysis is not None else None,
     )

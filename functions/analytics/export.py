@@ -1,5 +1,6 @@
 """GET /v1/calls/export: every call that matches the shared filters, streamed as CSV or JSON
-lines, oldest first, with its slots, transcript, recording link and Twilio CallSid.
+lines, oldest first, with its slots, transcript, recording link, Twilio CallSid and latest
+analysis (sentiment, success, extracted fields).
 
 The rows come from a server-side cursor read in batches, so memory stays flat however many calls
 match; each batch is written to the response as soon as it is read.
@@ -67,18 +68,28 @@ COLUMNS = [
     "slots",
     "recording_url",
     "transcript",
+    "analysis_version",
+    "sentiment",
+    "sentiment_score",
+    "success",
+    "success_reason",
+    "extracted",
 ]
 # Cells a caller or the agent could have put words in (spreadsheet formula injection).
 _FREE_TEXT = {"summary", "intents", "tools", "disposition", "primary_intent", "end_reason",
-              "slots", "transcript"}  # fmt: skip
+              "slots", "transcript", "success_reason", "extracted"}  # fmt: skip
 
 _QUERY = (
     "SELECT {columns}, c.twilio_call_sid, c.slots, c.tool_calls, c.tool_failures, c.tools, "
     "c.recording_url AS stored_recording, c.recording_deleted_at, "
     "(SELECT jsonb_agg(jsonb_build_object('speaker', t.speaker, 'text', t.text, "
     "'start_ms', t.start_ms, 'end_ms', t.end_ms) ORDER BY t.start_ms, t.turn_index, t.speaker) "
-    "FROM call_turns t WHERE t.call_id = c.call_id) AS turns "
-    "FROM calls c WHERE {where} ORDER BY c.started_at, c.call_id"
+    "FROM call_turns t WHERE t.call_id = c.call_id) AS turns, "
+    "a.version AS analysis_version, a.summary AS analysis_summary, a.sentiment, "
+    "a.sentiment_score, a.success, a.success_reason, a.extracted "
+    "FROM calls c LEFT JOIN LATERAL (SELECT * FROM call_analyses x WHERE x.call_id = c.call_id "
+    "ORDER BY x.version DESC LIMIT 1) a ON true "
+    "WHERE {where} ORDER BY c.started_at, c.call_id"
 )
 
 
@@ -91,7 +102,10 @@ def _record(row: dict[str, Any], f: CallFilter, base: str) -> dict[str, Any]:
         # route redirects to a fresh one for a recording in S3.
         link = f"{base}/v1/calls/{quote(row['call_id'], safe='')}/recording"
     return {
-        **{k: row[k] for k in COLUMNS if k in row and k not in ("slots",)},
+        **{k: row[k] for k in COLUMNS if k in row and k not in ("slots", "extracted")},
+        # The latest analysis' summary (the LLM's when there is one), else the template's.
+        "summary": row["analysis_summary"] or row["summary"],
+        "extracted": row["extracted"] if row["analysis_version"] is not None else None,
         "minutes": usage.minutes,
         "asr_seconds": usage.asr_seconds,
         "tts_chars": usage.tts_chars,
@@ -115,7 +129,7 @@ def _csv_cell(name: str, value: Any) -> Any:
         return ""
     if name in ("intents", "tools"):
         value = "|".join(value)
-    elif name == "slots":
+    elif name in ("slots", "extracted"):
         value = json.dumps(value, sort_keys=True, ensure_ascii=False) if value else ""
     elif name == "transcript":
         value = "\n".join(f"{t['speaker']}: {t['text']}" for t in value)

@@ -43,7 +43,12 @@ Status = Literal[
     "canceled",
     "failed",
 ]
+Sentiment = Literal["positive", "neutral", "negative"]
 Names = Annotated[list[str] | None, Query(max_length=MAX_VALUES)]
+# A column of the call's latest analysis (call_analyses only grows: the highest version wins).
+LATEST_ANALYSIS = (
+    "(SELECT a.{} FROM call_analyses a WHERE a.call_id = c.call_id ORDER BY a.version DESC LIMIT 1)"
+)
 
 
 @dataclass
@@ -197,6 +202,25 @@ async def call_filter(
             "'name:value' (to this value, as text). Repeated: all of them.",
         ),
     ] = None,
+    sentiment: Annotated[
+        list[Sentiment] | None,
+        Query(max_length=3, description="The caller's sentiment in the call's latest analysis."),
+    ] = None,
+    success: Annotated[
+        bool | None,
+        Query(description="The latest analysis judged the call a success, or a failure."),
+    ] = None,
+    analyzed: Annotated[
+        bool | None, Query(description="The call has an analysis, or none yet.")
+    ] = None,
+    extracted: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_VALUES,
+            description="A field the latest analysis extracted: 'name' (it is there) or "
+            "'name:value' (to this value, compared as text). Repeated: all of them.",
+        ),
+    ] = None,
 ) -> CallFilter:
     settings = await tenant_settings(principal.tenant_id)
     f = CallFilter(settings=settings)
@@ -286,4 +310,31 @@ async def call_filter(
             f"AND a.tenant_id = c.tenant_id AND {condition})",
             *((name,) if value is None else (name, value)),
         )
+    _analysis_filters(f, sentiment, success, analyzed, extracted)
     return f
+
+
+def _analysis_filters(
+    f: CallFilter,
+    sentiment: list[Sentiment] | None,
+    success: bool | None,
+    analyzed: bool | None,
+    extracted: list[str] | None,
+) -> None:
+    if sentiment:
+        f.add_exact(f"{LATEST_ANALYSIS.format('sentiment')} = ANY(%s)", list(sentiment))
+    if success is not None:
+        f.add_exact(f"{LATEST_ANALYSIS.format('success')} IS {'TRUE' if success else 'FALSE'}")
+    if analyzed is not None:
+        exists = "EXISTS (SELECT 1 FROM call_analyses a WHERE a.call_id = c.call_id)"
+        f.add_exact(exists if analyzed else f"NOT {exists}")
+    for item in extracted or []:
+        match = SLOT.match(item)
+        if match is None:
+            raise invalid("query.extracted", "use name or name:value (name: lowercase, digits, _)")
+        name, value = match.group(1), match.group(2)
+        fields = LATEST_ANALYSIS.format("extracted")
+        if value is None:
+            f.add_exact(f"{fields} ? %s", name)
+        else:
+            f.add_exact(f"{fields} ->> %s = %s", name, value)

@@ -88,6 +88,74 @@ class StatusChange(BaseModel):
     received_at: datetime
 
 
+class AnalysisFailure(BaseModel):
+    part: str = Field(description="summary, verdict (success and sentiment) or extraction.")
+    kind: str = Field(
+        description="timeout, error, invalid, guardrail (the LLM) or schema (the fields broke "
+        "the agent's extraction schema)."
+    )
+    detail: str
+    used: str = Field(description="What the analysis used instead.")
+    source: str | None = Field(None, description="extraction: where the fields came from.")
+    value: str | None = Field(None, description="extraction: the refused fields, as JSON.")
+
+
+class CallAnalysis(BaseModel):
+    version: int = Field(description="1 for the analysis made when the call ended; +1 a re-run.")
+    request_id: str
+    agent_id: str | None
+    agent_version: int | None
+    method: Literal["llm", "local"] = Field(
+        description="llm: the configured LLM; local: the template summary, the local model "
+        "(MiniLM) for success and sentiment, the slots for extraction."
+    )
+    model: str
+    summary: str
+    success: bool | None = Field(description="Against the agent's rubric; null: nothing said.")
+    success_reason: str
+    sentiment: Literal["positive", "neutral", "negative"]
+    sentiment_score: float = Field(description="-1 (negative) to 1 (positive).")
+    extracted: dict[str, Any] = Field(
+        description="The fields of the agent's extraction schema; empty when none matched it."
+    )
+    extraction_valid: bool | None = Field(
+        description="The fields matched the schema; null: the agent declares no schema."
+    )
+    extraction_errors: list[str]
+    failures: list[AnalysisFailure] = Field(
+        description="Parts that fell back or were refused (an LLM timeout, fields off-schema)."
+    )
+    created_at: datetime
+
+
+class AnalysisRequest(BaseModel):
+    request_id: str
+    reason: Literal["ended", "rerun"]
+    requested_at: datetime
+    attempts: int
+    error: str | None = Field(description="Why the last try failed (given up when done_at).")
+    done_at: datetime | None
+
+
+class CallAnalysisState(BaseModel):
+    call_id: str
+    status: Literal["analyzed", "pending", "failed", "none"] = Field(
+        description="analyzed: 'analysis' is the latest (a re-run may be pending too); pending: "
+        "the first is being made; failed: it was given up ('request.error'); none: never asked."
+    )
+    analysis: CallAnalysis | None
+    versions: list[int]
+    request: AnalysisRequest | None = Field(
+        description="The latest request when no analysis came of it yet."
+    )
+
+
+class AnalysisQueued(BaseModel):
+    call_id: str
+    request_id: str
+    status: Literal["queued"] = "queued"
+
+
 class CallDetail(CallSummary):
     twilio_call_sid: str | None
     node_id: str | None = Field(description="The media node that handled the call.")
@@ -98,6 +166,9 @@ class CallDetail(CallSummary):
     status_history: list[StatusChange]
     recording_url: str | None = Field(
         description="A pre-signed URL when stored in S3, else this API's /recording route."
+    )
+    analysis: CallAnalysis | None = Field(
+        None, description="The latest post-call analysis; null until one is stored."
     )
 
 

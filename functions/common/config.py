@@ -79,6 +79,26 @@ class FunctionSettings(Settings):
     webhook_retry_max_s: float = Field(
         3600.0, gt=0, description="The longest wait between two attempts of a webhook delivery."
     )
+    analysis_sweep_s: float = Field(
+        5.0, gt=0, description="Seconds between two sweeps for calls waiting for their analysis."
+    )
+    analysis_lease_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "Seconds a swept analysis request belongs to the task sent for it; after that a "
+            "later sweep sends it again (a task lost with its worker)."
+        ),
+    )
+    analysis_max_attempts: int = Field(
+        5, ge=1, description="Tries of one call's analysis before it is given up with its error."
+    )
+    analysis_llm_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Seconds the LLM has for each part of a call's analysis (off the call's path).",
+    )
 
     @field_validator("public_base_url")
     @classmethod

@@ -17,7 +17,8 @@ answer to it, the disposition ``call_lost`` unless the call already had one, and
 
 Precedence afterwards: the closing stays. Late events from the node's spool are stored
 (``call_events``, turns, intents: the record only grows) but a late ``disposition.set`` or
-``call.ended`` does not override it; the late ``call.ended`` remains in ``call_events``. A Twilio
+``call.ended`` does not override it; the late ``call.ended`` remains in ``call_events``. The
+closing asks for the call's analysis, as a ``call.ended`` would. A Twilio
 status callback cannot contradict it: statuses only move forward and the call is already at the
 terminal rank; the callback is still recorded in ``call_status_events``. A call that Twilio
 already reported completed but that never got its ``call.ended`` is closed the same way (its
@@ -33,6 +34,7 @@ from typing import Any
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
+from functions.analysis.store import request_for_calls
 from shared.cache.registry import NodeRegistry
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,9 @@ async def close_lost_calls(
             },
         )
         closed = [(str(c), str(r)) for c, r in await cur.fetchall()]
+        # A lost call is over too: it waits for its analysis like one that ended (and a late
+        # call.ended from the node's spool asks for none more).
+        await request_for_calls(conn, [c for c, _ in closed])
     for call_id, reason in closed:
         log.warning("call %s closed as lost (%s)", call_id, reason)
     return closed

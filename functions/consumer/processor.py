@@ -29,6 +29,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from functions.analysis.store import request_for_ended
 from functions.consumer.dead_letters import DeadLetter, DeadLetterSink
 from functions.webhooks.outcomes import record_for_events
 from shared import tracing
@@ -238,10 +239,13 @@ class BatchProcessor:
 
 async def _apply_and_record(conn: Any, events: list[Event]) -> int:
     """Project the events and, in the same transaction, record the webhook deliveries of the
-    new ones: a batch applied again (a replay, a retry) finds no new event and records none."""
+    new ones and the analysis requests of the calls that ended: a batch applied again (a
+    replay, a retry) finds no new event and records none."""
     fresh = await apply_new_events(conn, events)
     if fresh:
         await record_for_events(conn, fresh)
+        # A call that ended waits for its analysis: the job workers do it, off this path.
+        await request_for_ended(conn, fresh)
     return len(fresh)
 
 

@@ -19,14 +19,20 @@ from functions.common.config import FunctionSettings
 from shared.settings import EVERY_PROCESS, REDIS, TRACING, Needs
 
 # What a worker or beat process reads: the database, the broker, Twilio (it places the calls,
-# which call back to the public API URL), the trace collector (a span per task).
+# which call back to the public API URL), the trace collector (a span per task), the LLM (the
+# post-call analysis asks it when one is configured).
 NEEDS = (
     EVERY_PROCESS
     | REDIS
     | TRACING
     | Needs.of(
-        secrets=["PARLEY_TWILIO_AUTH_TOKEN"],
-        settings=["PARLEY_TWILIO_ACCOUNT_SID", "PARLEY_PUBLIC_BASE_URL"],
+        secrets=["PARLEY_TWILIO_AUTH_TOKEN", "PARLEY_LLM_API_KEY"],
+        settings=[
+            "PARLEY_TWILIO_ACCOUNT_SID",
+            "PARLEY_PUBLIC_BASE_URL",
+            "PARLEY_LLM_BASE_URL",
+            "PARLEY_LLM_MODEL",
+        ],
     )
 )
 
@@ -35,6 +41,8 @@ DIAL = "parley.campaigns.dial"
 RETENTION = "parley.retention.purge"
 WEBHOOK_SWEEP = "parley.webhooks.sweep"
 WEBHOOK_DELIVER = "parley.webhooks.deliver"
+ANALYSIS_SWEEP = "parley.analysis.sweep"
+ANALYSIS_RUN = "parley.analysis.run"
 
 
 @lru_cache(maxsize=8)
@@ -83,6 +91,11 @@ def beat_schedule(settings: FunctionSettings) -> dict[str, dict[str, Any]]:
             "task": WEBHOOK_SWEEP,
             "schedule": timedelta(seconds=settings.webhook_sweep_s),
             "options": {"expires": settings.webhook_sweep_s * 2},
+        },
+        "analysis-sweep": {
+            "task": ANALYSIS_SWEEP,
+            "schedule": timedelta(seconds=settings.analysis_sweep_s),
+            "options": {"expires": settings.analysis_sweep_s * 2},
         },
         "retention-purge": {
             "task": RETENTION,

@@ -17,7 +17,16 @@ from celery import Celery
 from functions.campaigns import schedule, store
 from functions.common.db import db
 from functions.common.runtime import runtime
-from functions.jobs.app import DIAL, RETENTION, TICK, WEBHOOK_DELIVER, WEBHOOK_SWEEP, send
+from functions.jobs.app import (
+    ANALYSIS_RUN,
+    ANALYSIS_SWEEP,
+    DIAL,
+    RETENTION,
+    TICK,
+    WEBHOOK_DELIVER,
+    WEBHOOK_SWEEP,
+    send,
+)
 from functions.transfer import service
 from functions.voice import calls
 from functions.webhooks import delivery
@@ -183,6 +192,25 @@ async def deliver_webhook(delivery_id: str, token: str) -> str:
         return await delivery.deliver(conn, runtime().settings, delivery.Leased(delivery_id, token))
 
 
+async def sweep_analyses() -> int:
+    """Lease the calls waiting for their analysis and send a task for each (a task that never
+    runs leaves a lease that expires, as a webhook delivery's does)."""
+    from functions.analysis import worker
+
+    settings = runtime().settings
+    leased = await worker.sweep(settings)
+    for item in leased:
+        await asyncio.to_thread(send, settings, ANALYSIS_RUN, item.request_id, item.token)
+    return len(leased)
+
+
+async def analyze_call(request_id: str, token: str) -> str:
+    # Imported here: only a worker that analyses loads the models.
+    from functions.analysis import store, worker
+
+    return await worker.run(runtime().settings, store.Leased(request_id, token))
+
+
 def campaigns_tick() -> dict[str, int]:
     return _run(TICK, tick())
 
@@ -203,6 +231,14 @@ def webhooks_deliver(delivery_id: str, token: str) -> str:
     return _run(WEBHOOK_DELIVER, deliver_webhook(delivery_id, token))
 
 
+def analysis_sweep() -> int:
+    return _run(ANALYSIS_SWEEP, sweep_analyses())
+
+
+def analysis_run(request_id: str, token: str) -> str:
+    return _run(ANALYSIS_RUN, analyze_call(request_id, token))
+
+
 def register(app: Celery) -> None:
     """Attach the tasks to ``app`` (the worker's)."""
     app.task(name=TICK)(campaigns_tick)
@@ -210,3 +246,5 @@ def register(app: Celery) -> None:
     app.task(name=RETENTION)(retention_purge)
     app.task(name=WEBHOOK_SWEEP)(webhooks_sweep)
     app.task(name=WEBHOOK_DELIVER)(webhooks_deliver)
+    app.task(name=ANALYSIS_SWEEP)(analysis_sweep)
+    app.task(name=ANALYSIS_RUN)(analysis_run)

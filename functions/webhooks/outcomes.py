@@ -2,8 +2,10 @@
 
 Call events come from the event pipeline: the consumer calls :func:`record_for_events` with the
 events its transaction has just projected (new ones only, so a replayed batch makes none), in
-that same transaction. Campaign and transfer events happen in the API and the job workers,
-whose transaction is where the change is made: they call :func:`record` in it. Either way a
+that same transaction. ``call.analyzed`` comes from the job worker that stored the call's
+analysis (functions/analysis/store.py), in the transaction that stored it. Campaign and
+transfer events happen in the API and the job workers, whose transaction is where the change
+is made: they call :func:`record` in it. Either way a
 delivery row exists exactly when the change it reports committed, and never on a call's hot path;
 the job workers POST it later (functions/webhooks/delivery.py).
 """
@@ -164,7 +166,6 @@ def _fields(row: Any, *names: str) -> tuple[Any, ...]:
 async def record_for_events(conn: AsyncConnection[Any], fresh: Sequence[Event]) -> int:
     """The call events just projected (in this transaction) as webhook deliveries."""
     outcomes: list[Outcome] = []
-    ended: list[Event] = []
     for event in fresh:
         p = event.payload
         base: dict[str, Any] = {"call_id": event.call_id}
@@ -189,9 +190,6 @@ async def record_for_events(conn: AsyncConnection[Any], fresh: Sequence[Event]) 
                 "recording": p.recording_url is not None,
             }
             outcomes.append(_of_event(event, CALL_ENDED, data))
-            ended.append(event)
-    if ended:
-        outcomes.extend(await _analyzed(conn, ended))
     return await record(conn, outcomes)
 
 
@@ -228,28 +226,30 @@ _ANALYZED_COLUMNS = (
 )
 
 
-async def _analyzed(conn: AsyncConnection[Any], ended: Sequence[Event]) -> list[Outcome]:
-    """The call's outcome as projected once it ended: disposition, summary, slots, intents,
-    why it was escalated, what it used (read in the projecting transaction, so complete)."""
-    by_call = {e.call_id: e for e in ended}
+async def analyzed(
+    conn: AsyncConnection[Any], tenant_id: str, call_id: str, analysis: dict[str, Any]
+) -> Outcome | None:
+    """``call.analyzed`` for one stored analysis (in the transaction that stored it): the call's
+    outcome as projected (disposition, slots, intents, why it was escalated, what it used) with
+    the analysis (summary, success, sentiment, extracted fields, its version). A re-run is a
+    new version, so a new event."""
     cur = await conn.execute(
-        f"SELECT {', '.join(_ANALYZED_COLUMNS)} FROM calls WHERE call_id = ANY(%s)",
-        (list(by_call),),
+        f"SELECT {', '.join(_ANALYZED_COLUMNS)} FROM calls WHERE call_id = %s AND tenant_id = %s",
+        (call_id, tenant_id),
     )
-    out = []
-    for row in await cur.fetchall():
-        values = dict(zip(_ANALYZED_COLUMNS, _fields(row, *_ANALYZED_COLUMNS), strict=True))
-        event = by_call[values["call_id"]]
-        usage = {k: values.pop(k) for k in ("asr_audio_ms", "tts_chars", "llm_tokens")}
-        values["usage"] = usage
-        out.append(
-            Outcome(
-                tenant_id=event.tenant_id,
-                event_type=CALL_ANALYZED,
-                source_id=f"{event.event_id}:analyzed",
-                occurred_at=event.occurred_at,
-                data=values,
-                call_id=event.call_id,
-            )
-        )
-    return out
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    values = dict(zip(_ANALYZED_COLUMNS, _fields(row, *_ANALYZED_COLUMNS), strict=True))
+    usage = {k: values.pop(k) for k in ("asr_audio_ms", "tts_chars", "llm_tokens")}
+    values["usage"] = usage
+    values["summary"] = analysis["summary"]
+    values["analysis"] = analysis
+    return Outcome(
+        tenant_id=tenant_id,
+        event_type=CALL_ANALYZED,
+        source_id=f"{call_id}:analysis:{analysis['version']}",
+        occurred_at=datetime.now(UTC),
+        data=values,
+        call_id=call_id,
+    )

@@ -197,14 +197,24 @@ class LlmClient:
                 raise LlmFailure("invalid", f"not a JSON object: {raw[:200]!r}")
         return values
 
-    async def summarize(self, *, transcript: Sequence[Message], facts: str) -> str:
-        """Two plain sentences about the call, for a CRM note (not streamed)."""
+    async def summarize(
+        self, *, transcript: Sequence[Message], facts: str, instructions: str = ""
+    ) -> str:
+        """Two plain sentences about the call, for a CRM note (not streamed); ``instructions``
+        (the agent's analysis prompt) say what else to put in."""
         lines = "\n".join(f"{m.role}: {m.content}" for m in transcript[-30:])
         messages = [
             {
                 "role": "system",
-                "content": "Summarise this phone call in at most two short sentences. "
-                f"Known facts: {facts}",
+                "content": " ".join(
+                    part
+                    for part in (
+                        "Summarise this phone call in at most two short sentences.",
+                        instructions.strip(),
+                        f"Known facts: {facts}",
+                    )
+                    if part
+                ),
             },
             {"role": "user", "content": lines},
         ]
@@ -217,6 +227,34 @@ class LlmClient:
             if not text:
                 raise LlmFailure("invalid", "empty summary")
         return text
+
+    async def json_answer(
+        self,
+        *,
+        instructions: str,
+        content: str,
+        schema: dict[str, Any],
+        name: str,
+        mode: Mode = "tools",
+        max_tokens: int = 256,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """One JSON object for ``content`` under ``instructions``, constrained to ``schema``
+        where the server can (post-call analysis: verdicts and extracted fields). Only its being
+        an object is checked here; the caller holds it to the schema."""
+        messages = [
+            {"role": "system", "content": instructions},
+            {"role": "user", "content": content},
+        ]
+        with self._measured():
+            raw = await self._structured(messages, schema, name, mode, timeout_s, max_tokens)
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = None
+            if not isinstance(value, dict):
+                raise LlmFailure("invalid", f"not a JSON object: {raw[:200]!r}")
+        return value
 
     async def _structured(
         self,

@@ -473,6 +473,46 @@ class Screening(_Model):
         return self
 
 
+class Analysis(_Model):
+    """What the post-call analysis looks for (run by the job workers after the call ended)."""
+
+    summary_prompt: str = Field(
+        "",
+        max_length=2000,
+        description="With an LLM: how to write the call's summary (what to put in, for whom); "
+        "empty: two short sentences. Without an LLM the template summary is kept.",
+    )
+    rubric: str = Field(
+        "",
+        max_length=4000,
+        description="With an LLM: what a successful call is, judged pass/fail with a reason. "
+        "Without one, success is read from the caller's words (the local model).",
+    )
+    success_criteria: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Criteria the LLM checks, each a sentence ('the caller got an order status').",
+    )
+    extraction_schema: dict[str, Any] | None = Field(
+        None,
+        description="A JSON Schema (draft 2020-12) of type object: the fields to extract from "
+        "the call. An LLM fills it from the transcript; without one it is filled from the "
+        "call's slots. A result that does not match is stored as a recorded failure.",
+    )
+
+    @field_validator("extraction_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        from shared.agents.extraction import schema_problem
+
+        problem = schema_problem(value)
+        if problem:
+            raise ValueError(f"extraction_schema: {problem}")
+        return value
+
+
 class AgentDefinition(_Model):
     """A complete agent: the document stored per tenant and version."""
 
@@ -511,6 +551,10 @@ class AgentDefinition(_Model):
     )
     screening: Screening = Field(
         default_factory=Screening, description="What to do when a call-screening assistant answers."
+    )
+    analysis: Analysis = Field(
+        default_factory=Analysis,
+        description="Post-call analysis: summary prompt, success rubric, extraction schema.",
     )
     global_intents: dict[Name, IntentRoute] = Field(
         default_factory=dict, description="Understood in every state (human, repeat, goodbye)."

@@ -54,6 +54,7 @@ def _models() -> list[tuple[str, type[BaseModel]]]:
         ("`knowledge.documents[]`", models.KnowledgeDocument),
         ("`llm`", models.LlmOptions),
         ("`messages`", models.Messages),
+        ("`analysis`", models.Analysis),
     ]
 
 

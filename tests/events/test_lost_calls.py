@@ -153,6 +153,11 @@ async def test_a_call_of_a_killed_node_is_closed_once_and_stays_closed(
             db_pool, "SELECT type FROM call_events WHERE call_id = %s ORDER BY seq", call_id
         )
         assert types[-1]["type"] == "call.ended"  # the late ending is stored, not applied
+        # The closing asked for the call's analysis; the late ending asked for none more.
+        requests = await fetch(
+            db_pool, "SELECT reason FROM call_analysis_requests WHERE call_id = %s", call_id
+        )
+        assert requests == [{"reason": "ended"}]
     finally:
         if caller is not None:
             caller.cancel()

@@ -12,6 +12,8 @@ from psycopg.types.json import Jsonb
 
 from functions.common.config import FunctionSettings
 from functions.jobs.app import (
+    ANALYSIS_RUN,
+    ANALYSIS_SWEEP,
     DIAL,
     RETENTION,
     TICK,
@@ -39,18 +41,33 @@ def test_a_task_is_acknowledged_only_once_it_ran_and_comes_back_if_its_worker_di
         "unacked_mutex_expire": 21,
     }
     register(app)
-    assert {TICK, DIAL, RETENTION, WEBHOOK_SWEEP, WEBHOOK_DELIVER} <= set(app.tasks)
+    assert {
+        TICK,
+        DIAL,
+        RETENTION,
+        WEBHOOK_SWEEP,
+        WEBHOOK_DELIVER,
+        ANALYSIS_SWEEP,
+        ANALYSIS_RUN,
+    } <= set(app.tasks)
 
 
-def test_beat_runs_the_campaign_tick_the_webhook_sweep_and_the_retention_purge() -> None:
+def test_beat_runs_the_campaign_tick_the_sweeps_and_the_retention_purge() -> None:
     schedule = beat_schedule(
-        _settings(campaign_tick_s=1.5, retention_purge_interval_s=600, webhook_sweep_s=0.5)
+        _settings(
+            campaign_tick_s=1.5,
+            retention_purge_interval_s=600,
+            webhook_sweep_s=0.5,
+            analysis_sweep_s=2,
+        )
     )
     assert {name: entry["task"] for name, entry in schedule.items()} == {
         "campaigns-tick": TICK,
         "webhooks-sweep": WEBHOOK_SWEEP,
+        "analysis-sweep": ANALYSIS_SWEEP,
         "retention-purge": RETENTION,
     }
+    assert schedule["analysis-sweep"]["schedule"].total_seconds() == 2
     assert schedule["webhooks-sweep"]["schedule"].total_seconds() == 0.5
     assert schedule["campaigns-tick"]["schedule"].total_seconds() == 1.5
     assert schedule["campaigns-tick"]["options"] == {"expires": 3.0}

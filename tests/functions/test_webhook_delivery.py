@@ -174,6 +174,7 @@ def test_deliveries_survive_a_receiver_and_a_worker_killed_mid_run(
         "PARLEY_JOBS_VISIBILITY_TIMEOUT_S": "3",
         "PARLEY_CAMPAIGN_TICK_S": "5",
         "PARLEY_WEBHOOK_SWEEP_S": "0.3",
+        "PARLEY_ANALYSIS_SWEEP_S": "0.5",
         "PARLEY_WEBHOOK_LEASE_S": "3",
         "PARLEY_WEBHOOK_TIMEOUT_S": "2",
         "PARLEY_WEBHOOK_RETRY_BASE_S": "0.3",

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from functions.admin.app import handler as admin
+from functions.analysis import worker as analysis_worker
 from functions.common.config import FunctionSettings
 from functions.consumer.processor import BatchProcessor
 from functions.transfer.app import handler as transfer
@@ -180,6 +181,13 @@ def test_bad_input_is_a_clear_4xx(
     assert invoke(admin, event).status == 400
 
 
+def _requests(sql: psycopg.Connection[Any], tenant_id: str) -> set[str]:
+    rows = sql.execute(
+        "SELECT request_id FROM call_analysis_requests WHERE tenant_id = %s", (tenant_id,)
+    ).fetchall()
+    return {r["request_id"] for r in rows}
+
+
 def _records(events: list[Any]) -> list[ReceivedRecord]:
     return [
         ReceivedRecord("t", 0, i, e.call_id.encode(), e.to_json()) for i, e in enumerate(events)
@@ -209,11 +217,25 @@ def test_the_consumer_records_each_delivery_once_and_the_log_pages(
             await pool.close()
 
     run(project_twice())
-    rows = sql.execute(
-        "SELECT subscription_id, event_type, status FROM webhook_deliveries WHERE tenant_id = %s",
-        (tenant.tenant_id,),
-    ).fetchall()
-    assert len(rows) == 9 and {r["subscription_id"] for r in rows} == {hook["subscription_id"]}
+
+    def recorded() -> list[dict[str, Any]]:
+        return sql.execute(
+            "SELECT subscription_id, event_type, status FROM webhook_deliveries "
+            "WHERE tenant_id = %s",
+            (tenant.tenant_id,),
+        ).fetchall()
+
+    rows = recorded()
+    assert len(rows) == 6 and {r["subscription_id"] for r in rows} == {hook["subscription_id"]}
+    assert sorted({r["event_type"] for r in rows}) == ["call.ended", "call.started"]
+    # call.analyzed comes once a job worker has stored the call's analysis.
+    leased = run(analysis_worker.sweep(rt.settings))
+    mine = [item for item in leased if item.request_id in _requests(sql, tenant.tenant_id)]
+    assert len(mine) == 3
+    for item in leased:
+        run(analysis_worker.run(rt.settings, item))
+    rows = recorded()
+    assert len(rows) == 9
     assert sorted({r["event_type"] for r in rows}) == [
         "call.analyzed",
         "call.ended",
@@ -236,6 +258,8 @@ def test_the_consumer_records_each_delivery_once_and_the_log_pages(
     assert payload["id"] == analyzed[0]["delivery_id"] and payload["type"] == "call.analyzed"
     assert payload["data"]["disposition"] == "resolved" and detail.json()["log"] == []
     assert set(payload["data"]["usage"]) == {"asr_audio_ms", "tts_chars", "llm_tokens"}
+    assert payload["data"]["analysis"]["version"] == 1
+    assert payload["data"]["summary"] == payload["data"]["analysis"]["summary"] == "done"
 
     # Deleting a call takes its deliveries (their payloads hold its data) with it.
     call_id = payload["data"]["call_id"]

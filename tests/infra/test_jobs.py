@@ -25,7 +25,9 @@ def test_workers_run_parley_worker_with_what_they_need_and_no_more(stack: Evalua
     assert env["PARLEY_PUBLIC_BASE_URL"].startswith("https://")  # Twilio calls back the API
     assert {"PARLEY_DATABASE_URL_SECRET_ARN", "PARLEY_REDIS_URL_SECRET_ARN"} <= env.keys()
     assert "PARLEY_TWILIO_AUTH_TOKEN_SECRET_ARN" in env
-    assert "PARLEY_LLM_API_KEY_SECRET_ARN" not in env  # workers never talk to the LLM
+    # The post-call analysis asks the deployment's LLM; the media node's own settings stay out.
+    assert "PARLEY_LLM_API_KEY_SECRET_ARN" in env and "PARLEY_LLM_BASE_URL" in env
+    assert "PARLEY_MEDIA_MAX_CALLS" not in env and "PARLEY_QDRANT_URL" not in env
     pod = worker.inputs["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "job-worker"
     assert pod["terminationGracePeriodSeconds"] >= 60  # the task in hand finishes

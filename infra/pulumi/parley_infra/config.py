@@ -175,7 +175,9 @@ class JobsConfig(_Section):
         20, ge=1, le=10000, description="HPA target: waiting tasks per worker pod."
     )
     cpu: str = Field("500m", description="CPU request = limit per worker pod.")
-    memory: str = Field("1Gi", description="Memory request = limit per worker pod.")
+    # Each task process that analyses calls holds the local MiniLM model (about 350 MB with its
+    # imports, measured): four processes fit in 2 GiB.
+    memory: str = Field("2Gi", description="Memory request = limit per worker pod.")
 
     @model_validator(mode="after")
     def _sizes_ordered(self) -> JobsConfig:
