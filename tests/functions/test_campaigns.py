@@ -309,6 +309,32 @@ def _agent_with_voicemail(sql: psycopg.Connection[Any], tenant: Tenant) -> str:
     return number
 
 
+def _all_day_campaign(
+    api: httpx.Client,
+    name: str,
+    numbers: list[str],
+    *,
+    concurrency: int,
+    cps: float,
+    retry: dict[str, dict[str, float]],
+) -> str:
+    """A campaign of the acme-shop agent calling ``numbers`` (UTC) at any hour of any day."""
+    created = api.post(
+        "/v1/campaigns",
+        json={
+            "name": name,
+            "agent_id": "acme-shop",
+            "window": {"start": "00:00:00", "end": "23:59:59", "days": [1, 2, 3, 4, 5, 6, 7]},
+            "max_concurrency": concurrency,
+            "calls_per_second": cps,
+            "retry": retry,
+            "contacts": [{"number": n, "timezone": "UTC"} for n in numbers],
+        },
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["campaign_id"])
+
+
 def _local_zone(hour: int) -> str:
     """An Etc/GMT zone where it is now about ``hour`` o'clock."""
     offset = (hour - datetime.now(UTC).hour + 12) % 24 - 12  # -12 .. 11
@@ -513,18 +539,14 @@ def test_voicemail_hang_up_and_pause_resume_cancel_while_workers_run(
     line = Line(fake_twilio)
     play(fake_twilio, sql, {n: ["voicemail"] for n in numbers}, line)
     api = httpx.Client(base_url=live_api, headers={"Authorization": tenant.auth}, timeout=30)
-    campaign_id = api.post(
-        "/v1/campaigns",
-        json={
-            "name": "machines",
-            "agent_id": "acme-shop",
-            "window": {"start": "00:00:00", "end": "23:59:59", "days": [1, 2, 3, 4, 5, 6, 7]},
-            "max_concurrency": 2,
-            "calls_per_second": 5,
-            "retry": {"voicemail": {"max_attempts": 1, "backoff_s": 0}},
-            "contacts": [{"number": n, "timezone": "UTC"} for n in numbers],
-        },
-    ).json()["campaign_id"]
+    campaign_id = _all_day_campaign(
+        api,
+        "machines",
+        numbers,
+        concurrency=2,
+        cps=5,
+        retry={"voicemail": {"max_attempts": 1, "backoff_s": 0}},
+    )
     workers.start("worker", "--concurrency=2")
     workers.start("beat")
     api.post(f"/v1/campaigns/{campaign_id}/start").raise_for_status()
@@ -612,18 +634,14 @@ def test_a_worker_killed_mid_dial_places_no_second_call_for_the_attempt(
 
     fake_twilio.before_reply = hold_first
     api = httpx.Client(base_url=live_api, headers={"Authorization": tenant.auth}, timeout=30)
-    campaign_id = api.post(
-        "/v1/campaigns",
-        json={
-            "name": "kill",
-            "agent_id": "acme-shop",
-            "window": {"start": "00:00:00", "end": "23:59:59", "days": [1, 2, 3, 4, 5, 6, 7]},
-            "max_concurrency": 2,
-            "calls_per_second": 10,
-            "retry": {"failed": {"max_attempts": 1, "backoff_s": 0}},
-            "contacts": [{"number": n, "timezone": "UTC"} for n in numbers],
-        },
-    ).json()["campaign_id"]
+    campaign_id = _all_day_campaign(
+        api,
+        "kill",
+        numbers,
+        concurrency=2,
+        cps=10,
+        retry={"failed": {"max_attempts": 1, "backoff_s": 0}},
+    )
     # One process: the task it dies with is the held dial, and no other is half-way (a dial
     # claimed but not yet sent when its worker dies is, rightly, never sent: it ends lost).
     doomed = workers.start("worker", "--concurrency=1")
@@ -668,18 +686,14 @@ def test_failed_dials_say_why_in_the_progress(
     fake_twilio.fail_with = 400  # Twilio refuses every dial: "Invalid 'To' Phone Number"
     numbers = [f"+1555030{i:04d}" for i in range(3)]
     api = httpx.Client(base_url=live_api, headers={"Authorization": tenant.auth}, timeout=30)
-    campaign_id = api.post(
-        "/v1/campaigns",
-        json={
-            "name": "refused",
-            "agent_id": "acme-shop",
-            "window": {"start": "00:00:00", "end": "23:59:59", "days": [1, 2, 3, 4, 5, 6, 7]},
-            "max_concurrency": 3,
-            "calls_per_second": 10,
-            "retry": {"failed": {"max_attempts": 2, "backoff_s": 0.2}},
-            "contacts": [{"number": n, "timezone": "UTC"} for n in numbers],
-        },
-    ).json()["campaign_id"]
+    campaign_id = _all_day_campaign(
+        api,
+        "refused",
+        numbers,
+        concurrency=3,
+        cps=10,
+        retry={"failed": {"max_attempts": 2, "backoff_s": 0.2}},
+    )
     workers.start("worker", "--concurrency=2")
     workers.start("beat")
     api.post(f"/v1/campaigns/{campaign_id}/start").raise_for_status()
