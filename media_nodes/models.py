@@ -6,7 +6,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from media_nodes.asr.whisper import WhisperAsr, load_asr
+from media_nodes.asr.engine import Asr
+from media_nodes.asr.whisper import load_asr
 from media_nodes.audio import codec
 from media_nodes.audio.end_of_turn import SmartTurnModel
 from media_nodes.audio.vad import SileroModel
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Models:
-    asr: WhisperAsr
+    asr: Asr
     vad: SileroModel
     voice: Voice
     end_of_turn: SmartTurnModel | None = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from media_nodes.asr.whisper import AsrError, Transcript
+from media_nodes.asr.engine import AsrError, Transcript
 from media_nodes.audio.codec import mulaw_to_pcm
 from media_nodes.audio.end_of_turn import WaitPolicy
 from media_nodes.audio.resample import StreamResampler, to_float32
