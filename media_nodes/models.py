@@ -11,7 +11,8 @@ from media_nodes.asr.whisper import load_asr
 from media_nodes.audio import codec
 from media_nodes.audio.end_of_turn import SmartTurnModel
 from media_nodes.audio.vad import SileroModel
-from media_nodes.tts.voice import Voice, load_engine
+from media_nodes.tts.registry import load_engine
+from media_nodes.tts.voice import Voice
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
