@@ -8,6 +8,8 @@ import asyncio
 import math
 from pathlib import Path
 
+import pytest
+
 from media_nodes.dialogue.protocol import DtmfInput, UserTurn
 from media_nodes.pipeline.playout import FRAME_SAMPLES
 from shared.events.models import TurnAgent, TurnUser
@@ -104,10 +106,19 @@ async def test_a_backchannel_holds_the_agent_then_it_goes_on(tmp_path: Path) -> 
     assert [t.text for t in call.payloads(TurnUser)] == [ORDER, "uh-huh"]
 
 
-async def test_what_the_caller_heard_of_a_reply_cut_mid_sentence(tmp_path: Path) -> None:
-    # Short enough that the cut sentence was all sent (the line buffers 0.5 s ahead of playback)
-    # when the caller cut in.
-    tts = FakeTts(ms_per_char=5)
+@pytest.mark.parametrize(
+    "ms_per_char",
+    [
+        pytest.param(5, id="cut-sentence-all-sent"),
+        # The cut sentence was still being sent (the playout keeps 0.5 s ahead of playback):
+        # what was heard of it is a share of its whole length, not of what had been sent.
+        pytest.param(12, id="cut-sentence-partly-sent"),
+    ],
+)
+async def test_what_the_caller_heard_of_a_reply_cut_mid_sentence(
+    tmp_path: Path, ms_per_char: int
+) -> None:
+    tts = FakeTts(ms_per_char=ms_per_char)
     async with fake_call(tmp_path, order_dialogue(), tts=tts) as call:
         await ask_for_order(call)
         await call.until(lambda: sent_frames(call, 1) > 0)
@@ -123,15 +134,13 @@ async def test_what_the_caller_heard_of_a_reply_cut_mid_sentence(tmp_path: Path)
     # What the line played, piece by piece, in words: the pieces whose marks came back whole,
     # then the share of the cut piece's frames that played before the clear.
     reply_pieces = [text for text in tts.spoken if text in LONG_REPLY]
-    runs = [p for p in call.line.pieces() if p.mark.startswith("t1-")]
-    assert len(runs) == len(reply_pieces) == 2, (runs, reply_pieces)
-    whole = [
-        text
-        for text, run in zip(reply_pieces, runs, strict=True)
-        if run.mark in call.line.accepted_marks
-    ]
-    assert whole == reply_pieces[:1]
+    assert len(reply_pieces) == 2, reply_pieces
+    runs = call.line.pieces()[1:3]  # after the greeting's
+    assert runs[0].mark.startswith("t1-") and runs[0].mark in call.line.accepted_marks
+    assert runs[0].frames == math.ceil(tts.samples_for(reply_pieces[0]) / FRAME_SAMPLES)
+    whole = reply_pieces[:1]
     cut_text, cut_run = reply_pieces[1], runs[1]
+    assert cut_run.mark not in call.line.accepted_marks
     assert 0 < cut_run.heard_frames < cut_run.frames
     share = cut_run.heard_frames / math.ceil(tts.samples_for(cut_text) / FRAME_SAMPLES)
     cut_words = cut_text.split()
