@@ -46,8 +46,8 @@ test: setup  ## Run the whole test suite against real servers, plus lint and typ
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-test-fast: setup  ## Only the tests that need no server
-	$(VENV)/bin/pytest -q -m "not integration"
+test-fast: setup  ## Only the tests that need no server and no speech model
+	$(VENV)/bin/pytest -q -m "not integration and not models"
 
 lint:  ## ruff + mypy
 	$(VENV)/bin/ruff check .

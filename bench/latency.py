@@ -156,7 +156,7 @@ def order_number_clip() -> tuple[Say, str]:
     the TTS (no cache hit), as real calls with their own numbers and names are."""
     global _voice
     from media_nodes.audio.resample import resample
-    from media_nodes.tts.piper import PiperTts
+    from media_nodes.tts.engines.piper import PiperTts
 
     if _voice is None:
         _voice = PiperTts()

@@ -33,7 +33,8 @@ from media_nodes.audio.turn import TurnDetector, TurnEnded
 from media_nodes.audio.vad import SileroModel, StreamingVad
 from media_nodes.simulator import noise
 from media_nodes.simulator.caller import load_wav
-from media_nodes.tts.voice import Voice, load_engine
+from media_nodes.tts.registry import load_engine
+from media_nodes.tts.voice import Voice
 from shared.settings import Settings
 
 AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"

@@ -6,11 +6,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from media_nodes.asr.whisper import WhisperAsr, load_asr
+from media_nodes.asr.engine import Asr
+from media_nodes.asr.whisper import load_asr
 from media_nodes.audio import codec
 from media_nodes.audio.end_of_turn import SmartTurnModel
 from media_nodes.audio.vad import SileroModel
-from media_nodes.tts.voice import Voice, load_engine
+from media_nodes.tts.registry import load_engine
+from media_nodes.tts.voice import Voice
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Models:
-    asr: WhisperAsr
+    asr: Asr
     vad: SileroModel
     voice: Voice
     end_of_turn: SmartTurnModel | None = None

@@ -41,7 +41,7 @@ LINES = {
 
 def main() -> None:
     from media_nodes.audio.resample import resample
-    from media_nodes.tts.piper import PiperTts
+    from media_nodes.tts.engines.piper import PiperTts
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="Make every clip again.")

@@ -110,8 +110,10 @@ class Settings(BaseSettings):
     asr_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="ASR device.")
     asr_threads: int = Field(2, ge=1, le=64, description="CPU threads per ASR inference.")
     asr_concurrency: int = Field(2, ge=1, le=64, description="ASR inferences at once per process.")
-    tts_engine: Literal["auto", "piper", "espeak"] = Field(
-        "auto", description="TTS engine; auto picks Piper when installed, else espeak-ng."
+    tts_engine: str = Field(
+        "auto",
+        description="TTS engine by name (each is a module of media_nodes/tts/engines); auto "
+        "picks Piper when installed, else espeak-ng.",
     )
     endpoint_silence_ms: int = Field(
         400, ge=100, le=5000, description="Silence that ends a caller's turn."
@@ -229,6 +231,18 @@ class Settings(BaseSettings):
     def _database_scheme(cls, value: str) -> str:
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("tts_engine")
+    @classmethod
+    def _known_tts_engine(cls, value: str) -> str:
+        # The names live with the engines (one module each), so adding one changes no setting;
+        # listing them imports no engine.
+        from media_nodes.tts.engines import engine_names
+
+        known = ["auto", *engine_names()]
+        if value not in known:
+            raise ValueError(f"unknown TTS engine {value!r} (known: {', '.join(known)})")
         return value
 
     @field_validator("recording_store")

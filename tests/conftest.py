@@ -171,3 +171,12 @@ def llm_server() -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that load the real speech models (the ``models`` fixture, directly or through a
+    running node) are marked ``models``: ``make test-fast`` leaves them out; the call logic has
+    fast tests on fake engines (tests/media/test_call_logic.py)."""
+    for item in items:
+        if "models" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.models)

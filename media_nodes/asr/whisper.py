@@ -12,7 +12,6 @@ import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,10 @@ import numpy.typing as npt
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.transcribe import get_ctranslate2_storage
 
+from media_nodes.asr.engine import SAMPLE_RATE, AsrError, Transcript
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 # Whisper pads every input to 30 s (3000 feature frames). CTranslate2 accepts shorter windows and a
 # phone turn is short, so we encode the smallest of these windows that holds the turn plus a
 # second of padding: a 10 s window costs a quarter of the CPU with the same transcripts on our
@@ -32,18 +32,6 @@ SAMPLE_RATE = 16000
 WINDOWS_FRAMES = (1000, 2000, 3000)
 TAIL_FRAMES = 100
 MAX_TOKENS_PER_S = 8
-
-
-class AsrError(RuntimeError):
-    """Recognition failed (model error); the message says why."""
-
-
-@dataclass(frozen=True)
-class Transcript:
-    text: str
-    confidence: float | None
-    duration_s: float  # inference time
-    audio_s: float
 
 
 def resolve_model_path(model: str, explicit: Path | None = None) -> Path:
@@ -96,6 +84,8 @@ def _pick_device(device: str) -> tuple[str, str]:
 
 
 class WhisperAsr:
+    """faster-whisper behind :class:`media_nodes.asr.engine.Asr`."""
+
     def __init__(
         self,
         model_path: Path,

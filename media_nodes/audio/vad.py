@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,18 @@ SAMPLE_RATE = 16000
 WINDOW = 512  # samples per inference at 16 kHz: 32 ms
 CONTEXT = 64  # samples of the previous window the model sees
 WINDOW_MS = WINDOW * 1000 // SAMPLE_RATE
+
+VadState = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]  # the model's recurrent state
+
+
+class VadModel(Protocol):
+    """What a call's :class:`StreamingVad` asks of the shared model (Silero in production)."""
+
+    def probability(
+        self, window: npt.NDArray[np.float32], state: VadState
+    ) -> tuple[float, VadState]:
+        """Speech probability of one (context + window) input, and the next recurrent state."""
+        ...
 
 
 def silero_model_path() -> Path:
@@ -47,10 +60,8 @@ class SileroModel:
         )
 
     def probability(
-        self,
-        window: npt.NDArray[np.float32],
-        state: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
-    ) -> tuple[float, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]:
+        self, window: npt.NDArray[np.float32], state: VadState
+    ) -> tuple[float, VadState]:
         """Speech probability of one (context + window) input, and the next recurrent state."""
         h, c = state
         out, h, c = self.session.run(None, {"input": window.reshape(1, -1), "h": h, "c": c})
@@ -60,7 +71,7 @@ class SileroModel:
 class StreamingVad:
     """Feeds arbitrary-sized 16 kHz float chunks; yields one probability per 32 ms window."""
 
-    def __init__(self, model: SileroModel) -> None:
+    def __init__(self, model: VadModel) -> None:
         self._model = model
         self._pending = np.zeros(0, dtype=np.float32)
         self._context = np.zeros(CONTEXT, dtype=np.float32)

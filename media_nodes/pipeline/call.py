@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from media_nodes.asr.whisper import AsrError, Transcript
+from media_nodes.asr.engine import AsrError, Transcript
 from media_nodes.audio.codec import mulaw_to_pcm
 from media_nodes.audio.end_of_turn import WaitPolicy
 from media_nodes.audio.resample import StreamResampler, to_float32
@@ -670,9 +670,10 @@ class CallSession:
                 timing.tts_started_at = time.monotonic()
             return self.playout.new_piece(turn, text)
 
-        def on_audio() -> None:
+        def on_audio(piece: Piece, pcm: npt.NDArray[np.int16]) -> None:
             if timing.tts_first_audio_at is None:
                 timing.tts_first_audio_at = time.monotonic()
+            piece.synthesized += len(pcm)
 
         def on_error(exc: TtsError) -> None:
             self.node.metrics.tts_errors.inc()

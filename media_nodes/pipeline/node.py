@@ -8,9 +8,9 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from media_nodes.asr.whisper import WhisperAsr
+from media_nodes.asr.engine import Asr
 from media_nodes.audio.end_of_turn import SmartTurnModel
-from media_nodes.audio.vad import SileroModel
+from media_nodes.audio.vad import VadModel
 from media_nodes.dialogue.protocol import DialogueFactory
 from media_nodes.metrics import MediaMetrics
 from media_nodes.recording.store import RecordingStore
@@ -34,8 +34,8 @@ def default_node_id() -> str:
 @dataclass
 class MediaNode:
     settings: Settings
-    asr: WhisperAsr
-    vad: SileroModel
+    asr: Asr
+    vad: VadModel
     voice: Voice
     dialogue: DialogueFactory
     bus: EventBus

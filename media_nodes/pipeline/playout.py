@@ -46,7 +46,10 @@ class Piece:
 
     mark: str
     text: str
-    samples: int = 0
+    samples: int = 0  # sent
+    # Synthesized, sent or not: how long the piece is while its end still waits to be sent (the
+    # pacing keeps only lead_s ahead of playback), so what was heard of it is not overstated.
+    synthesized: int = 0
     play_start: float | None = None  # monotonic time its first frame starts playing
     sent_all: bool = False
     played: bool = False
@@ -261,7 +264,8 @@ class Playout:
                 continue
             if piece.play_start is None or now <= piece.play_start or not piece.samples:
                 break
-            fraction = min(1.0, (now - piece.play_start) / piece.duration_s)
+            length_s = max(piece.samples, piece.synthesized) / PHONE_RATE
+            fraction = min(1.0, (now - piece.play_start) / length_s)
             piece_words = piece.text.split()
             words.extend(piece_words[: round(fraction * len(piece_words))])
             if fraction < 1.0:

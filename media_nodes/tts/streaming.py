@@ -27,12 +27,13 @@ async def synthesize_ahead(
     audio: asyncio.Queue[PieceAudio[P] | None],
     *,
     new_piece: Callable[[str], P],
-    on_audio: Callable[[], None],
+    on_audio: Callable[[P, npt.NDArray[np.int16]], None],
     on_error: Callable[[TtsError], None],
     ready: Mapping[str, asyncio.Task[list[npt.NDArray[np.int16]]]] | None = None,
 ) -> None:
     """Speak each sentence from ``sentences`` (until None) into ``audio``: ``new_piece(text)``
     names each piece before its audio, ``(piece, None)`` ends it, a final None ends the reply.
+    ``on_audio(piece, pcm)`` sees each chunk as it is synthesized, before it is queued.
     A piece whose synthesis fails is reported to ``on_error`` and ends with what it had.
     ``ready`` holds pieces whose synthesis started earlier (a speculative reply's first)."""
     previous_chars = 0
@@ -42,7 +43,7 @@ async def synthesize_ahead(
             piece = new_piece(text)
             try:
                 async for pcm in _speak(voice, text, ready):
-                    on_audio()
+                    on_audio(piece, pcm)
                     await audio.put((piece, pcm))
             except TtsError as exc:
                 on_error(exc)

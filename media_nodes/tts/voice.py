@@ -9,7 +9,6 @@ memory). The greeting is put there at startup, so a call's first words go out th
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 
@@ -17,12 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from media_nodes.audio.resample import StreamResampler
-from media_nodes.tts.base import TtsEngine, TtsError
-from media_nodes.tts.espeak import EspeakTts, espeak_available
-from media_nodes.tts.piper import PiperTts, piper_available
+from media_nodes.tts.base import TtsEngine
 from media_nodes.tts.sentences import fit_pieces
-
-log = logging.getLogger(__name__)
 
 PHONE_RATE = 8000
 SILENCE_PEAK = 300  # int16 magnitude below which leading samples count as silence
@@ -91,19 +86,6 @@ class Voice:
 
     def is_cached(self, text: str) -> bool:
         return text in self._cache
-
-
-def load_engine(name: str = "auto", piper_threads: int = 1) -> TtsEngine:
-    """Piper when installed (or asked for), else espeak-ng."""
-    if name in ("auto", "piper") and piper_available():
-        return PiperTts(threads=piper_threads)
-    if name == "piper":
-        raise TtsError("PARLEY_TTS_ENGINE=piper but piper-tts is not installed (parley[piper])")
-    if espeak_available():
-        if name == "auto":
-            log.warning("piper-tts not installed: speaking with espeak-ng")
-        return EspeakTts()
-    raise TtsError("no TTS engine: install parley[piper] or the espeak-ng package")
 
 
 def speakable_pieces(voice: Voice, sentence: str, previous_chars: int) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from media_nodes.asr.whisper import Transcript, WhisperAsr
+from media_nodes.asr.engine import Asr, Transcript
 from media_nodes.simulator.caller import call
 from shared.events.models import TurnAgent, TurnUser
 from tests.media.conftest import PATIENT, NodeFactory, RunningNode, clip
@@ -22,15 +22,22 @@ from tests.media.conftest import PATIENT, NodeFactory, RunningNode, clip
 class HearsNoWords:
     """The node's Whisper, whose transcripts come back empty."""
 
-    def __init__(self, asr: WhisperAsr) -> None:
+    def __init__(self, asr: Asr) -> None:
         self._asr = asr
+
+    @property
+    def device(self) -> str:
+        return self._asr.device
 
     async def transcribe(self, audio: npt.NDArray[np.float32]) -> Transcript:
         heard = await self._asr.transcribe(audio)
         return Transcript("", None, heard.duration_s, heard.audio_s)
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._asr, name)
+    def warm_up(self) -> None:
+        self._asr.warm_up()
+
+    def close(self) -> None:
+        self._asr.close()
 
 
 def counted(running: RunningNode, name: str) -> float:
@@ -50,7 +57,7 @@ async def test_a_barge_in_with_words_is_counted_and_is_not_false(start_node: Nod
 
 async def test_a_barge_in_that_held_no_words_is_a_false_one(start_node: NodeFactory) -> None:
     async with start_node() as running:
-        running.node.asr = HearsNoWords(running.node.asr)  # type: ignore[assignment]
+        running.node.asr = HearsNoWords(running.node.asr)
         result = await call(running.url, [clip("interrupt", barge_in_after_ms=1500)], **PATIENT)
         events = await running.wait_call_ended(result.call_sid)
         barge_ins = counted(running, "parley_barge_ins_total")

@@ -37,7 +37,6 @@ from media_nodes.recording.recorder import CallRecorder
 from media_nodes.recording.store import LocalStore, S3Store, create_store
 from media_nodes.simulator.caller import load_wav
 from media_nodes.transports import twilio
-from media_nodes.tts.espeak import EspeakTts
 from media_nodes.tts.sentences import SentenceSplitter
 from media_nodes.tts.voice import Voice
 from shared.events.models import TURN_TEXT_MAX_CHARS, TurnUser
@@ -218,17 +217,6 @@ def test_sentence_splitter_streams_pieces() -> None:
         pieces.extend(splitter.push(chunk))
     assert pieces == ["Sure, let me look that up for you.", "Mr. Smith's order ships in 3.5 days!"]
     assert splitter.flush() == "Ok"
-
-
-async def test_voices_speak_at_phone_rate(models: Models) -> None:
-    for engine in (models.voice.engine, EspeakTts()):
-        voice = Voice(engine)
-        chunks = [c async for c in voice.speak("Your order ships tomorrow.")]
-        audio = np.concatenate(chunks)
-        assert audio.dtype == np.int16
-        assert 0.8 < len(audio) / 8000 < 4, engine.name
-        assert np.abs(audio.astype(np.int32)).max() > 3000
-        assert np.abs(audio[:80].astype(np.int32)).max() > 0  # leading silence trimmed
 
 
 async def test_piper_speech_is_understood(models: Models) -> None:

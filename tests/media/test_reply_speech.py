@@ -116,7 +116,7 @@ async def test_synthesis_runs_ahead_and_survives_a_failed_piece() -> None:
         sentences,
         audio,
         new_piece=lambda text: text,
-        on_audio=lambda: None,
+        on_audio=lambda piece, pcm: None,
         on_error=errors.append,
     )
     items = []
@@ -182,7 +182,7 @@ async def test_long_read_back_through_piper_plays_without_a_gap(models: Models) 
                 sentences,
                 audio,
                 new_piece=lambda text: playout.new_piece(turn, text),
-                on_audio=lambda: None,
+                on_audio=lambda piece, pcm: None,
                 on_error=fail,
             )
         )

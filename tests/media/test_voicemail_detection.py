@@ -18,7 +18,7 @@ from media_nodes.audio.voicemail import (
     screening_phrase,
     voicemail_phrase,
 )
-from media_nodes.tts.piper import PiperTts
+from media_nodes.tts.engines.piper import PiperTts
 
 RATE = 8000
 

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media_nodes.tts.base import TtsError
+from media_nodes.tts.registry import register_engine
 
 
 def piper_available() -> bool:
@@ -71,3 +72,10 @@ class PiperTts:
 
     def warm_up(self) -> None:
         self._synthesize("Hello.")
+
+
+def _missing() -> str | None:
+    return None if piper_available() else "piper-tts is not installed (parley[piper])"
+
+
+register_engine("piper", PiperTts, missing=_missing, auto_rank=1)

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media_nodes.tts.base import TtsError
+from media_nodes.tts.registry import register_engine
 
 WAV_HEADER_BYTES = 44
 READ_BYTES = 4096
@@ -56,3 +57,10 @@ class EspeakTts:
 
     def warm_up(self) -> None:
         """Nothing to load."""
+
+
+def _missing() -> str | None:
+    return None if espeak_available() else "espeak-ng is not installed (apt-get install espeak-ng)"
+
+
+register_engine("espeak", EspeakTts, missing=_missing, auto_rank=2)
