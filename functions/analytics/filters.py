@@ -19,6 +19,7 @@ from psycopg import sql
 
 from functions.admin.models import TenantSettings
 from functions.common.auth import Principal, require
+from functions.common.call_metadata import METADATA_KEY
 from functions.common.db import db, fetch_one
 from functions.common.errors import invalid
 
@@ -29,6 +30,7 @@ STATE = r"^[A-Za-z0-9_.-]{1,128}$"
 # Words, spaces and speech punctuation only: no quotes beyond apostrophes, no SQL syntax.
 SEARCH = re.compile(r"^[\w\s'.,?!-]{1,200}$")
 SLOT = re.compile(r"^([a-z][a-z0-9_]{0,63})(?::(.{0,200}))?$")
+METADATA = re.compile(r"^(" + METADATA_KEY.strip("^$") + r")(?::(.{0,500}))?$", re.DOTALL)
 MAX_DURATION_MS = 86_400_000
 MAX_LATENCY_MS = 600_000
 MAX_VALUES = 50
@@ -60,6 +62,9 @@ class CallFilter:
     rollup_where: list[sql.Composable] = field(default_factory=list)
     rollup_params: list[Any] = field(default_factory=list)
     exact_only: bool = False
+    # The filter's own parameters as given (JSON values): an export job evaluates them again
+    # where it runs, by the same function.
+    arguments: dict[str, Any] = field(default_factory=dict)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -197,9 +202,18 @@ async def call_filter(
             "'name:value' (to this value, as text). Repeated: all of them.",
         ),
     ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_VALUES,
+            description="What the API client attached to the call: 'KEY' (it is set) or "
+            "'KEY:VALUE' (exactly this value). Repeated: all of them.",
+        ),
+    ] = None,
 ) -> CallFilter:
+    arguments = {k: v for k, v in locals().items() if k != "principal" and v is not None}
     settings = await tenant_settings(principal.tenant_id)
-    f = CallFilter(settings=settings)
+    f = CallFilter(settings=settings, arguments=arguments)
     f.add("c.tenant_id = %s", principal.tenant_id, rollup=True)
     f.started_after = parse_instant(started_after, "query.started_after", f.zone)
     f.started_before = parse_instant(started_before, "query.started_before", f.zone)
@@ -256,7 +270,9 @@ async def call_filter(
         if value is None:
             f.add_exact("c.slots ? %s", name)
         else:
-            f.add_exact("c.slots ->> %s = %s", name, value)
+            # The key test lets the GIN index on slots narrow the rows; the value is compared
+            # as text (a slot may hold a number).
+            f.add_exact("c.slots ? %s AND c.slots ->> %s = %s", name, name, value)
     if q is not None:
         f.add_exact("c.transcript @@ websearch_to_tsquery('english', %s)", q)
     if tool_calls is not None:
@@ -286,4 +302,14 @@ async def call_filter(
             f"AND a.tenant_id = c.tenant_id AND {condition})",
             *((name,) if value is None else (name, value)),
         )
+    for item in metadata or []:
+        match = METADATA.match(item)
+        if match is None:
+            raise invalid("query.metadata", f"use KEY or KEY:VALUE (KEY: {METADATA_KEY})")
+        key, value = match.group(1), match.group(2)
+        # Both forms are answered by the GIN index on calls.metadata.
+        if value is None:
+            f.add_exact("c.metadata ? %s", key)
+        else:
+            f.add_exact("c.metadata @> jsonb_build_object(%s::text, %s::text)", key, value)
     return f

@@ -40,7 +40,7 @@ def _s3() -> Any:
     return boto3.client("s3", region_name=region)
 
 
-def _presigned(stored: str) -> str | None:
+def presigned(stored: str) -> str | None:
     bucket, _, key = stored.removeprefix("s3://").partition("/")
     if not bucket or not key:
         return None
@@ -56,7 +56,7 @@ def recording_link(request: Request, call_id: str, stored: str | None) -> str | 
     if not stored:
         return None
     if stored.startswith("s3://"):
-        return _presigned(stored)
+        return presigned(stored)
     if stored.startswith("file://"):
         return f"{public_base_url(request)}/v1/calls/{quote(call_id, safe='')}/recording"
     return None
@@ -121,11 +121,11 @@ async def get_recording(
     if row is None:
         raise ApiError(404, f"no call '{call_id}'")
     stored = row["recording_url"] or ""
-    if stored.startswith("s3://") and _presigned(stored) is not None:
+    if stored.startswith("s3://") and presigned(stored) is not None:
         if channels == "mono":
             body = await asyncio.to_thread(_s3_object, stored)
             return _wav(mono(body), call_id)
-        return RedirectResponse(_presigned(stored) or "", status_code=307)
+        return RedirectResponse(presigned(stored) or "", status_code=307)
     settings = runtime().settings
     path = local_file(stored, local_root(settings.recording_store, settings.data_dir))
     if path is None or not path.is_file():

@@ -19,14 +19,15 @@ from functions.common.config import FunctionSettings
 from shared.settings import EVERY_PROCESS, REDIS, TRACING, Needs
 
 # What a worker or beat process reads: the database, the broker, Twilio (it places the calls,
-# which call back to the public API URL), the trace collector (a span per task).
+# which call back to the public API URL), the trace collector (a span per task), and where
+# export jobs write their files.
 NEEDS = (
     EVERY_PROCESS
     | REDIS
     | TRACING
     | Needs.of(
         secrets=["PARLEY_TWILIO_AUTH_TOKEN"],
-        settings=["PARLEY_TWILIO_ACCOUNT_SID", "PARLEY_PUBLIC_BASE_URL"],
+        settings=["PARLEY_TWILIO_ACCOUNT_SID", "PARLEY_PUBLIC_BASE_URL", "PARLEY_EXPORT_STORE"],
     )
 )
 
@@ -35,6 +36,9 @@ DIAL = "parley.campaigns.dial"
 RETENTION = "parley.retention.purge"
 WEBHOOK_SWEEP = "parley.webhooks.sweep"
 WEBHOOK_DELIVER = "parley.webhooks.deliver"
+EXPORT_RUN = "parley.exports.run"
+EXPORT_SWEEP = "parley.exports.sweep"
+EXPORT_SWEEP_S = 30.0  # a lost export job waits at most about this long to be sent again
 
 
 @lru_cache(maxsize=8)
@@ -83,6 +87,11 @@ def beat_schedule(settings: FunctionSettings) -> dict[str, dict[str, Any]]:
             "task": WEBHOOK_SWEEP,
             "schedule": timedelta(seconds=settings.webhook_sweep_s),
             "options": {"expires": settings.webhook_sweep_s * 2},
+        },
+        "exports-sweep": {
+            "task": EXPORT_SWEEP,
+            "schedule": timedelta(seconds=EXPORT_SWEEP_S),
+            "options": {"expires": EXPORT_SWEEP_S * 2},
         },
         "retention-purge": {
             "task": RETENTION,

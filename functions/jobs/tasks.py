@@ -14,10 +14,20 @@ from typing import Any, TypeVar
 
 from celery import Celery
 
+from functions.analytics import export_jobs
 from functions.campaigns import schedule, store
 from functions.common.db import db
 from functions.common.runtime import runtime
-from functions.jobs.app import DIAL, RETENTION, TICK, WEBHOOK_DELIVER, WEBHOOK_SWEEP, send
+from functions.jobs.app import (
+    DIAL,
+    EXPORT_RUN,
+    EXPORT_SWEEP,
+    RETENTION,
+    TICK,
+    WEBHOOK_DELIVER,
+    WEBHOOK_SWEEP,
+    send,
+)
 from functions.transfer import service
 from functions.voice import calls
 from functions.webhooks import delivery
@@ -203,6 +213,14 @@ def webhooks_deliver(delivery_id: str, token: str) -> str:
     return _run(WEBHOOK_DELIVER, deliver_webhook(delivery_id, token))
 
 
+def exports_run(export_id: str) -> str:
+    return _run(EXPORT_RUN, export_jobs.run_export(export_id))
+
+
+def exports_sweep() -> dict[str, int]:
+    return _run(EXPORT_SWEEP, export_jobs.sweep_exports())
+
+
 def register(app: Celery) -> None:
     """Attach the tasks to ``app`` (the worker's)."""
     app.task(name=TICK)(campaigns_tick)
@@ -210,3 +228,5 @@ def register(app: Celery) -> None:
     app.task(name=RETENTION)(retention_purge)
     app.task(name=WEBHOOK_SWEEP)(webhooks_sweep)
     app.task(name=WEBHOOK_DELIVER)(webhooks_deliver)
+    app.task(name=EXPORT_RUN)(exports_run)
+    app.task(name=EXPORT_SWEEP)(exports_sweep)
