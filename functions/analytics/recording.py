@@ -36,8 +36,12 @@ router = APIRouter(tags=["calls"], responses=ERROR_RESPONSES)
 def _s3() -> Any:
     import boto3
 
+    from botocore.config import Config
+
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", region_name=region)
+    # Signature version 4: S3 refuses older signatures on objects encrypted with KMS (the
+    # deployed buckets are) and on buckets made since 2020; boto3 still presigns with version 2.
+    return boto3.client("s3", region_name=region, config=Config(signature_version="s3v4"))
 
 
 def presigned(stored: str) -> str | None:
