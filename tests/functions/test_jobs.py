@@ -13,6 +13,9 @@ from psycopg.types.json import Jsonb
 from functions.common.config import FunctionSettings
 from functions.jobs.app import (
     DIAL,
+    EXPORT_RUN,
+    EXPORT_SWEEP,
+    EXPORT_SWEEP_S,
     RETENTION,
     TICK,
     WEBHOOK_DELIVER,
@@ -39,22 +42,26 @@ def test_a_task_is_acknowledged_only_once_it_ran_and_comes_back_if_its_worker_di
         "unacked_mutex_expire": 21,
     }
     register(app)
-    assert {TICK, DIAL, RETENTION, WEBHOOK_SWEEP, WEBHOOK_DELIVER} <= set(app.tasks)
+    assert {TICK, DIAL, RETENTION, WEBHOOK_SWEEP, WEBHOOK_DELIVER, EXPORT_RUN, EXPORT_SWEEP} <= set(
+        app.tasks
+    )
 
 
-def test_beat_runs_the_campaign_tick_the_webhook_sweep_and_the_retention_purge() -> None:
+def test_beat_runs_the_campaign_tick_the_sweeps_and_the_retention_purge() -> None:
     schedule = beat_schedule(
         _settings(campaign_tick_s=1.5, retention_purge_interval_s=600, webhook_sweep_s=0.5)
     )
     assert {name: entry["task"] for name, entry in schedule.items()} == {
         "campaigns-tick": TICK,
         "webhooks-sweep": WEBHOOK_SWEEP,
+        "exports-sweep": EXPORT_SWEEP,
         "retention-purge": RETENTION,
     }
     assert schedule["webhooks-sweep"]["schedule"].total_seconds() == 0.5
     assert schedule["campaigns-tick"]["schedule"].total_seconds() == 1.5
     assert schedule["campaigns-tick"]["options"] == {"expires": 3.0}
     assert schedule["retention-purge"]["schedule"].total_seconds() == 600
+    assert schedule["exports-sweep"]["schedule"].total_seconds() == EXPORT_SWEEP_S
 
 
 def test_the_retention_task_applies_each_tenants_retention(
