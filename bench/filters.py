@@ -30,12 +30,12 @@ MIGRATION = Path(__file__).resolve().parents[1] / "shared/db/migrations/0383_cal
 
 # What the generator leaves out, set the way the consumer's projection would: a rare escalation
 # reason, slots on a third of the calls, an http tool on a tenth, end reasons, API metadata.
+# (primary_intent is generated from the intents.)
 ENRICH = """
 UPDATE calls SET
     escalation_reason = CASE WHEN disposition = 'escalated_to_human'
         THEN (ARRAY['explicit_request', 'low_confidence', 'policy'])[1 + abs(hashtext(call_id)) % 3]
         END,
-    primary_intent = intents[1],
     end_reason = (ARRAY['hangup', 'hangup', 'hangup', 'agent_end', 'timeout', 'transfer',
                         'error'])[1 + abs(hashtext(call_id || 'e')) % 7],
     slots = CASE WHEN abs(hashtext(call_id || 's')) % 3 = 0
@@ -85,7 +85,8 @@ def main() -> None:
         row = conn.execute("SELECT count(*) FROM calls").fetchone()
         if not row or row[0] == 0:
             print(f"generating {args.calls:,} calls ...", flush=True)
-            generated = generate(url, args.calls)
+            print(f"generated in {generate(url, args.calls):.0f} s", flush=True)
+        if conn.execute("SELECT 1 FROM calls WHERE tools <> '{}' LIMIT 1").fetchone() is None:
             started = time.perf_counter()
             conn.execute("SET session_replication_role = replica")  # rollups rebuilt once below
             conn.execute(ENRICH)
@@ -93,8 +94,7 @@ def main() -> None:
             conn.execute("SET session_replication_role = DEFAULT")
             conn.execute("SELECT parley_rebuild_rollups()")
             conn.execute("VACUUM ANALYZE calls")
-            enriched = time.perf_counter() - started
-            print(f"generated in {generated:.0f} s, enriched in {enriched:.0f} s", flush=True)
+            print(f"enriched in {time.perf_counter() - started:.0f} s", flush=True)
         crm = conn.execute(
             "SELECT metadata ->> 'crm_id' FROM calls WHERE tenant_id = %s AND metadata ? 'crm_id' "
             "ORDER BY started_at LIMIT 1",

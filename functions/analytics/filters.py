@@ -8,6 +8,8 @@ tenant's time zone). Days and weeks of the aggregate are the tenant's too.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -130,6 +132,18 @@ def _names(values: list[str] | None, field_name: str, pattern: str = NAME) -> li
             raise invalid(field_name, f"'{value[:40]}' does not match {pattern}")
         out.append(value)
     return out
+
+
+def _slot_values(name: str, value: str) -> list[str]:
+    """The JSON objects a slot filled with ``value`` (compared as text) can be stored as."""
+    found = [json.dumps({name: value})]
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return found
+    if isinstance(parsed, bool | int) or (isinstance(parsed, float) and math.isfinite(parsed)):
+        found.append(json.dumps({name: parsed}))
+    return found
 
 
 def _range(low: int | None, high: int | None, field_name: str) -> None:
@@ -270,9 +284,11 @@ async def call_filter(
         if value is None:
             f.add_exact("c.slots ? %s", name)
         else:
-            # The key test lets the GIN index on slots narrow the rows; the value is compared
-            # as text (a slot may hold a number).
-            f.add_exact("c.slots ? %s AND c.slots ->> %s = %s", name, name, value)
+            # Containment is what the GIN index on slots answers: {name: value} as a string,
+            # or as the number or boolean it spells; the text comparison keeps the meaning.
+            contained = _slot_values(name, value)
+            either = " OR ".join(["c.slots @> %s::jsonb"] * len(contained))
+            f.add_exact(f"({either}) AND c.slots ->> %s = %s", *contained, name, value)
     if q is not None:
         f.add_exact("c.transcript @@ websearch_to_tsquery('english', %s)", q)
     if tool_calls is not None:

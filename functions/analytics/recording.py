@@ -35,7 +35,6 @@ router = APIRouter(tags=["calls"], responses=ERROR_RESPONSES)
 @lru_cache(maxsize=1)
 def _s3() -> Any:
     import boto3
-
     from botocore.config import Config
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
