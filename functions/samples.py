@@ -35,6 +35,7 @@ _AGENT = {
 
 _WEBHOOK = "wh_" + "0" * 32
 _DELIVERY = "wd_" + "0" * 32
+_EXPORT = "exp_" + "0" * 32
 
 # (function, method, route path, concrete path, query, body)
 ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
@@ -215,6 +216,17 @@ ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
         {"started_after": "2026-11-01", "format": "csv"},
         None,
     ),
+    (
+        "analytics",
+        "POST",
+        "/v1/exports",
+        "/v1/exports",
+        {"started_after": "2026-09-01", "disposition": "resolved", "format": "jsonl"},
+        None,
+    ),
+    ("analytics", "GET", "/v1/exports", "/v1/exports", {"limit": "20"}, None),
+    ("analytics", "GET", "/v1/exports/{export_id}", f"/v1/exports/{_EXPORT}", {}, None),
+    ("analytics", "GET", "/v1/exports/{export_id}/file", f"/v1/exports/{_EXPORT}/file", {}, None),
     ("admin", "DELETE", "/v1/calls/{call_id}", "/v1/calls/call-sample-1", {}, None),
     ("admin", "DELETE", "/v1/callers/{number}", "/v1/callers/+15551230001", {}, None),
     ("admin", "GET", "/v1/audit-log", "/v1/audit-log", {"limit": "50"}, None),
@@ -277,7 +289,12 @@ ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
         "/v1/calls/outbound",
         "/v1/calls/outbound",
         {},
-        {"agent_id": "acme-shop", "to": "+15551230001"},
+        {
+            "agent_id": "acme-shop",
+            "to": "+15551230001",
+            "metadata": {"order_id": "A-1042"},
+            "variables": {"first_name": "Ann"},
+        },
     ),
     (
         "transfer",
@@ -372,6 +389,14 @@ ROUTES: list[tuple[str, str, str, str, dict[str, str], Any]] = [
         {"active": False},
     ),
     ("admin", "DELETE", "/v1/webhooks/{subscription_id}", f"/v1/webhooks/{_WEBHOOK}", {}, None),
+    (
+        "admin",
+        "POST",
+        "/v1/webhooks/{subscription_id}/secret",
+        f"/v1/webhooks/{_WEBHOOK}/secret",
+        {},
+        {"overlap_s": 86400},
+    ),
     (
         "admin",
         "GET",

@@ -11,10 +11,11 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 
-def local_root(location: str, data_dir: Path) -> Path | None:
-    """The folder recordings are written to, or None when they go to S3."""
+def local_root(location: str, data_dir: Path, folder: str = "recordings") -> Path | None:
+    """The folder recordings (or, with ``folder``, another kind of file stored the same way:
+    call exports) are written to, or None when they go to S3."""
     if not location:
-        return data_dir / "recordings"
+        return data_dir / folder
     parsed = urlparse(location)
     if parsed.scheme == "s3":
         return None
@@ -41,7 +42,7 @@ def delete_recording(stored: str, root: Path | None) -> bool:
         bucket, _, key = stored.removeprefix("s3://").partition("/")
         if not bucket or not key:
             return False
-        _s3_client().delete_object(Bucket=bucket, Key=key)
+        s3_client().delete_object(Bucket=bucket, Key=key)
         return True
     path = local_file(stored, root)
     if path is None or not path.is_file():
@@ -50,7 +51,7 @@ def delete_recording(stored: str, root: Path | None) -> bool:
     return True
 
 
-def _s3_client() -> Any:
+def s3_client() -> Any:
     import os
 
     import boto3

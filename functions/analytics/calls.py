@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -56,6 +57,7 @@ _COLUMNS = [
     "end_reason",
     "voice_to_voice_p50_ms",
     "summary",
+    "metadata",
 ]
 # What a call used; with the tenant's prices they make its cost.
 USAGE_COLUMNS = ["asr_audio_ms", "tts_chars", "llm_tokens"]
@@ -101,7 +103,7 @@ def _wants_csv(request: Request, format: str | None) -> bool:
     return choose(request.headers.get("accept"), ("application/json", "text/csv")) == "text/csv"
 
 
-_FREE_TEXT = {"summary", "intents", "disposition", "primary_intent", "end_reason"}
+_FREE_TEXT = {"summary", "intents", "disposition", "primary_intent", "end_reason", "metadata"}
 
 
 def safe_cell(value: Any) -> Any:
@@ -171,6 +173,7 @@ def _csv(items: list[CallSummary], next_cursor: str | None) -> Response:
         data = item.model_dump(mode="json")
         data["intents"] = "|".join(item.intents)
         data["cost"] = item.usage.cost.amount if item.usage.cost else None
+        data["metadata"] = json.dumps(item.metadata, sort_keys=True) if item.metadata else ""
         writer.writerow([safe_cell(data[c]) if c in _FREE_TEXT else data[c] for c in CSV_COLUMNS])
     headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)

@@ -1,9 +1,11 @@
 """GET /v1/calls/export: every call that matches the shared filters, streamed as CSV or JSON
-lines, oldest first, with its slots, transcript, recording link, Twilio CallSid and latest
-analysis (sentiment, success, extracted fields).
+lines, oldest first, with its slots, metadata, transcript, recording link, Twilio CallSid and
+latest analysis (sentiment, success, extracted fields).
 
 The rows come from a server-side cursor read in batches, so memory stays flat however many calls
-match; each batch is written to the response as soon as it is read.
+match; each batch is written to the response as soon as it is read. Behind API Gateway + Lambda
+an answer is buffered and at most 6 MB, so there a larger export is a 413 that points to the
+export jobs (functions/analytics/export_jobs.py), which write the same rows to S3.
 """
 
 from __future__ import annotations
@@ -11,19 +13,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from psycopg import sql
 
 from functions.analytics.calls import SELECT_COLUMNS, call_usage, safe_cell
 from functions.analytics.filters import CallFilter, call_filter
 from functions.common.db import db
-from functions.common.errors import ERROR_RESPONSES, ErrorResponse
+from functions.common.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from functions.common.negotiate import choose
 from functions.common.public_url import public_base_url
 
@@ -34,6 +37,8 @@ JSON_LINES = "application/x-ndjson"
 OFFERS = (CSV, JSON_LINES)
 FORMATS = {"csv": CSV, "jsonl": JSON_LINES}
 BATCH = 1000
+# A Lambda answer (the whole JSON envelope) is at most 6 MiB; this leaves room for the headers.
+LAMBDA_BODY_LIMIT = 6 * 1024 * 1024 - 64 * 1024
 
 COLUMNS = [
     "call_id",
@@ -66,6 +71,7 @@ COLUMNS = [
     "currency",
     "summary",
     "slots",
+    "metadata",
     "recording_url",
     "transcript",
     "analysis_version",
@@ -77,7 +83,7 @@ COLUMNS = [
 ]
 # Cells a caller or the agent could have put words in (spreadsheet formula injection).
 _FREE_TEXT = {"summary", "intents", "tools", "disposition", "primary_intent", "end_reason",
-              "slots", "transcript", "success_reason", "extracted"}  # fmt: skip
+              "slots", "metadata", "transcript", "success_reason", "extracted"}  # fmt: skip
 
 _QUERY = (
     "SELECT {columns}, c.twilio_call_sid, c.slots, c.tool_calls, c.tool_failures, c.tools, "
@@ -102,7 +108,7 @@ def _record(row: dict[str, Any], f: CallFilter, base: str) -> dict[str, Any]:
         # route redirects to a fresh one for a recording in S3.
         link = f"{base}/v1/calls/{quote(row['call_id'], safe='')}/recording"
     return {
-        **{k: row[k] for k in COLUMNS if k in row and k not in ("slots", "extracted")},
+        **{k: row[k] for k in COLUMNS if k in row and k not in ("slots", "metadata", "extracted")},
         # The latest analysis' summary (the LLM's when there is one), else the template's.
         "summary": row["analysis_summary"] or row["summary"],
         "extracted": row["extracted"] if row["analysis_version"] is not None else None,
@@ -113,6 +119,7 @@ def _record(row: dict[str, Any], f: CallFilter, base: str) -> dict[str, Any]:
         "cost": usage.cost.amount if usage.cost else None,
         "currency": usage.cost.currency if usage.cost else None,
         "slots": row["slots"] or {},
+        "metadata": row["metadata"] or {},
         "recording_url": link,
         "transcript": row["turns"] or [],
     }
@@ -129,7 +136,7 @@ def _csv_cell(name: str, value: Any) -> Any:
         return ""
     if name in ("intents", "tools"):
         value = "|".join(value)
-    elif name in ("slots", "extracted"):
+    elif name in ("slots", "metadata", "extracted"):
         value = json.dumps(value, sort_keys=True, ensure_ascii=False) if value else ""
     elif name == "transcript":
         value = "\n".join(f"{t['speaker']}: {t['text']}" for t in value)
@@ -138,22 +145,33 @@ def _csv_cell(name: str, value: Any) -> Any:
     return safe_cell(value) if name in _FREE_TEXT else value
 
 
-async def _rows(f: CallFilter, base: str) -> AsyncIterator[list[dict[str, Any]]]:
+@dataclass
+class Progress:
+    """What an export wrote so far (an export job records it)."""
+
+    rows: int = 0
+    bytes: int = 0
+
+
+async def _rows(
+    f: CallFilter, base: str, progress: Progress
+) -> AsyncIterator[list[dict[str, Any]]]:
     query = sql.SQL(_QUERY).format(columns=SELECT_COLUMNS, where=f.sql())
     async with db() as conn, conn.transaction():
         async with conn.cursor(name="calls_export") as cur:
             cur.itersize = BATCH
             await cur.execute(query, f.params)
             while batch := await cur.fetchmany(BATCH):
+                progress.rows += len(batch)
                 yield [_record(r, f, base) for r in batch]
 
 
-async def _csv_stream(f: CallFilter, base: str) -> AsyncIterator[bytes]:
+async def _csv_stream(f: CallFilter, base: str, progress: Progress) -> AsyncIterator[bytes]:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
     yield out.getvalue().encode()
-    async for batch in _rows(f, base):
+    async for batch in _rows(f, base, progress):
         out.seek(0)
         out.truncate()
         for record in batch:
@@ -161,11 +179,37 @@ async def _csv_stream(f: CallFilter, base: str) -> AsyncIterator[bytes]:
         yield out.getvalue().encode()
 
 
-async def _json_lines(f: CallFilter, base: str) -> AsyncIterator[bytes]:
-    async for batch in _rows(f, base):
+async def _json_lines(f: CallFilter, base: str, progress: Progress) -> AsyncIterator[bytes]:
+    async for batch in _rows(f, base, progress):
         yield "".join(
             json.dumps(r, default=_json_default, ensure_ascii=False) + "\n" for r in batch
         ).encode()
+
+
+async def export_body(
+    f: CallFilter, base: str, media: str, progress: Progress | None = None
+) -> AsyncGenerator[bytes, None]:
+    """The export's bytes in chunks, one per batch of rows: the one row writer of the streamed
+    answer, the buffered (Lambda) answer and the export jobs (analytics/export_jobs.py)."""
+    progress = progress if progress is not None else Progress()
+    chunks = _csv_stream(f, base, progress) if media == CSV else _json_lines(f, base, progress)
+    async for chunk in chunks:
+        progress.bytes += len(chunk)
+        yield chunk
+
+
+async def _buffered(body: AsyncGenerator[bytes, None], limit: int) -> bytes | None:
+    """The whole body if its Lambda answer stays within ``limit`` bytes, else None (it stops
+    reading there). The runtime sends the body as JSON text, escaped, so that is what counts."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in body:
+        size += len(json.dumps(chunk.decode())) - 2
+        if size > limit:
+            await body.aclose()
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 @router.get(
@@ -184,6 +228,11 @@ async def _json_lines(f: CallFilter, base: str) -> AsyncIterator[bytes]:
             "model": ErrorResponse,
             "description": "The Accept header allows neither CSV nor JSON lines.",
         },
+        413: {
+            "model": ErrorResponse,
+            "description": "Deployed (API Gateway + Lambda), an answer over 6 MB cannot be "
+            "sent: create an export job with POST /v1/exports and the same query.",
+        },
     },
 )
 async def export_calls(
@@ -193,14 +242,22 @@ async def export_calls(
         Literal["csv", "jsonl"] | None,
         Query(description="Choose without an Accept header (a link, curl): wins over Accept."),
     ] = None,
-) -> StreamingResponse:
+) -> Response:
     media = FORMATS[format] if format else choose(request.headers.get("accept"), OFFERS)
     base = public_base_url(request)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     extension = "csv" if media == CSV else "jsonl"
-    body = _csv_stream(f, base) if media == CSV else _json_lines(f, base)
-    return StreamingResponse(
-        body,
-        media_type=f"{media}; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.{extension}"'},
-    )
+    body = export_body(f, base, media)
+    headers = {"Content-Disposition": f'attachment; filename="calls-{stamp}.{extension}"'}
+    if "aws.event" in request.scope:
+        # Behind API Gateway the Lambda's answer is buffered whole and capped at 6 MB: a larger
+        # one would fail as a bare 5xx after the work was done, so it is refused in words.
+        whole = await _buffered(body, LAMBDA_BODY_LIMIT)
+        if whole is None:
+            raise ApiError(
+                413,
+                "this export is larger than the 6 MB a direct answer can carry here: create an "
+                "export job with POST /v1/exports and the same query, and download its file",
+            )
+        return Response(whole, media_type=f"{media}; charset=utf-8", headers=headers)
+    return StreamingResponse(body, media_type=f"{media}; charset=utf-8", headers=headers)

@@ -8,6 +8,8 @@ tenant's time zone). Days and weeks of the aggregate are the tenant's too.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -19,6 +21,7 @@ from psycopg import sql
 
 from functions.admin.models import TenantSettings
 from functions.common.auth import Principal, require
+from functions.common.call_metadata import METADATA_KEY
 from functions.common.db import db, fetch_one
 from functions.common.errors import invalid
 
@@ -29,6 +32,7 @@ STATE = r"^[A-Za-z0-9_.-]{1,128}$"
 # Words, spaces and speech punctuation only: no quotes beyond apostrophes, no SQL syntax.
 SEARCH = re.compile(r"^[\w\s'.,?!-]{1,200}$")
 SLOT = re.compile(r"^([a-z][a-z0-9_]{0,63})(?::(.{0,200}))?$")
+METADATA = re.compile(r"^(" + METADATA_KEY.strip("^$") + r")(?::(.{0,500}))?$", re.DOTALL)
 MAX_DURATION_MS = 86_400_000
 MAX_LATENCY_MS = 600_000
 MAX_VALUES = 50
@@ -65,6 +69,9 @@ class CallFilter:
     rollup_where: list[sql.Composable] = field(default_factory=list)
     rollup_params: list[Any] = field(default_factory=list)
     exact_only: bool = False
+    # The filter's own parameters as given (JSON values): an export job evaluates them again
+    # where it runs, by the same function.
+    arguments: dict[str, Any] = field(default_factory=dict)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -130,6 +137,18 @@ def _names(values: list[str] | None, field_name: str, pattern: str = NAME) -> li
             raise invalid(field_name, f"'{value[:40]}' does not match {pattern}")
         out.append(value)
     return out
+
+
+def _slot_values(name: str, value: str) -> list[str]:
+    """The JSON objects a slot filled with ``value`` (compared as text) can be stored as."""
+    found = [json.dumps({name: value})]
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return found
+    if isinstance(parsed, bool | int) or (isinstance(parsed, float) and math.isfinite(parsed)):
+        found.append(json.dumps({name: parsed}))
+    return found
 
 
 def _range(low: int | None, high: int | None, field_name: str) -> None:
@@ -221,9 +240,18 @@ async def call_filter(
             "'name:value' (to this value, compared as text). Repeated: all of them.",
         ),
     ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_VALUES,
+            description="What the API client attached to the call: 'KEY' (it is set) or "
+            "'KEY:VALUE' (exactly this value). Repeated: all of them.",
+        ),
+    ] = None,
 ) -> CallFilter:
+    arguments = {k: v for k, v in locals().items() if k != "principal" and v is not None}
     settings = await tenant_settings(principal.tenant_id)
-    f = CallFilter(settings=settings)
+    f = CallFilter(settings=settings, arguments=arguments)
     f.add("c.tenant_id = %s", principal.tenant_id, rollup=True)
     f.started_after = parse_instant(started_after, "query.started_after", f.zone)
     f.started_before = parse_instant(started_before, "query.started_before", f.zone)
@@ -280,7 +308,11 @@ async def call_filter(
         if value is None:
             f.add_exact("c.slots ? %s", name)
         else:
-            f.add_exact("c.slots ->> %s = %s", name, value)
+            # Containment is what the GIN index on slots answers: {name: value} as a string,
+            # or as the number or boolean it spells; the text comparison keeps the meaning.
+            contained = _slot_values(name, value)
+            either = " OR ".join(["c.slots @> %s::jsonb"] * len(contained))
+            f.add_exact(f"({either}) AND c.slots ->> %s = %s", *contained, name, value)
     if q is not None:
         f.add_exact("c.transcript @@ websearch_to_tsquery('english', %s)", q)
     if tool_calls is not None:
@@ -311,6 +343,16 @@ async def call_filter(
             *((name,) if value is None else (name, value)),
         )
     _analysis_filters(f, sentiment, success, analyzed, extracted)
+    for item in metadata or []:
+        match = METADATA.match(item)
+        if match is None:
+            raise invalid("query.metadata", f"use KEY or KEY:VALUE (KEY: {METADATA_KEY})")
+        key, value = match.group(1), match.group(2)
+        # Both forms are answered by the GIN index on calls.metadata.
+        if value is None:
+            f.add_exact("c.metadata ? %s", key)
+        else:
+            f.add_exact("c.metadata @> jsonb_build_object(%s::text, %s::text)", key, value)
     return f
 
 

@@ -43,6 +43,10 @@ class CallSummary(BaseModel):
         description="The call's median voice-to-voice latency."
     )
     summary: str | None
+    metadata: dict[str, str] = Field(
+        description="What the API client attached when it placed the call (POST /v1/calls/"
+        "outbound); {} for others."
+    )
     usage: Usage
 
 

@@ -35,12 +35,15 @@ router = APIRouter(tags=["calls"], responses=ERROR_RESPONSES)
 @lru_cache(maxsize=1)
 def _s3() -> Any:
     import boto3
+    from botocore.config import Config
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", region_name=region)
+    # Signature version 4: S3 refuses older signatures on objects encrypted with KMS (the
+    # deployed buckets are) and on buckets made since 2020; boto3 still presigns with version 2.
+    return boto3.client("s3", region_name=region, config=Config(signature_version="s3v4"))
 
 
-def _presigned(stored: str) -> str | None:
+def presigned(stored: str) -> str | None:
     bucket, _, key = stored.removeprefix("s3://").partition("/")
     if not bucket or not key:
         return None
@@ -56,7 +59,7 @@ def recording_link(request: Request, call_id: str, stored: str | None) -> str | 
     if not stored:
         return None
     if stored.startswith("s3://"):
-        return _presigned(stored)
+        return presigned(stored)
     if stored.startswith("file://"):
         return f"{public_base_url(request)}/v1/calls/{quote(call_id, safe='')}/recording"
     return None
@@ -121,11 +124,11 @@ async def get_recording(
     if row is None:
         raise ApiError(404, f"no call '{call_id}'")
     stored = row["recording_url"] or ""
-    if stored.startswith("s3://") and _presigned(stored) is not None:
+    if stored.startswith("s3://") and presigned(stored) is not None:
         if channels == "mono":
             body = await asyncio.to_thread(_s3_object, stored)
             return _wav(mono(body), call_id)
-        return RedirectResponse(_presigned(stored) or "", status_code=307)
+        return RedirectResponse(presigned(stored) or "", status_code=307)
     settings = runtime().settings
     path = local_file(stored, local_root(settings.recording_store, settings.data_dir))
     if path is None or not path.is_file():

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from functions.campaigns import schedule, store
 from functions.common.auth import Principal, require
+from functions.common.call_metadata import VARIABLE
 from functions.common.db import db, fetch_all, fetch_one
 from functions.common.errors import ERROR_RESPONSES, ApiError, invalid
 from functions.common.runtime import runtime
@@ -25,7 +26,6 @@ router = APIRouter(tags=["campaigns"], responses=ERROR_RESPONSES)
 E164 = r"^\+[1-9][0-9]{6,14}$"
 MAX_CONTACTS = 10_000
 MAX_UPLOAD_BYTES = 2_000_000
-VARIABLE = r"^[a-z][a-z0-9_]{0,63}$"
 
 
 class _Body(BaseModel):

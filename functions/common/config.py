@@ -99,12 +99,49 @@ class FunctionSettings(Settings):
         le=600,
         description="Seconds the LLM has for each part of a call's analysis (off the call's path).",
     )
+    webhook_secret_overlap_s: float = Field(
+        86400.0,
+        ge=0,
+        le=7 * 86400,
+        description=(
+            "Seconds a rotated webhook secret keeps signing deliveries beside the new one "
+            "(POST /v1/webhooks/{id}/secret may choose another overlap)."
+        ),
+    )
+    export_store: str = Field(
+        "",
+        description=(
+            "Where export jobs (POST /v1/exports) write their files: empty = data_dir/exports, "
+            "an absolute path, file://PATH, or s3://bucket/prefix."
+        ),
+    )
+    export_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        le=7 * 86400,
+        description="Seconds a finished export's file can be downloaded before it is deleted.",
+    )
+    export_lease_s: float = Field(
+        900.0,
+        gt=0,
+        description=(
+            "Seconds an export job belongs to the worker that took it; after that (the worker "
+            "died) the sweep gives it to another."
+        ),
+    )
 
     @field_validator("public_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s):// URL")
+        return value.rstrip("/")
+
+    @field_validator("export_store")
+    @classmethod
+    def _export_store(cls, value: str) -> str:
+        if value and not value.startswith(("s3://", "file://", "/")):
+            raise ValueError("must be empty, an absolute path, file://... or s3://bucket/prefix")
         return value.rstrip("/")
 
     @field_validator("trusted_proxies")

@@ -20,7 +20,7 @@ from shared.settings import EVERY_PROCESS, REDIS, TRACING, Needs
 
 # What a worker or beat process reads: the database, the broker, Twilio (it places the calls,
 # which call back to the public API URL), the trace collector (a span per task), the LLM (the
-# post-call analysis asks it when one is configured).
+# post-call analysis asks it when one is configured), and where export jobs write their files.
 NEEDS = (
     EVERY_PROCESS
     | REDIS
@@ -32,6 +32,7 @@ NEEDS = (
             "PARLEY_PUBLIC_BASE_URL",
             "PARLEY_LLM_BASE_URL",
             "PARLEY_LLM_MODEL",
+            "PARLEY_EXPORT_STORE",
         ],
     )
 )
@@ -43,6 +44,9 @@ WEBHOOK_SWEEP = "parley.webhooks.sweep"
 WEBHOOK_DELIVER = "parley.webhooks.deliver"
 ANALYSIS_SWEEP = "parley.analysis.sweep"
 ANALYSIS_RUN = "parley.analysis.run"
+EXPORT_RUN = "parley.exports.run"
+EXPORT_SWEEP = "parley.exports.sweep"
+EXPORT_SWEEP_S = 30.0  # a lost export job waits at most about this long to be sent again
 
 
 @lru_cache(maxsize=8)
@@ -96,6 +100,11 @@ def beat_schedule(settings: FunctionSettings) -> dict[str, dict[str, Any]]:
             "task": ANALYSIS_SWEEP,
             "schedule": timedelta(seconds=settings.analysis_sweep_s),
             "options": {"expires": settings.analysis_sweep_s * 2},
+        },
+        "exports-sweep": {
+            "task": EXPORT_SWEEP,
+            "schedule": timedelta(seconds=EXPORT_SWEEP_S),
+            "options": {"expires": EXPORT_SWEEP_S * 2},
         },
         "retention-purge": {
             "task": RETENTION,

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from celery import Celery
 
+from functions.analytics import export_jobs
 from functions.campaigns import schedule, store
 from functions.common.db import db
 from functions.common.runtime import runtime
@@ -21,6 +22,8 @@ from functions.jobs.app import (
     ANALYSIS_RUN,
     ANALYSIS_SWEEP,
     DIAL,
+    EXPORT_RUN,
+    EXPORT_SWEEP,
     RETENTION,
     TICK,
     WEBHOOK_DELIVER,
@@ -239,6 +242,14 @@ def analysis_run(request_id: str, token: str) -> str:
     return _run(ANALYSIS_RUN, analyze_call(request_id, token))
 
 
+def exports_run(export_id: str) -> str:
+    return _run(EXPORT_RUN, export_jobs.run_export(export_id))
+
+
+def exports_sweep() -> dict[str, int]:
+    return _run(EXPORT_SWEEP, export_jobs.sweep_exports())
+
+
 def register(app: Celery) -> None:
     """Attach the tasks to ``app`` (the worker's)."""
     app.task(name=TICK)(campaigns_tick)
@@ -248,3 +259,5 @@ def register(app: Celery) -> None:
     app.task(name=WEBHOOK_DELIVER)(webhooks_deliver)
     app.task(name=ANALYSIS_SWEEP)(analysis_sweep)
     app.task(name=ANALYSIS_RUN)(analysis_run)
+    app.task(name=EXPORT_RUN)(exports_run)
+    app.task(name=EXPORT_SWEEP)(exports_sweep)

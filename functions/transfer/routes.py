@@ -5,15 +5,24 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.common.auth import Principal, require
+from functions.common.call_metadata import (
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE,
+    MAX_VARIABLES,
+    METADATA_KEY,
+    check_metadata,
+    check_variables,
+)
 from functions.common.db import db, fetch_one
 from functions.common.errors import ERROR_RESPONSES, ApiError
 from functions.common.public_url import public_base_url
 from functions.common.runtime import runtime
 from functions.transfer import service
 from functions.voice import calls
+from functions.voice.routes import RESERVED_PARAMETERS
 from functions.webhooks import outcomes
 from shared.agents.dispositions import ESCALATED
 
@@ -41,6 +50,29 @@ class OutboundRequest(BaseModel):
     from_number: str | None = Field(
         None, pattern=E164, description="One of the tenant's numbers; default: the agent's first."
     )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"Your own keys for the call (an order or CRM id): up to {MAX_METADATA_KEYS} "
+        f"keys matching {METADATA_KEY}, values up to {MAX_METADATA_VALUE} characters. Stored "
+        "with the call, shown in its detail, list and export, filterable with "
+        "?metadata=KEY:VALUE. Never sent to the agent.",
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"Passed to the agent as {{{{ vars.NAME }}}}, like a campaign contact's: up "
+        f"to {MAX_VARIABLES}, lower_snake_case names, values up to 500 characters; the names "
+        f"that identify the call ({', '.join(sorted(RESERVED_PARAMETERS))}) are refused.",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_metadata(value)
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_variables(value, RESERVED_PARAMETERS)
 
 
 class OutboundResult(BaseModel):
@@ -148,9 +180,15 @@ async def outbound(
                 to_number=body.to,
                 direction="outbound-api",
                 status=placed.status if placed.status in ("queued", "initiated") else "queued",
+                metadata=body.metadata,
+                variables=body.variables,
             ),
             route,
         )
+        if recorded.known:
+            # The voice webhook recorded the call first (it was answered very fast): what the
+            # client attached is added to that row rather than lost.
+            await calls.attach(conn, placed.call_sid, body.metadata, body.variables)
     return OutboundResult(
         call_id=recorded.call_id, twilio_call_sid=placed.call_sid, status=placed.status
     )

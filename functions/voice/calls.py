@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
 from functions.common.db import fetch_one
 from shared.db.projection import STATUS_RANK
@@ -33,6 +34,8 @@ class NewCall:
     to_number: str
     direction: str
     status: str
+    metadata: dict[str, str] = field(default_factory=dict)  # the API client's keys
+    variables: dict[str, str] = field(default_factory=dict)  # for the agent ({{ vars.NAME }})
 
 
 def new_call_id() -> str:
@@ -110,8 +113,8 @@ async def record_call(
         conn,
         """INSERT INTO calls (call_id, tenant_id, agent_id, agent_version, twilio_call_sid,
                from_number, to_number, direction, status, status_rank, node_id, disposition,
-               end_reason)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               end_reason, metadata, variables)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (twilio_call_sid) DO UPDATE SET
                node_id = COALESCE(EXCLUDED.node_id, calls.node_id),
                disposition = CASE
@@ -139,6 +142,8 @@ async def record_call(
             node_id,
             disposition,
             reason,
+            Jsonb(call.metadata),
+            Jsonb(call.variables),
         ),
     )
     if row is not None:
@@ -148,6 +153,31 @@ async def record_call(
     )
     assert settled is not None
     return RecordedCall(str(settled["call_id"]), known=True, settled=True)
+
+
+async def attach(
+    conn: AsyncConnection[Any],
+    call_sid: str,
+    metadata: dict[str, str],
+    variables: dict[str, str],
+) -> None:
+    """Add what the API client attached to an existing call row; keys it already has keep
+    their values (a record of a call only grows)."""
+    if not metadata and not variables:
+        return
+    await conn.execute(
+        "UPDATE calls SET metadata = %s || metadata, variables = %s || variables, "
+        "updated_at = now() WHERE twilio_call_sid = %s",
+        (Jsonb(metadata), Jsonb(variables), call_sid),
+    )
+
+
+async def agent_variables(conn: AsyncConnection[Any], call_sid: str) -> dict[str, str]:
+    """The variables the API client gave the agent of a call it placed (none for others)."""
+    row = await fetch_one(
+        conn, "SELECT variables FROM calls WHERE twilio_call_sid = %s", (call_sid,)
+    )
+    return {str(k): str(v) for k, v in ((row or {}).get("variables") or {}).items()}
 
 
 @dataclass(frozen=True)

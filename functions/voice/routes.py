@@ -152,7 +152,12 @@ async def voice_webhook(request: Request) -> Response:
             logger.warning("no media node capacity", call_id=recorded.call_id)
             return _xml(twiml.say_and_hang_up(twiml.BUSY_MESSAGE))
         recorded = await calls.record_call(conn, call, route, node_id=node.node_id)
-        variables = await campaigns.variables_for_call(conn, call_sid) if attempt_id else {}
+        if attempt_id:
+            variables = await campaigns.variables_for_call(conn, call_sid)
+        elif outbound:
+            variables = await calls.agent_variables(conn, call_sid)  # POST /v1/calls/outbound
+        else:
+            variables = {}
     if recorded.settled or (recorded.known and await _stream_started(recorded.call_id)):
         return _already_connected(recorded)
     call_id = recorded.call_id
@@ -167,8 +172,8 @@ async def voice_webhook(request: Request) -> Response:
     )
     record = route.recording or bool(route.tenant_settings.get("recording_enabled"))
     # The media node reads these names (media_nodes/identity.py); it trusts only the token's claims.
-    # A campaign contact's variables reach the agent as {{ vars.NAME }}; they never replace the
-    # parameters that identify the call.
+    # A campaign contact's variables, or those the API client gave an outbound call, reach the
+    # agent as {{ vars.NAME }}; they never replace the parameters that identify the call.
     parameters = {k: v for k, v in variables.items() if k not in RESERVED_PARAMETERS}
     parameters |= {
         "call_id": call_id,

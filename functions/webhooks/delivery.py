@@ -89,7 +89,9 @@ async def lease_due(
 async def deliver(conn: AsyncConnection[Any], settings: FunctionSettings, leased: Leased) -> str:
     """POST one leased delivery once; returns what became of it."""
     cur = await conn.execute(
-        """SELECT d.payload, d.attempts, s.url, s.secret, s.active, s.deleted_at
+        """SELECT d.payload, d.attempts, s.url, s.secret, s.active, s.deleted_at,
+                  CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END
+                      AS previous_secret
            FROM webhook_deliveries d JOIN webhook_subscriptions s USING (subscription_id)
            WHERE d.delivery_id = %s AND d.lease_token = %s AND d.status = 'pending'""",
         (leased.delivery_id, leased.token),
@@ -109,7 +111,11 @@ async def deliver(conn: AsyncConnection[Any], settings: FunctionSettings, leased
         "User-Agent": USER_AGENT,
         signing.ID_HEADER: leased.delivery_id,
         signing.TIMESTAMP_HEADER: str(timestamp),
-        signing.SIGNATURE_HEADER: signing.sign(row["secret"], timestamp, body),
+        signing.SIGNATURE_HEADER: signing.signatures(
+            [row["secret"], *([row["previous_secret"]] if row["previous_secret"] else [])],
+            timestamp,
+            body,
+        ),
         signing.ATTEMPT_HEADER: str(attempt),
     }
     started = datetime.now(UTC)

@@ -25,6 +25,7 @@ router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
 
 MAX_SUBSCRIPTIONS = 20
 MAX_PAGE = 500
+MAX_OVERLAP_S = 7 * 86400
 SubscriptionId = Path(pattern=r"^wh_[0-9a-f]{32}$", description="A subscription's id.")
 DeliveryId = Path(pattern=r"^wd_[0-9a-f]{32}$", description="A delivery's id.")
 DeliveryStatus = Literal["pending", "delivered", "dead", "canceled"]
@@ -69,11 +70,40 @@ class Webhook(BaseModel):
     active: bool
     created_at: datetime
     updated_at: datetime
+    secret_rotated_at: datetime | None = Field(
+        None, description="When the secret was last rotated (POST /v1/webhooks/{id}/secret)."
+    )
+    previous_secret_expires_at: datetime | None = Field(
+        None,
+        description="Until then deliveries carry a second signature, by the secret the last "
+        "rotation replaced; null when they carry one.",
+    )
 
 
 class WebhookCreated(Webhook):
     secret: str = Field(
         description="The HMAC key of the signatures. Shown only now: store it with the receiver."
+    )
+
+
+class SecretRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overlap_s: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_OVERLAP_S,
+        description="Seconds the replaced secret keeps signing deliveries beside the new one; "
+        "default PARLEY_WEBHOOK_SECRET_OVERLAP_S (24 h). 0: it stops now (a leaked secret).",
+    )
+
+
+class RotatedSecret(BaseModel):
+    subscription_id: str
+    secret: str = Field(description="The new HMAC key. Shown only now: give it to the receiver.")
+    secret_rotated_at: datetime
+    previous_secret_expires_at: datetime | None = Field(
+        description="Until then deliveries are signed with the new and the previous secret "
+        "(two v1= entries); null with overlap_s 0."
     )
 
 
@@ -112,7 +142,12 @@ class DeliveryPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as cursor for the next (older) page.")
 
 
-_SUBSCRIPTION = "subscription_id, url, events, description, active, created_at, updated_at, secret"
+_SUBSCRIPTION = (
+    "subscription_id, url, events, description, active, created_at, updated_at, secret, "
+    "secret_rotated_at, "
+    "CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END "
+    "AS previous_secret_expires_at"
+)
 _DELIVERY = (
     "delivery_id, subscription_id, event_type, call_id, status, attempts, last_status, "
     "last_error, created_at, delivered_at, "
@@ -239,6 +274,48 @@ async def update_webhook(
             {"subscription_id": subscription_id, **changes},
         )
     return _webhook(row)
+
+
+@router.post(
+    "/v1/webhooks/{subscription_id}/secret",
+    response_model=RotatedSecret,
+    summary="Rotate a webhook's secret (answers the new one once); the old one keeps signing "
+    "beside it for the overlap",
+)
+async def rotate_secret(
+    body: SecretRotation | None = None,
+    subscription_id: str = SubscriptionId,
+    principal: Principal = Depends(require("admin")),
+) -> RotatedSecret:
+    overlap_s = body.overlap_s if body and body.overlap_s is not None else None
+    if overlap_s is None:
+        overlap_s = int(runtime().settings.webhook_secret_overlap_s)
+    secret = new_secret()
+    async with db() as conn, conn.transaction():
+        await _subscription(conn, principal.tenant_id, subscription_id)
+        # The row is locked by the UPDATE: two rotations at once take turns, and the second
+        # keeps the first one's secret as its previous one. Only the secret being replaced
+        # keeps signing: one rotated out earlier stops now.
+        row = await fetch_one(
+            conn,
+            """UPDATE webhook_subscriptions SET
+                   previous_secret = CASE WHEN %(overlap)s > 0 THEN secret END,
+                   previous_secret_expires_at = CASE WHEN %(overlap)s > 0
+                       THEN now() + make_interval(secs => %(overlap)s) END,
+                   secret = %(secret)s, secret_rotated_at = now(), updated_at = now()
+               WHERE subscription_id = %(id)s
+               RETURNING secret_rotated_at, previous_secret_expires_at""",
+            {"overlap": overlap_s, "secret": secret, "id": subscription_id},
+        )
+        assert row is not None
+        await audit(
+            conn,
+            principal.tenant_id,
+            principal.key_id,
+            "webhook_secret_rotated",
+            {"subscription_id": subscription_id, "overlap_s": overlap_s},
+        )
+    return RotatedSecret(subscription_id=subscription_id, secret=secret, **row)
 
 
 @router.delete(

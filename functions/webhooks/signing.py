@@ -30,6 +30,13 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"{VERSION}={mac.hexdigest()}"
 
 
+def signatures(secrets: list[str], timestamp: int, body: bytes) -> str:
+    """The signature header's value: one ``v1=`` entry per secret, comma-separated (the current
+    secret first; during a rotation the previous one too), so a receiver that knows either
+    accepts the delivery."""
+    return ",".join(sign(secret, timestamp, body) for secret in secrets)
+
+
 def verify(
     secret: str,
     timestamp: str,

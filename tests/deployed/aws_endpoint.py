@@ -3,9 +3,10 @@
 moto's own server mode needs Flask, which the lock does not carry; moto's in-process mock
 (``mock_aws``) also answers plain HTTP requests to AWS hosts made with ``requests``. So this
 endpoint takes a request signed for any service (SigV4 names the service and region in its
-credential scope), replays it to that service's regional AWS URL inside this process, where moto
-answers, and relays the answer. Processes pointed here by ``AWS_ENDPOINT_URL`` (boto3 reads it)
-read the secrets and write the objects the test's ``mock_aws`` holds.
+credential scope: the Authorization header, or a pre-signed URL's query), replays it to that
+service's regional AWS URL inside this process, where moto answers, and relays the answer.
+Processes pointed here by ``AWS_ENDPOINT_URL`` (boto3 reads it) read the secrets and write the
+objects the test's ``mock_aws`` holds.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
+# A pre-signed URL carries its scope in the query string instead (X-Amz-Credential).
+_QUERY_SCOPE = re.compile(r"[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
 _HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "accept-encoding"}
 
 
@@ -27,6 +31,9 @@ class _Forward(BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         scope = _SCOPE.search(self.headers.get("Authorization", ""))
+        if scope is None:
+            query = parse_qs(urlsplit(self.path).query)
+            scope = _QUERY_SCOPE.match(query.get("X-Amz-Credential", [""])[0])
         if scope is None:
             self.send_error(400, "unsigned request")
             return

@@ -175,3 +175,30 @@ def test_tool_call_filters_from_projected_events(
     )
     assert (record["tool_calls"], record["tool_failures"]) == (2, 1)
     assert _get("/v1/calls", tenant, tool="bad state!").status == 422
+
+
+def test_a_slot_value_matches_as_text_whether_it_was_stored_as_a_string_number_or_boolean(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant
+) -> None:
+    stored = {"string": {"n": "42"}, "number": {"n": 42}, "decimal": {"n": 42.5},
+              "boolean": {"ok": True}, "other": {"n": "x"}}  # fmt: skip
+    ids = {}
+    for role, slots in stored.items():
+        ids[role] = f"sv-{uuid.uuid4().hex[:10]}"
+        sql.execute(
+            "INSERT INTO calls (call_id, tenant_id, agent_id, slots) VALUES (%s, %s, 'a', %s)",
+            (ids[role], tenant.tenant_id, Jsonb(slots)),
+        )
+
+    def found(*slot: str) -> set[str]:
+        reply = _get("/v1/calls", tenant, slot=list(slot))
+        assert reply.status == 200, reply.body
+        return {c["call_id"] for c in reply.json()["items"]}
+
+    assert found("n:42") == {ids["string"], ids["number"]}
+    assert found("n:42.5") == {ids["decimal"]}
+    assert found("ok:true") == {ids["boolean"]}
+    assert found("n:4") == set()  # the whole value, not a prefix
+    assert found("n:x") == {ids["other"]}
+    for odd in ("n:1e400", "n:NaN", "n:-Infinity", 'n:"42"', "n:null", "n:"):
+        assert found(odd) == set(), odd  # never a 500

@@ -15,6 +15,9 @@ from functions.jobs.app import (
     ANALYSIS_RUN,
     ANALYSIS_SWEEP,
     DIAL,
+    EXPORT_RUN,
+    EXPORT_SWEEP,
+    EXPORT_SWEEP_S,
     RETENTION,
     TICK,
     WEBHOOK_DELIVER,
@@ -49,6 +52,8 @@ def test_a_task_is_acknowledged_only_once_it_ran_and_comes_back_if_its_worker_di
         WEBHOOK_DELIVER,
         ANALYSIS_SWEEP,
         ANALYSIS_RUN,
+        EXPORT_RUN,
+        EXPORT_SWEEP,
     } <= set(app.tasks)
 
 
@@ -65,6 +70,7 @@ def test_beat_runs_the_campaign_tick_the_sweeps_and_the_retention_purge() -> Non
         "campaigns-tick": TICK,
         "webhooks-sweep": WEBHOOK_SWEEP,
         "analysis-sweep": ANALYSIS_SWEEP,
+        "exports-sweep": EXPORT_SWEEP,
         "retention-purge": RETENTION,
     }
     assert schedule["analysis-sweep"]["schedule"].total_seconds() == 2
@@ -72,6 +78,7 @@ def test_beat_runs_the_campaign_tick_the_sweeps_and_the_retention_purge() -> Non
     assert schedule["campaigns-tick"]["schedule"].total_seconds() == 1.5
     assert schedule["campaigns-tick"]["options"] == {"expires": 3.0}
     assert schedule["retention-purge"]["schedule"].total_seconds() == 600
+    assert schedule["exports-sweep"]["schedule"].total_seconds() == EXPORT_SWEEP_S
 
 
 def test_the_retention_task_applies_each_tenants_retention(

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import csv
+import io
+import json
 import xml.etree.ElementTree as ET
 from typing import Any
+from urllib.parse import urlencode
 
 import psycopg
 
+from functions.analytics.app import handler as analytics
 from functions.samples import HOST, SAMPLE_ACCOUNT_SID, SAMPLE_AUTH_TOKEN
 from functions.transfer.app import handler
 from functions.voice.app import handler as voice_handler
@@ -234,3 +239,134 @@ def test_an_unreachable_twilio_is_reported_with_the_connection_error() -> None:
     assert "Connection refused" in message
     assert str(failed(TimeoutError())) == "Twilio could not be reached: TimeoutError"
     assert len(str(failed(OSError("x" * 5000)))) < 400  # bounded: it is stored per attempt
+
+
+def _outbound(tenant: Tenant, body: dict[str, Any]) -> Any:
+    sample = json.loads(api_event("transfer.post-v1-calls-outbound.json", tenant)["body"])
+    event = api_event("transfer.post-v1-calls-outbound.json", tenant, body={**sample, **body})
+    return invoke(handler, event)
+
+
+def test_outbound_metadata_is_kept_shown_and_filterable_and_variables_reach_the_agent(
+    rt: Any,
+    sql: psycopg.Connection[Any],
+    tenant: Tenant,
+    other_tenant: Tenant,
+    fake_twilio: FakeTwilio,
+    node: NodeInfo,
+) -> None:
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    metadata = {"order_id": "A-1042", "crm.contact": "003xx000004TmiQ", "note": "=1+1"}
+    variables = {"first_name": "Ann", "appointment": "Tuesday 3 pm"}
+    reply = _outbound(tenant, {"metadata": metadata, "variables": variables})
+    assert reply.status == 201, reply.body
+    placed = reply.json()
+    # Neither reaches Twilio: they stay with us.
+    (request,) = fake_twilio.requests
+    assert "A-1042" not in str(request.form) and "Ann" not in str(request.form)
+
+    form = inbound_form(
+        placed["twilio_call_sid"],
+        "+15551230001",
+        caller=number,
+        Direction="outbound-api",
+        CallStatus="in-progress",
+    )
+    answer = invoke(voice_handler, voice_event(form))
+    stream = ET.fromstring(answer.body).find("./Connect/Stream")
+    assert stream is not None
+    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert params["first_name"] == "Ann" and params["appointment"] == "Tuesday 3 pm"
+    assert params["call_id"] == placed["call_id"]
+    assert "order_id" not in params  # metadata is the client's, never the agent's
+
+    def get(path: str, query: list[tuple[str, str]] | None = None, who: Tenant = tenant) -> Any:
+        event = api_event("analytics.get-v1-calls.json", who, path=path)
+        event["rawQueryString"] = urlencode(query or [])
+        event["queryStringParameters"] = dict(query or []) or None
+        return invoke(analytics, event)
+
+    detail = get(f"/v1/calls/{placed['call_id']}")
+    assert detail.status == 200 and detail.json()["metadata"] == metadata
+
+    def listed(*filters: str, who: Tenant = tenant) -> list[str]:
+        page = get("/v1/calls", [("metadata", f) for f in filters], who)
+        assert page.status == 200, page.body
+        return [c["call_id"] for c in page.json()["items"]]
+
+    assert listed("order_id:A-1042") == [placed["call_id"]]
+    assert listed("order_id") == [placed["call_id"]]
+    assert listed("order_id:A-1042", "crm.contact:003xx000004TmiQ") == [placed["call_id"]]
+    assert listed("order_id:A-1043") == []
+    assert listed("order_id:A-1042", "missing") == []
+    assert listed("order_id:A-1042", who=other_tenant) == []
+    page = get("/v1/calls", [("metadata", "order_id:A-1042")])
+    assert page.json()["items"][0]["metadata"] == metadata
+    bad = get("/v1/calls", [("metadata", "no spaces:x")])
+    assert bad.status == 422 and "KEY" in bad.json()["error"]["message"]
+
+    exported = get("/v1/calls/export", [("metadata", "order_id:A-1042"), ("format", "jsonl")])
+    (record,) = [json.loads(line) for line in exported.body.splitlines()]
+    assert record["metadata"] == metadata
+    table = get("/v1/calls/export", [("metadata", "note:=1+1"), ("format", "csv")])
+    (row,) = list(csv.DictReader(io.StringIO(table.body)))
+    assert json.loads(row["metadata"]) == metadata  # JSON text: no spreadsheet formula
+    listed_csv = get("/v1/calls", [("metadata", "order_id"), ("format", "csv")])
+    (row,) = list(csv.DictReader(io.StringIO(listed_csv.body)))
+    assert json.loads(row["metadata"]) == metadata
+
+
+def test_outbound_metadata_and_variables_out_of_bounds_are_refused_with_the_reason(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, fake_twilio: FakeTwilio
+) -> None:
+    make_agent(sql, tenant.tenant_id, number=phone())
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"metadata": {f"k{i}": "v" for i in range(51)}}, "at most 50 keys"),
+        ({"metadata": {"has space": "v"}}, "does not match"),
+        ({"metadata": {"k" * 41: "v"}}, "does not match"),
+        ({"metadata": {"order": "x" * 501}}, "longer than 500"),
+        ({"metadata": {"order": 42}}, "valid string"),
+        ({"metadata": ["order"]}, "valid dictionary"),
+        ({"variables": {"call_id": "mine"}}, "reserved"),
+        ({"variables": {"First": "Ann"}}, "lower_snake_case"),
+        ({"variables": {"note": "x" * 501}}, "longer than 500"),
+        ({"variables": {f"v{i}": "x" for i in range(51)}}, "at most 50 variables"),
+    ]
+    for body, reason in cases:
+        reply = _outbound(tenant, body)
+        assert reply.status == 422, (body, reply.body)
+        assert reason in reply.body, (reason, reply.body)
+    assert fake_twilio.requests == []  # nothing was dialled for a refused request
+    # At the bounds: accepted.
+    full = {f"k{i}": "v" * 500 for i in range(50)}
+    assert _outbound(tenant, {"metadata": full}).status == 201
+
+
+def test_metadata_of_a_call_the_voice_webhook_recorded_first_is_added_not_lost(
+    rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, fake_twilio: FakeTwilio
+) -> None:
+    number = make_agent(sql, tenant.tenant_id, number=phone())
+    sid = fake_twilio.next_sid
+
+    def answered_at_once(request: Any) -> None:
+        # The callee answered before Twilio's reply reached us: the voice webhook's row exists.
+        with psycopg.connect(sql.info.dsn, autocommit=True) as other:
+            other.execute(
+                "INSERT INTO calls (call_id, tenant_id, agent_id, twilio_call_sid, from_number, "
+                "to_number, direction, status, status_rank, metadata) VALUES (%s, %s, "
+                "'acme-shop', %s, %s, '+15551230001', 'outbound-api', 'in-progress', 2, "
+                """'{"order_id": "kept"}')""",
+                (f"call_{sid[-12:]}", tenant.tenant_id, sid, number),
+            )
+
+    fake_twilio.before_reply = answered_at_once
+    reply = _outbound(
+        tenant, {"metadata": {"order_id": "new", "batch": "7"}, "variables": {"a": "b"}}
+    )
+    assert reply.status == 201, reply.body
+    row = sql.execute(
+        "SELECT call_id, metadata, variables FROM calls WHERE twilio_call_sid = %s", (sid,)
+    ).fetchone()
+    assert row["call_id"] == reply.json()["call_id"]
+    assert row["metadata"] == {"order_id": "kept", "batch": "7"}  # a record only grows
+    assert row["variables"] == {"a": "b"}

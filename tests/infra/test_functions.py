@@ -135,6 +135,23 @@ def test_each_function_gets_only_what_its_spec_declares(stack: Evaluation) -> No
     } <= consumer
 
 
+def test_analytics_links_export_files_it_may_read_and_hands_jobs_to_the_workers(
+    stack: Evaluation,
+) -> None:
+    fn = stack.one("aws:lambda/function:Function", "-analytics")
+    variables = fn.inputs["environment"]["variables"]
+    bucket = f"parley-{stack.stack}-exports-bucket"
+    assert variables["PARLEY_EXPORT_STORE"] == f"s3://{bucket}/exports"
+    assert "PARLEY_REDIS_URL_SECRET_ARN" in variables  # the job queue's broker
+    policy = json.loads(stack.one("aws:iam/rolePolicy:RolePolicy", "-analytics").inputs["policy"])
+    reads = {
+        r for s in policy["Statement"] if s["Action"] == ["s3:GetObject"] for r in s["Resource"]
+    }
+    assert f"arn:aws:s3:::{bucket}/exports/*" in reads
+    writes = {a for s in policy["Statement"] for a in s["Action"] if a != "s3:GetObject"}
+    assert not {a for a in writes if a.startswith("s3:")}  # the workers write, not the API
+
+
 def test_functions_know_the_public_url_twilio_signs(stack: Evaluation) -> None:
     for name in ("voice", "transfer"):
         fn = stack.one("aws:lambda/function:Function", f"-{name}")

@@ -56,3 +56,30 @@ def test_the_worker_hpa_scales_on_the_queue_depth(stack: Evaluation) -> None:
     assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "20"}
     rules = adapter_values()["rules"]
     assert [r["name"]["as"] for r in rules["external"]] == [QUEUE_DEPTH_METRIC]  # type: ignore[index]
+
+
+def test_workers_write_export_files_to_the_exports_bucket_only(stack: Evaluation) -> None:
+    import json
+
+    bucket = f"parley-{stack.stack}-exports-bucket"
+    worker = stack.one("kubernetes:apps/v1:Deployment", "-jobs-worker")
+    env = {e["name"]: e["value"] for e in _container(worker)["env"]}
+    assert env["PARLEY_EXPORT_STORE"] == f"s3://{bucket}/exports"
+    policy = stack.one("aws:iam/rolePolicy:RolePolicy", "-job-worker")
+    statements = json.loads(policy.inputs["policy"])["Statement"]
+    writes = next(s for s in statements if "s3:PutObject" in s["Action"])
+    assert sorted(writes["Action"]) == [
+        "s3:AbortMultipartUpload",  # a failed export leaves no parts behind
+        "s3:DeleteObject",  # the sweep deletes a file past its time
+        "s3:PutObject",
+    ]
+    assert writes["Resource"] == [f"arn:aws:s3:::{bucket}/exports/*"]
+    kms = next(s for s in statements if "kms:GenerateDataKey" in s["Action"])
+    # The data key (the buckets'), not the secrets' key: the mocks name both parley-<stack>-key.
+    assert any("data at rest" in k.inputs["description"] for k in stack.of_type("aws:kms/key:Key"))
+    assert kms["Resource"] == [f"arn:aws:kms:us-east-1:123456789012:parley-{stack.stack}-key"]
+    exports = stack.one(
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "-exports"
+    )
+    assert exports.inputs["rules"][0]["expiration"] == {"days": 8}  # longer than any export TTL
+    assert stack.outputs["exportsBucket"] == bucket

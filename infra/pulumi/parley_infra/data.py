@@ -1,4 +1,4 @@
-"""Data: RDS PostgreSQL, ElastiCache Redis, MSK Kafka and the recordings bucket.
+"""Data: RDS PostgreSQL, ElastiCache Redis, MSK Kafka, the recordings and the exports buckets.
 
 All private (no public endpoint, private subnets, one-port security groups from network.py), all
 encrypted at rest with the stack's data KMS key and in transit (PostgreSQL force_ssl, Redis TLS +
@@ -18,6 +18,10 @@ from .network import KAFKA_IAM_PORT, POSTGRES_PORT, REDIS_PORT, Network
 
 DATABASE_NAME = "parley"
 DATABASE_USER = "parley"
+EXPORTS_PREFIX = "exports"
+# The job sweep deletes an export's file when PARLEY_EXPORT_TTL_S (at most 7 days) is over; the
+# bucket's own expiry is the backstop for a file the sweep never saw.
+EXPORT_EXPIRE_DAYS = 8
 
 
 class Data(pulumi.ComponentResource):
@@ -43,6 +47,10 @@ class Data(pulumi.ComponentResource):
         self._redis(name, cfg, network, redis_auth_token, child)
         self._kafka(name, cfg, network, child)
         self._recordings(name, cfg, child)
+        self.exports = private_bucket(
+            f"{name}-exports", self.key, EXPORT_EXPIRE_DAYS, child, rule="exports"
+        )
+        self.export_store = self.exports.bucket.apply(lambda b: f"s3://{b}/{EXPORTS_PREFIX}")
         self.register_outputs({"database_address": self.database.address})
 
     def _postgres(

@@ -16,7 +16,7 @@ import pulumi_aws as aws
 
 from . import iam
 from .config import StackConfig
-from .data import Data
+from .data import EXPORTS_PREFIX, Data
 from .environment import secret_arns, workload_environment
 from .lambdas import CONSUMER_GROUP, LAMBDAS, LambdaSpec, route_table, workload
 from .network import Network
@@ -103,6 +103,14 @@ class Functions(pulumi.ComponentResource):
             statements.append(
                 iam.allow(["s3:GetObject"], [data.recordings.arn.apply(lambda a: f"{a}/*")])
             )
+        if spec.reads_exports:
+            statements.append(
+                iam.allow(
+                    ["s3:GetObject"],
+                    [data.exports.arn.apply(lambda a: f"{a}/{EXPORTS_PREFIX}/*")],
+                )
+            )
+        if spec.reads_recordings or spec.reads_exports:
             statements.append(iam.allow(["kms:Decrypt"], [data.key.arn]))
         role = iam.role(
             f"{name}-{spec.name}",

@@ -4,9 +4,9 @@ Workers run the media-node image (it carries the whole ``parley`` CLI) with ``pa
 A stopping worker gets a long grace period so the task it holds can finish; one killed anyway
 loses nothing (acks late: the task comes back after the visibility timeout, and a dial is claimed
 in the database, so it is never placed twice). Beat runs the periodic jobs (campaign ticks, the
-retention purge): one replica, recreated rather than rolled, so two never run at once; it also
-serves ``parley_jobs_queue_depth``, which prometheus-adapter gives the workers' HPA as an
-external metric. Analytics rollups stay the scheduled Lambda (see docs/campaigns.md).
+retention purge, the export sweep): one replica, recreated rather than rolled, so two never run
+at once; it also serves ``parley_jobs_queue_depth``, which prometheus-adapter gives the workers'
+HPA as an external metric. Analytics rollups stay the scheduled Lambda (see docs/campaigns.md).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from . import iam
 from .autoscaling import deployment_autoscaler
 from .cluster import MEDIA_NODE_LABEL, Cluster
 from .config import JobsConfig, StackConfig
+from .data import EXPORTS_PREFIX, Data
 from .environment import secret_arns, workload_environment
 from .media import DATA_DIR, NAMESPACE
 from .secrets import Secrets
@@ -50,6 +51,7 @@ class JobWorkers(pulumi.ComponentResource):
         name: str,
         cfg: StackConfig,
         cluster: Cluster,
+        data: Data,
         secrets: Secrets,
         environment: dict[str, pulumi.Input[str]],
         namespace: pulumi.Input[str],
@@ -70,7 +72,15 @@ class JobWorkers(pulumi.ComponentResource):
             NAMESPACE,
             SERVICE_ACCOUNT,
             [],
-            iam.read_secrets(secret_arns(JOB_NEEDS, secrets), secrets.key.arn),
+            [
+                *iam.read_secrets(secret_arns(JOB_NEEDS, secrets), secrets.key.arn),
+                # Export jobs write their files (multipart uploads) and the sweep deletes them.
+                iam.allow(
+                    ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+                    [data.exports.arn.apply(lambda a: f"{a}/{EXPORTS_PREFIX}/*")],
+                ),
+                iam.allow(["kms:GenerateDataKey", "kms:Decrypt"], [data.key.arn]),
+            ],
         )
         offered = {**environment, "PARLEY_DATA_DIR": DATA_DIR}
         variables = {

@@ -28,6 +28,7 @@ class LambdaSpec:
     produces: bool = False  # writes events to Kafka
     consumes: bool = False  # MSK event source mapping
     reads_recordings: bool = False  # pre-signed recording links
+    reads_exports: bool = False  # pre-signed links to export jobs' files
     scheduled: bool = False  # runs on functions.rollupSchedule (EventBridge)
     memory_mb: int | None = None  # None: functions.memoryMb
 
@@ -65,6 +66,7 @@ LAMBDAS = (
         name="analytics",
         handler="functions.analytics.app.handler",
         reads_recordings=True,  # pre-signed recording links
+        reads_exports=True,  # pre-signed links to the files of export jobs
     ),
     LambdaSpec(
         name="consumer",

@@ -84,6 +84,7 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         "PARLEY_LLM_MODEL": cfg.llm_model,
         "PARLEY_QDRANT_URL": cfg.qdrant_url,
         "PARLEY_TWILIO_ACCOUNT_SID": cfg.twilio_account_sid,
+        "PARLEY_EXPORT_STORE": data.export_store,  # job workers write, the analytics API links
         # The Lambdas reach the trace collector through its internal load balancer; pods
         # through its cluster Service (below).
         "PARLEY_OTLP_ENDPOINT": traces.lambda_endpoint(cfg.domain),
@@ -104,6 +105,7 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         name,
         cfg,
         cluster,
+        data,
         secrets,
         {**pod_environment, "PARLEY_PUBLIC_BASE_URL": functions.api_url},
         media.namespace,
@@ -131,6 +133,7 @@ def build() -> dict[str, pulumi.Output[str] | str]:
         "alertsTopicArn": observability.alerts.arn,
         "eksClusterName": cluster.eks.name,
         "recordingsBucket": data.recordings.bucket,
+        "exportsBucket": data.exports.bucket,
         "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
     }
     for key, value in outputs.items():
