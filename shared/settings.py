@@ -7,6 +7,7 @@ cache, Qdrant in local mode, no LLM. The database URL defaults to the loopback P
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "PARLEY_"
 DEV_SESSION_SECRET = "dev-insecure-session-secret-change-me"
@@ -327,6 +330,10 @@ REDIS = Needs.of(secrets=(f"{ENV_PREFIX}REDIS_URL",))
 QDRANT = Needs.of(secrets=(f"{ENV_PREFIX}QDRANT_API_KEY",), settings=(f"{ENV_PREFIX}QDRANT_URL",))
 
 
+class SecretNotFilled(LookupError):
+    """The secret exists in Secrets Manager but no value was put in it yet."""
+
+
 def read_secret(arn: str) -> str:
     """One secret's string from AWS Secrets Manager.
 
@@ -334,8 +341,19 @@ def read_secret(arn: str) -> str:
     ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` when set (a VPC endpoint, moto in server mode).
     """
     import boto3
+    from botocore.exceptions import ClientError
 
-    response = boto3.client("secretsmanager").get_secret_value(SecretId=arn)
+    try:
+        response = boto3.client("secretsmanager").get_secret_value(SecretId=arn)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        # Secrets Manager's words for an entry that exists but holds no version yet (a wrong
+        # ARN is "can't find the specified secret." and stays an error).
+        if error.get("Code") == "ResourceNotFoundException" and "staging label" in str(
+            error.get("Message", "")
+        ):
+            raise SecretNotFilled(arn) from None
+        raise
     if "SecretString" in response:
         return str(response["SecretString"])
     return bytes(response["SecretBinary"]).decode()
@@ -359,6 +377,12 @@ def resolve_secret_arns(environ: MutableMapping[str, str] | None = None) -> list
             continue
         try:
             env[name] = read_secret(arn)
+        except SecretNotFilled:
+            # An optional secret the operator has not filled yet (the program creates every
+            # entry; docs/deploy.md): its setting stays unset, as if it were not configured. A
+            # required one then fails validation by its own name.
+            log.warning("%s%s: secret %s has no value yet", name, SECRET_ARN_SUFFIX, arn)
+            continue
         except Exception as exc:
             raise SettingsError(
                 f"invalid settings:\n  {name}{SECRET_ARN_SUFFIX}: cannot read secret {arn}: {exc}"

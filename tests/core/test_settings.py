@@ -75,6 +75,33 @@ def test_unreadable_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
         load_settings()
 
 
+def test_an_optional_secret_created_empty_leaves_its_setting_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Pulumi program creates every secret entry; one the operator did not fill (no LLM
+    key) must not stop the process: the setting is simply not configured."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("PARLEY_LLM_API_KEY", raising=False)
+    monkeypatch.delenv("PARLEY_DATABASE_URL", raising=False)
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        empty = client.create_secret(Name="parley/dev/openai-api-key")["ARN"]  # no value
+        monkeypatch.setenv("PARLEY_LLM_API_KEY_SECRET_ARN", empty)
+        assert load_settings().llm_api_key.get_secret_value() == "none"  # the default
+        # A required one left empty fails, by its own name.
+        url = client.create_secret(Name="parley/dev/database-url")["ARN"]
+        monkeypatch.setenv("PARLEY_DATABASE_URL_SECRET_ARN", url)
+        monkeypatch.setenv("PARLEY_ENV", "production")
+        monkeypatch.setenv("PARLEY_SESSION_TOKEN_SECRET", "s" * 40)
+        with pytest.raises(SettingsError, match="PARLEY_DATABASE_URL"):
+            load_settings()
+
+
 def test_production_refuses_the_development_session_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARLEY_ENV", "production")
     monkeypatch.setenv("PARLEY_DATABASE_URL", "postgresql://app@db.internal:5432/parley")
