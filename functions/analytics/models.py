@@ -44,6 +44,12 @@ class CallSummary(BaseModel):
     )
     summary: str | None
     usage: Usage
+    sentiment: Literal["positive", "neutral", "negative"] | None = Field(
+        None, description="The caller's sentiment in the latest analysis; null: none yet."
+    )
+    success: bool | None = Field(
+        None, description="The latest analysis' verdict; null: no analysis, or no verdict."
+    )
 
 
 class CallPage(BaseModel):

@@ -93,8 +93,8 @@ def analysed(seeded: None, sql: psycopg.Connection[Any], tenant: Tenant) -> None
         for version, (sentiment, success) in enumerate(versions, start=1):
             sql.execute(
                 """INSERT INTO call_analyses (call_id, version, tenant_id, request_id, method,
-                       model, summary, success, sentiment)
-                   SELECT call_id, %s, tenant_id, %s, 'local', 'test', 'a call', %s, %s
+                       model, summary, success, success_reason, sentiment, sentiment_score)
+                   SELECT call_id, %s, tenant_id, %s, 'local', 'test', 'a call', %s, '', %s, 0
                    FROM calls WHERE tenant_id = %s AND call_id LIKE %s""",
                 (
                     version,
@@ -346,3 +346,48 @@ def test_the_docs_answer_each_question_with_one_request_as_written(
     costs = ask(costly.group(1).replace("2026-12-01", "2026-11-01"))
     assert {g["key"]["agent"] for g in costs["groups"]} == {"sales", "support"}
     assert all(g["usage"]["cost"]["amount"] > 0 and g["latency_ms"]["p95"] for g in costs["groups"])
+
+
+def test_listed_calls_carry_their_latest_analysis_in_one_query(
+    analysed: None, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+    import io
+
+    statements: list[str] = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def counted(self: psycopg.AsyncCursor[Any], query: Any, *args: Any, **kw: Any) -> Any:
+        text = query if isinstance(query, str | bytes) else query.as_string(self.connection)
+        statements.append(text.decode() if isinstance(text, bytes) else text)
+        return await execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
+    latest = {i: versions[-1] for i, versions in ANALYSES.items()}
+    for pairs, page_size in (
+        ([("limit", "50")], 12),
+        ([("limit", "5"), ("sort", "duration_ms")], 5),
+    ):
+        statements.clear()
+        reply = _get(tenant, "/v1/calls", pairs)
+        assert reply.status == 200, reply.body
+        items = reply.json()["items"]
+        assert len(items) == page_size
+        for item in items:
+            seed = int(item["call_id"][1:3])
+            assert (item["sentiment"], item["success"]) == latest.get(seed, (None, None)), seed
+        # One statement reads the analyses, however many calls the page has.
+        assert sum("call_analyses" in s for s in statements) == 1, statements
+    monkeypatch.undo()
+    page = _get(tenant, "/v1/calls", [("sort", "started_at"), ("format", "csv")])
+    rows = list(csv.DictReader(io.StringIO(page.body)))
+    assert [(r["sentiment"], r["success"]) for r in rows[:2]] == [
+        ("negative", "False"),
+        ("neutral", "True"),
+    ]
+    assert (rows[10]["sentiment"], rows[10]["success"]) == ("", "")
+    detail = _get(tenant, f"/v1/calls/{rows[7]['call_id']}", [])
+    assert detail.status == 200, detail.body
+    body = detail.json()
+    assert (body["sentiment"], body["success"]) == ("positive", None)
+    assert body["analysis"]["sentiment"] == "positive"
