@@ -85,6 +85,8 @@ ANALYSES: dict[int, list[tuple[str, bool | None]]] = {
     5: [("positive", True)],
     7: [("positive", None)],
 }
+# What the latest analysis extracted (earlier versions: nothing).
+EXTRACTED = {9: {"order_number": 4572}, 8: {"order_number": 1234}}
 
 
 @pytest.fixture
@@ -93,14 +95,16 @@ def analysed(seeded: None, sql: psycopg.Connection[Any], tenant: Tenant) -> None
         for version, (sentiment, success) in enumerate(versions, start=1):
             sql.execute(
                 """INSERT INTO call_analyses (call_id, version, tenant_id, request_id, method,
-                       model, summary, success, success_reason, sentiment, sentiment_score)
-                   SELECT call_id, %s, tenant_id, %s, 'local', 'test', 'a call', %s, '', %s, 0
+                       model, summary, success, success_reason, sentiment, sentiment_score,
+                       extracted)
+                   SELECT call_id, %s, tenant_id, %s, 'local', 'test', 'a call', %s, '', %s, 0, %s
                    FROM calls WHERE tenant_id = %s AND call_id LIKE %s""",
                 (
                     version,
                     f"ar_{uuid.uuid4().hex}",
                     success,
                     sentiment,
+                    Jsonb(EXTRACTED.get(i, {}) if version == len(versions) else {}),
                     tenant.tenant_id,
                     f"a{i:02d}-%",
                 ),
@@ -311,7 +315,8 @@ def test_the_docs_answer_each_question_with_one_request_as_written(
     escalated = re.search(block.format("disposition=escalated_to_human"), text)
     unhappy = re.search(block.format("sentiment=negative"), text)
     costly = re.search(r"`GET (/v1/calls/aggregate\?started_after=[^`]+)`", text)
-    assert escalated and unhappy and costly, "the examples moved in docs/api.md"
+    order = re.search(r"`GET (/v1/calls\?sentiment=negative[^`]+)`", text)
+    assert escalated and unhappy and costly and order, "the examples moved in docs/api.md"
 
     def ask(request: str) -> Any:
         parts = urlsplit(request)
@@ -343,6 +348,10 @@ def test_the_docs_answer_each_question_with_one_request_as_written(
     assert per_agent == {"sales": 1, "support": 1}
     asked = {(g["key"]["agent"], g["key"]["intent"]) for g in answer["groups"] if not g["subtotal"]}
     assert asked == {("sales", "order_status"), ("support", "refund")}
+    # The unhappy callers from the 23rd on whose order number was 4572: call 9 alone (8 is
+    # unhappy with another order).
+    (listed,) = ask(order.group(1))["items"]
+    assert listed["call_id"].startswith("a09-") and listed["sentiment"] == "negative"
     costs = ask(costly.group(1).replace("2026-12-01", "2026-11-01"))
     assert {g["key"]["agent"] for g in costs["groups"]} == {"sales", "support"}
     assert all(g["usage"]["cost"]["amount"] > 0 and g["latency_ms"]["p95"] for g in costs["groups"])
