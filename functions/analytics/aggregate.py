@@ -1,6 +1,7 @@
 """GET /v1/calls/aggregate: counts, rates, duration, latency, usage and cost of the calls that
 match the list's filters, grouped by any of agent, disposition, intent, end reason, escalation
-reason, day or week (days and weeks in the tenant's time zone).
+reason, day, week (days and weeks in the tenant's time zone), sentiment or success (of the call's
+latest analysis; calls without one are the null group).
 
 ``intent`` groups by the call's primary intent (the first it showed), so each call is in exactly
 one group and the groups add up to the total. Latency statistics are over the calls' median
@@ -12,7 +13,8 @@ intent, end reason, escalation reason, escalated, voicemail, time bounds) read t
 (migration 0363) for the whole days in range, the calls rows only for the partial days at the
 ends, and the pending deltas: counts, sums and averages stay exact, p50/p95 come from the
 rollup's histograms (``percentiles: "histogram"``). Any other filter reads the calls rows and
-gives exact percentiles.
+gives exact percentiles, as does grouping by sentiment or success: the rollup has no analysis
+columns (an analysis is stored after the call's row, and re-runs replace which one is latest).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from fastapi import APIRouter, Depends, Query
 from psycopg import sql
 
 from functions.analytics.calls import cost_of
-from functions.analytics.filters import CallFilter, call_filter
+from functions.analytics.filters import LATEST_ANALYSIS_ROW, CallFilter, call_filter
 from functions.analytics.models import Aggregate, AggregateGroup, Stats, Usage
 from functions.analytics.summaries import compact_if_needed
 from functions.common.db import db, fetch_all
@@ -36,8 +38,18 @@ from functions.common.negotiate import serves_json
 router = APIRouter(tags=["calls"], responses=ERROR_RESPONSES)
 
 GroupKey = Literal[
-    "agent", "disposition", "intent", "end_reason", "escalation_reason", "day", "week"
+    "agent",
+    "disposition",
+    "intent",
+    "end_reason",
+    "escalation_reason",
+    "day",
+    "week",
+    "sentiment",
+    "success",
 ]
+# Keys of the call's latest analysis: only the calls rows (joined to it) can group by them.
+ANALYSIS_KEYS: frozenset[GroupKey] = frozenset({"sentiment", "success"})
 MAX_KEYS = 3
 # The rollup's histograms (migration 0363): bucket b holds [BASE * RATIO^b, BASE * RATIO^(b+1)).
 RATIO = 1.1
@@ -58,6 +70,8 @@ def _key_sql(key: GroupKey, zone: str) -> sql.Composable:
         "escalation_reason": sql.SQL("c.escalation_reason"),
         "day": sql.SQL("{}::date::text").format(local),
         "week": sql.SQL("date_trunc('week', {})::date::text").format(local),
+        "sentiment": sql.SQL("la.sentiment"),
+        "success": sql.SQL("la.success"),
     }[key]
 
 
@@ -283,7 +297,7 @@ async def aggregate_calls(
     if len(set(keys)) != len(keys):
         raise invalid("query.group_by", "each key at most once")
     zone = f.settings.timezone
-    from_rollup = not f.exact_only
+    from_rollup = not f.exact_only and not ANALYSIS_KEYS.intersection(keys)
     if from_rollup:
         source, params = _rollup_source(f)
         query = _grouped(
@@ -298,11 +312,16 @@ async def aggregate_calls(
         )
     else:
         params = f.params
+        source = sql.SQL("calls c")
+        if ANALYSIS_KEYS.intersection(keys):
+            source = sql.SQL("calls c LEFT JOIN LATERAL ({}) la ON true").format(
+                sql.SQL(LATEST_ANALYSIS_ROW)
+            )
         query = _grouped(
             keys,
             [_key_sql(k, zone) for k in keys],
             _METRICS,
-            sql.SQL("calls c"),
+            source,
             f.sql(),
             subtotals,
             sql.SQL("true"),

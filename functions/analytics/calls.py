@@ -13,7 +13,12 @@ from psycopg import sql
 from functions.admin.models import Prices
 from functions.analysis import store as analyses
 from functions.analytics import cursor as cursors
-from functions.analytics.filters import CallFilter, call_filter, tenant_settings
+from functions.analytics.filters import (
+    LATEST_ANALYSIS_ROW,
+    CallFilter,
+    call_filter,
+    tenant_settings,
+)
 from functions.analytics.models import (
     CallAnalysis,
     CallDetail,
@@ -65,7 +70,9 @@ _SORT_KEY = {
     "started_at": sql.SQL("c.started_at"),
     "duration_ms": sql.SQL("COALESCE(c.duration_ms, 0)"),
 }
-CSV_COLUMNS = [*_COLUMNS, "cost"]
+# Of the call's latest analysis (null when it has none), read in the list's one query.
+ANALYSIS_COLUMNS = ["sentiment", "success"]
+CSV_COLUMNS = [*_COLUMNS, "cost", *ANALYSIS_COLUMNS]
 SELECT_COLUMNS = sql.SQL(", ").join(
     sql.SQL("c.") + sql.Identifier(col) for col in [*_COLUMNS, *USAGE_COLUMNS]
 )
@@ -94,7 +101,11 @@ def cost_of(usage: Usage, prices: Prices) -> Cost:
 
 
 def call_summary(row: dict[str, Any], prices: Prices) -> CallSummary:
-    return CallSummary(**{k: row[k] for k in _COLUMNS}, usage=call_usage(row, prices))
+    return CallSummary(
+        **{k: row[k] for k in _COLUMNS},
+        **{k: row.get(k) for k in ANALYSIS_COLUMNS},
+        usage=call_usage(row, prices),
+    )
 
 
 def _wants_csv(request: Request, format: str | None) -> bool:
@@ -140,11 +151,17 @@ async def list_calls(
         where.append(sql.SQL("({}, c.call_id) {} (%s, %s)").format(key, op))
         params.extend([value, last_id])
     direction = sql.SQL("DESC") if descending else sql.SQL("ASC")
+    # The page's calls' latest analyses in the same query, not a query per call: joined after
+    # the LIMIT, so only the page's rows are looked up (by the call_analyses_latest index),
+    # whatever the sort.
     query = sql.SQL(
+        "SELECT c.*, la.sentiment, la.success FROM ("
         "SELECT {columns}, {key} AS sort_key FROM calls c WHERE {where} "
-        "ORDER BY {key} {dir}, c.call_id {dir} LIMIT %s"
+        "ORDER BY {key} {dir}, c.call_id {dir} LIMIT %s) c "
+        "LEFT JOIN LATERAL ({latest}) la ON true ORDER BY c.sort_key {dir}, c.call_id {dir}"
     ).format(
         columns=SELECT_COLUMNS,
+        latest=sql.SQL(LATEST_ANALYSIS_ROW),
         key=key,
         where=sql.SQL(" AND ").join(where),
         dir=direction,
@@ -246,5 +263,7 @@ async def get_call(
         voice_to_voice_p50_ms=median["p50"] if median else None,
         status_history=[StatusChange(**h) for h in history],
         recording_url=recording_link(request, call_id, call["recording_url"]),
+        sentiment=analysis["sentiment"] if analysis is not None else None,
+        success=analysis["success"] if analysis is not None else None,
         analysis=CallAnalysis(**analysis) if analysis is not None else None,
     )

@@ -53,6 +53,11 @@ Names = Annotated[list[str] | None, Query(max_length=MAX_VALUES)]
 LATEST_ANALYSIS = (
     "(SELECT a.{} FROM call_analyses a WHERE a.call_id = c.call_id ORDER BY a.version DESC LIMIT 1)"
 )
+# The same latest analysis as a row, for a LEFT JOIN LATERAL over ``calls c`` (alias it ``la``).
+LATEST_ANALYSIS_ROW = (
+    "SELECT a.sentiment, a.success FROM call_analyses a WHERE a.call_id = c.call_id "
+    "ORDER BY a.version DESC LIMIT 1"
+)
 
 
 @dataclass

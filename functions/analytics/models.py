@@ -48,6 +48,12 @@ class CallSummary(BaseModel):
         "outbound); {} for others."
     )
     usage: Usage
+    sentiment: Literal["positive", "neutral", "negative"] | None = Field(
+        None, description="The caller's sentiment in the latest analysis; null: none yet."
+    )
+    success: bool | None = Field(
+        None, description="The latest analysis' verdict; null: no analysis, or no verdict."
+    )
 
 
 class CallPage(BaseModel):

@@ -75,6 +75,131 @@ def seeded(rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, other_tenant: 
     )
 
 
+# The tenant's calls' analyses: (sentiment, success) per version, oldest first. The escalated
+# calls were re-run and turned negative (the latest version wins); 7 has no verdict; 10 and 11
+# have no analysis.
+ANALYSES: dict[int, list[tuple[str, bool | None]]] = {
+    **{i: [("positive", True), ("negative", False)] for i in (0, 3, 6, 9)},
+    8: [("negative", False)],
+    **{i: [("neutral", True)] for i in (1, 2, 4)},
+    5: [("positive", True)],
+    7: [("positive", None)],
+}
+# What the latest analysis extracted (earlier versions: nothing).
+EXTRACTED = {9: {"order_number": 4572}, 8: {"order_number": 1234}}
+
+
+@pytest.fixture
+def analysed(seeded: None, sql: psycopg.Connection[Any], tenant: Tenant) -> None:
+    for i, versions in ANALYSES.items():
+        for version, (sentiment, success) in enumerate(versions, start=1):
+            sql.execute(
+                """INSERT INTO call_analyses (call_id, version, tenant_id, request_id, method,
+                       model, summary, success, success_reason, sentiment, sentiment_score,
+                       extracted)
+                   SELECT call_id, %s, tenant_id, %s, 'local', 'test', 'a call', %s, '', %s, 0, %s
+                   FROM calls WHERE tenant_id = %s AND call_id LIKE %s""",
+                (
+                    version,
+                    f"ar_{uuid.uuid4().hex}",
+                    success,
+                    sentiment,
+                    Jsonb(EXTRACTED.get(i, {}) if version == len(versions) else {}),
+                    tenant.tenant_id,
+                    f"a{i:02d}-%",
+                ),
+            )
+
+
+def _counts(answer: Any, *keys: str) -> dict[tuple[Any, ...], int]:
+    return {
+        tuple(g["key"][k] for k in keys): g["calls"] for g in answer["groups"] if not g["subtotal"]
+    }
+
+
+def test_grouped_by_the_latest_analysis_sentiment_and_success(
+    analysed: None, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    by_sentiment = _aggregate(tenant, ("group_by", "sentiment"))
+    # The rollup has no analyses: the calls rows answer, with exact percentiles.
+    assert by_sentiment["percentiles"] == "exact"
+    assert by_sentiment["total_calls"] == 12
+    assert _counts(by_sentiment, "sentiment") == {
+        ("negative",): 5,
+        ("neutral",): 3,
+        ("positive",): 2,
+        (None,): 2,
+    }
+    negative = next(g for g in by_sentiment["groups"] if g["key"] == {"sentiment": "negative"})
+    assert negative["share"] == round(5 / 12, 4) and negative["usage"]["minutes"] == 5
+    by_success = _aggregate(tenant, ("group_by", "success"))
+    assert _counts(by_success, "success") == {(False,): 5, (True,): 4, (None,): 3}
+    # Another tenant's calls have no analyses: one null group, none of this tenant's.
+    other = _aggregate(other_tenant, ("group_by", "sentiment"), ("group_by", "success"))
+    assert _counts(other, "sentiment", "success") == {(None, None): 12}
+
+
+def test_analysis_keys_combine_with_other_keys_subtotals_and_filters(
+    analysed: None, tenant: Tenant
+) -> None:
+    # New York's 2026-11-16..22: calls 0..6.
+    week = _aggregate(
+        tenant,
+        ("started_after", "2026-11-16"),
+        ("started_before", "2026-11-23"),
+        ("group_by", "agent"),
+        ("group_by", "sentiment"),
+        ("subtotals", "true"),
+    )
+    assert week["total_calls"] == 7 and week["percentiles"] == "exact"
+    assert _counts(week, "agent", "sentiment") == {
+        ("sales", "negative"): 1,
+        ("sales", "neutral"): 1,
+        ("sales", "positive"): 1,
+        ("support", "negative"): 2,
+        ("support", "neutral"): 2,
+    }
+    rows = {(tuple(sorted(g["key"].items())), g["subtotal"]): g for g in week["groups"]}
+    assert rows[((("agent", "support"),), True)]["calls"] == 4
+    assert rows[((("agent", "support"), ("sentiment", "negative")), False)]["rate"] == 0.5
+    assert rows[((), True)]["calls"] == 7
+    # A subtotal over a null group stays apart from that null group.
+    support = _aggregate(
+        tenant,
+        ("agent_id", "support"),
+        ("group_by", "sentiment"),
+        ("group_by", "success"),
+        ("subtotals", "true"),
+    )
+    assert _counts(support, "sentiment", "success") == {
+        ("negative", False): 3,
+        ("neutral", True): 2,
+        (None, None): 1,
+    }
+    nulls = [g for g in support["groups"] if g["key"].get("sentiment", "-") is None]
+    assert sorted((g["subtotal"], g["calls"]) for g in nulls) == [(False, 1), (True, 1)]
+    # With the analysis filters: the negative calls' verdicts, and per agent and intent.
+    unhappy = _aggregate(tenant, ("sentiment", "negative"), ("group_by", "success"))
+    assert _counts(unhappy, "success") == {(False,): 5}
+    succeeded = _aggregate(
+        tenant, ("success", "true"), ("group_by", "sentiment"), ("group_by", "week")
+    )
+    assert _counts(succeeded, "sentiment", "week") == {
+        ("neutral", "2026-11-16"): 3,
+        ("positive", "2026-11-16"): 1,
+    }
+
+
+def test_bad_analysis_group_by_is_422(analysed: None, tenant: Tenant) -> None:
+    for pairs in (
+        [("group_by", "mood")],
+        [("group_by", "sentiment"), ("group_by", "sentiment")],
+        [("group_by", k) for k in ("sentiment", "success", "agent", "day")],
+    ):
+        reply = _get(tenant, "/v1/calls/aggregate", pairs)
+        assert reply.status == 422, (pairs, reply.body)
+
+
 def test_escalated_calls_last_week_per_agent_and_what_callers_asked_for(
     seeded: None, tenant: Tenant
 ) -> None:
@@ -179,16 +304,19 @@ def test_bad_aggregate_requests_are_422(seeded: None, tenant: Tenant) -> None:
 
 
 def test_the_docs_answer_each_question_with_one_request_as_written(
-    seeded: None, tenant: Tenant
+    analysed: None, tenant: Tenant
 ) -> None:
     import re
     from pathlib import Path
     from urllib.parse import parse_qsl, urlsplit
 
     text = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
-    escalated = re.search(r"```\nGET (/v1/calls/aggregate\?[^\n]+)\n```", text)
+    block = r"```\nGET (/v1/calls/aggregate\?{}[^\n]+)\n```"
+    escalated = re.search(block.format("disposition=escalated_to_human"), text)
+    unhappy = re.search(block.format("sentiment=negative"), text)
     costly = re.search(r"`GET (/v1/calls/aggregate\?started_after=[^`]+)`", text)
-    assert escalated and costly, "the examples moved in docs/api.md"
+    order = re.search(r"`GET (/v1/calls\?sentiment=negative[^`]+)`", text)
+    assert escalated and unhappy and costly and order, "the examples moved in docs/api.md"
 
     def ask(request: str) -> Any:
         parts = urlsplit(request)
@@ -208,6 +336,67 @@ def test_the_docs_answer_each_question_with_one_request_as_written(
     assert per_agent == {"sales": 1}
     asked = {(g["key"]["agent"], g["key"]["intent"]) for g in answer["groups"] if not g["subtotal"]}
     assert asked == {("sales", "order_status")}
+    # Unhappy callers (latest analysis negative) the same week: 8 (support, primary intent
+    # refund) and 9 (sales, order_status).
+    answer = ask(unhappy.group(1))
+    assert answer["total_calls"] == 2
+    per_agent = {
+        g["key"]["agent"]: g["calls"]
+        for g in answer["groups"]
+        if g["subtotal"] and set(g["key"]) == {"agent"}
+    }
+    assert per_agent == {"sales": 1, "support": 1}
+    asked = {(g["key"]["agent"], g["key"]["intent"]) for g in answer["groups"] if not g["subtotal"]}
+    assert asked == {("sales", "order_status"), ("support", "refund")}
+    # The unhappy callers from the 23rd on whose order number was 4572: call 9 alone (8 is
+    # unhappy with another order).
+    (listed,) = ask(order.group(1))["items"]
+    assert listed["call_id"].startswith("a09-") and listed["sentiment"] == "negative"
     costs = ask(costly.group(1).replace("2026-12-01", "2026-11-01"))
     assert {g["key"]["agent"] for g in costs["groups"]} == {"sales", "support"}
     assert all(g["usage"]["cost"]["amount"] > 0 and g["latency_ms"]["p95"] for g in costs["groups"])
+
+
+def test_listed_calls_carry_their_latest_analysis_in_one_query(
+    analysed: None, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+    import io
+
+    statements: list[str] = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def counted(self: psycopg.AsyncCursor[Any], query: Any, *args: Any, **kw: Any) -> Any:
+        text = query if isinstance(query, str | bytes) else query.as_string(self.connection)
+        statements.append(text.decode() if isinstance(text, bytes) else text)
+        return await execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
+    latest = {i: versions[-1] for i, versions in ANALYSES.items()}
+    for pairs, page_size in (
+        ([("limit", "50")], 12),
+        ([("limit", "5"), ("sort", "duration_ms")], 5),
+    ):
+        statements.clear()
+        reply = _get(tenant, "/v1/calls", pairs)
+        assert reply.status == 200, reply.body
+        items = reply.json()["items"]
+        assert len(items) == page_size
+        for item in items:
+            seed = int(item["call_id"][1:3])
+            assert (item["sentiment"], item["success"]) == latest.get(seed, (None, None)), seed
+        # One statement reads the analyses, however many calls the page has.
+        assert sum("call_analyses" in s for s in statements) == 1, statements
+    monkeypatch.undo()
+    page = _get(tenant, "/v1/calls", [("sort", "started_at"), ("format", "csv")])
+    rows = list(csv.DictReader(io.StringIO(page.body)))
+    assert [(r["sentiment"], r["success"]) for r in rows[:2]] == [
+        ("negative", "False"),
+        ("neutral", "True"),
+    ]
+    assert (rows[10]["sentiment"], rows[10]["success"]) == ("", "")
+    detail = _get(tenant, f"/v1/calls/{rows[7]['call_id']}", [])
+    assert detail.status == 200, detail.body
+    body = detail.json()
+    assert (body["sentiment"], body["success"]) == ("positive", None)
+    assert body["analysis"]["sentiment"] == "positive"
