@@ -38,9 +38,11 @@ CREATE TABLE call_analyses (
     model             text NOT NULL,
     summary           text NOT NULL,
     success           boolean,
-    success_reason    text,
-    sentiment         text CHECK (sentiment IN ('positive', 'neutral', 'negative')),
-    sentiment_score   real,
+    -- Every analysis says why it judged success so, and how the caller sounded (the local
+    -- model always can): the API serves these as required fields.
+    success_reason    text NOT NULL,
+    sentiment         text NOT NULL CHECK (sentiment IN ('positive', 'neutral', 'negative')),
+    sentiment_score   real NOT NULL,
     extracted         jsonb NOT NULL DEFAULT '{}'::jsonb,
     extraction_valid  boolean,
     extraction_errors text[] NOT NULL DEFAULT ARRAY[]::text[],
