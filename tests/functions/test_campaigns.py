@@ -501,7 +501,14 @@ def test_a_campaign_of_50_contacts_with_mixed_outcomes(
     for c in machines:
         by_node = VOICEMAIL_MESSAGE in c["agent"]
         by_twilio = c["twilio_call_sid"] in updates
-        assert by_node != by_twilio, c
+        answered_by = sql.execute(
+            "SELECT answered_by FROM campaign_attempts WHERE call_sid = %s",
+            (c["twilio_call_sid"],),
+        ).fetchone()
+        assert by_node != by_twilio, (
+            f"{c['twilio_call_sid']} ({c['to_number']}): node's verdict "
+            f"{answered_by}, agent said {c['agent']!r}, Twilio updated {by_twilio}"
+        )
         if by_twilio:
             twiml = ET.fromstring(updates[c["twilio_call_sid"]].value("Twiml"))
             assert [e.tag for e in twiml] == ["Say", "Hangup"]
