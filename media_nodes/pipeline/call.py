@@ -432,7 +432,9 @@ class CallSession:
             return
         ended = self._turns.end_turn()
         if ended is not None and ended.end_ms == end_ms:
-            self._end_caller_turn(ended.start_ms, ended.end_ms)
+            # A machine's words are kept, never answered: an answer would replace (cancel) the
+            # response under way, which is the voicemail message itself.
+            self._end_caller_turn(ended.start_ms, ended.end_ms, answer=not self._machine_talks)
 
     def _drop_speculative(self) -> None:
         if self._speculative is not None:
