@@ -113,6 +113,21 @@ def api_event(
     return event
 
 
+def api_request(handler: Any, method: str, path: str, tenant: Tenant, **query: Any) -> Reply:
+    """An API request to ``handler`` through its Lambda event; a list value repeats its key."""
+    event = api_event("analytics.get-v1-calls.json", tenant, path=path)
+    pairs = [
+        (k, v)
+        for k, values in query.items()
+        for v in (values if isinstance(values, list) else [values])
+    ]
+    event["rawQueryString"] = urlencode(pairs)
+    event["queryStringParameters"] = {k: v for k, v in pairs} or None
+    event["requestContext"]["http"]["method"] = method
+    event["routeKey"] = f"{method} {path}"
+    return invoke(handler, event)
+
+
 def call_sid() -> str:
     return "CA" + uuid.uuid4().hex
 

@@ -13,7 +13,6 @@ import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import psycopg
 import pytest
@@ -40,6 +39,7 @@ from shared.events import (
     TurnUser,
 )
 from tests.functions.conftest import Tenant, api_event, invoke
+from tests.functions.conftest import api_request as api
 
 DATA = Path(__file__).parent / "data"
 # The local model's accuracy (sentiment, success) on the two labelled sets, as measured
@@ -67,20 +67,6 @@ ANALYSIS = {
     "summary_prompt": "Mention the order number.",
     "extraction_schema": SCHEMA,
 }
-
-
-def api(handler: Any, method: str, path: str, tenant: Tenant, **query: Any) -> Any:
-    event = api_event("analytics.get-v1-calls.json", tenant, path=path)
-    pairs = [
-        (k, v)
-        for k, values in query.items()
-        for v in (values if isinstance(values, list) else [values])
-    ]
-    event["rawQueryString"] = urlencode(pairs)
-    event["queryStringParameters"] = {k: v for k, v in pairs} or None
-    event["requestContext"]["http"]["method"] = method
-    event["routeKey"] = f"{method} {path}"
-    return invoke(handler, event)
 
 
 def agent_with_analysis(sql: psycopg.Connection[Any], tenant_id: str, **changes: Any) -> None:

@@ -6,25 +6,16 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
-from urllib.parse import urlencode
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from functions.analytics.app import handler as analytics
-from tests.functions.conftest import Tenant, api_event, invoke
+from tests.functions.conftest import Tenant, api_request
 
 
 def _get(path: str, tenant: Tenant, **query: Any) -> Any:
-    event = api_event("analytics.get-v1-calls.json", tenant, path=path)
-    pairs = [
-        (k, v)
-        for k, values in query.items()
-        for v in (values if isinstance(values, list) else [values])
-    ]
-    event["rawQueryString"] = urlencode(pairs)
-    event["queryStringParameters"] = {k: v for k, v in pairs} or None
-    return invoke(analytics, event)
+    return api_request(analytics, "GET", path, tenant, **query)
 
 
 def _campaign(

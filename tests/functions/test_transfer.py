@@ -43,6 +43,17 @@ def _live_call(sql: psycopg.Connection[Any], tenant: Tenant, number: str, sid: s
     return str(row["call_id"])
 
 
+def _answered_stream_parameters(call_sid: str, number: str) -> dict[str, str | None]:
+    """The callee answered: the parameters of the stream our voice webhook answers Twilio."""
+    form = inbound_form(
+        call_sid, "+15551230001", caller=number, Direction="outbound-api", CallStatus="in-progress"
+    )
+    answer = invoke(voice_handler, voice_event(form))
+    stream = ET.fromstring(answer.body).find("./Connect/Stream")
+    assert stream is not None, answer.body
+    return {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+
+
 def test_transfer_updates_the_live_call_with_dial_twiml(
     rt: Any, sql: psycopg.Connection[Any], tenant: Tenant, fake_twilio: FakeTwilio
 ) -> None:
@@ -141,17 +152,7 @@ def test_outbound_call_points_twilio_at_our_webhooks_and_the_answer_streams(
     )
 
     # When the callee answers, Twilio fetches TwiML from our voice webhook for the same CallSid.
-    form = inbound_form(
-        placed["twilio_call_sid"],
-        "+15551230001",
-        caller=number,
-        Direction="outbound-api",
-        CallStatus="in-progress",
-    )
-    answer = invoke(voice_handler, voice_event(form))
-    stream = ET.fromstring(answer.body).find("./Connect/Stream")
-    assert stream is not None
-    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    params = _answered_stream_parameters(placed["twilio_call_sid"], number)
     assert params["call_id"] == placed["call_id"] and params["agent_id"] == "acme-shop"
 
 
@@ -265,17 +266,7 @@ def test_outbound_metadata_is_kept_shown_and_filterable_and_variables_reach_the_
     (request,) = fake_twilio.requests
     assert "A-1042" not in str(request.form) and "Ann" not in str(request.form)
 
-    form = inbound_form(
-        placed["twilio_call_sid"],
-        "+15551230001",
-        caller=number,
-        Direction="outbound-api",
-        CallStatus="in-progress",
-    )
-    answer = invoke(voice_handler, voice_event(form))
-    stream = ET.fromstring(answer.body).find("./Connect/Stream")
-    assert stream is not None
-    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    params = _answered_stream_parameters(placed["twilio_call_sid"], number)
     assert params["first_name"] == "Ann" and params["appointment"] == "Tuesday 3 pm"
     assert params["call_id"] == placed["call_id"]
     assert "order_id" not in params  # metadata is the client's, never the agent's
