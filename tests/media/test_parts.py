@@ -219,12 +219,27 @@ def test_sentence_splitter_streams_pieces() -> None:
     assert splitter.flush() == "Ok"
 
 
+# Piper samples its speech (VITS noise), so one word may come out differently from run to run
+# ("arrives on" was once heard as "rise on"): the test asks for most of the words of several
+# sentences, which garbled or silent speech cannot meet.
+PIPER_SENTENCES = {
+    "Your parcel arrives on Friday.": {"parcel", "arrives", "friday"},
+    "Please hold while I check your booking.": {"please", "hold", "check", "booking"},
+    "The store opens early tomorrow morning.": {"store", "opens", "early", "tomorrow", "morning"},
+}
+
+
 async def test_piper_speech_is_understood(models: Models) -> None:
     voice = Voice(models.voice.engine)
-    audio = np.concatenate([c async for c in voice.speak("Your parcel arrives on Friday.")])
-    transcript = await models.asr.transcribe(to_float32(resample(audio, 8000, 16000)))
-    heard = words(transcript.text)  # Piper's speech varies a little: "arrives" or "arrived"
-    assert {"parcel", "friday"} <= heard and any(w.startswith("arriv") for w in heard), heard
+    missed: dict[str, set[str]] = {}
+    for sentence, expected in PIPER_SENTENCES.items():
+        audio = np.concatenate([c async for c in voice.speak(sentence)])
+        transcript = await models.asr.transcribe(to_float32(resample(audio, 8000, 16000)))
+        heard = words(transcript.text)
+        missed[sentence] = expected - heard
+        assert len(expected & heard) >= len(expected) - 1, (sentence, transcript.text)
+    total = sum(len(e) for e in PIPER_SENTENCES.values())
+    assert sum(len(m) for m in missed.values()) <= total // 6, missed
 
 
 async def test_greeting_cache_serves_fixed_prompts(models: Models) -> None:
