@@ -65,7 +65,7 @@ from shared.agents.models import (
     State,
     TransferAction,
 )
-from shared.agents.phrases import fixed_texts
+from shared.agents.phrases import fixed_texts, screening_message, voicemail_message
 from shared.knowledge.embedder import Vectors
 from shared.knowledge.store import Passage
 
@@ -292,14 +292,9 @@ class AgentSession:
         return twin
 
     def machine_policy(self) -> MachinePolicy:
-        voicemail, screening = self.agent.voicemail, self.agent.screening
         return MachinePolicy(
-            voicemail_message=voicemail.message if voicemail.action == "leave_message" else None,
-            screening_message=(
-                screening.message or f"This is an automated call from {self.agent.name}."
-            )
-            if screening.action == "announce"
-            else None,
+            voicemail_message=voicemail_message(self.agent),
+            screening_message=screening_message(self.agent),
         )
 
     def finish(self, reason: EndReason) -> Outcome:

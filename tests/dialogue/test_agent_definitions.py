@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.agents.loader import AgentDefinitionError, load_agent_file, load_agent_text
+from shared.agents.models import Voicemail
 from shared.agents.phrases import fixed_texts
 from shared.agents.schema import SCHEMA_FILE, render_agent_schema
 
@@ -187,6 +188,13 @@ def test_fixed_texts_are_what_the_agent_says_word_for_word() -> None:
     assert definition.messages.no_input in texts
     assert not [t for t in texts if "{{" in t], "templated texts differ per call"
     assert len(texts) == len(set(texts))
+    # What a machine or a screening assistant hears is said word for word too.
+    assert f"This is an automated call from {definition.name}." in texts
+    leaving = definition.model_copy(
+        update={"voicemail": Voicemail(action="leave_message", message="Please call us back.")}
+    )
+    assert "Please call us back." in fixed_texts(leaving)
+    assert "Please call us back." not in texts  # the default voicemail action hangs up
 
 
 ALIAS_BOMB = "\n".join(
