@@ -20,7 +20,8 @@ NO_ANSWER = "no_answer"
 VOICEMAIL = "voicemail"
 FAILED = "failed"
 CANCELED = "canceled"
-LOST = "lost"  # claimed, then no word of the call: counted as failed, never redialled as is
+LOST = "lost"  # claimed, then no word of the call: dialled again as a new attempt
+LOST_REDIALS = 3  # lost attempts of one contact that are dialled again; later ones count as failed
 DNC = "dnc"
 OUTCOMES = (ANSWERED, BUSY, NO_ANSWER, VOICEMAIL, FAILED, CANCELED, LOST, DNC)
 RETRYABLE = (BUSY, NO_ANSWER, VOICEMAIL, FAILED)
@@ -115,7 +116,7 @@ def next_attempt(
     policy: dict[str, Any], outcome: str, attempts: int, now: datetime
 ) -> datetime | None:
     """When to call again after ``attempts`` attempts ended with ``outcome``; None: never.
-    A lost attempt follows the rule for ``failed``."""
+    A lost attempt past :data:`LOST_REDIALS` follows the rule for ``failed``."""
     rule = retry_rules(policy).get(FAILED if outcome == LOST else outcome)
     if rule is None or attempts >= rule.max_attempts:
         return None

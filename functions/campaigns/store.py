@@ -108,7 +108,9 @@ async def dispatch(
         due = await fetch_all(
             conn,
             """SELECT k.contact_id, k.number, k.timezone, k.attempts,
-                      d.number IS NOT NULL AS dnc
+                      d.number IS NOT NULL AS dnc,
+                      (SELECT COALESCE(max(a.attempt_no), 0) FROM campaign_attempts a
+                       WHERE a.contact_id = k.contact_id) AS last_attempt_no
                FROM campaign_contacts k
                LEFT JOIN dnc_numbers d ON d.tenant_id = k.tenant_id AND d.number = k.number
                WHERE k.campaign_id = %s AND k.state IN ('pending', 'waiting_retry')
@@ -141,7 +143,9 @@ async def dispatch(
                     campaign_id,
                     contact["contact_id"],
                     campaign["tenant_id"],
-                    contact["attempts"] + 1,
+                    # Numbered after every earlier row: an attempt that did not count (never
+                    # dialled, or lost) keeps its number, and ``attempts`` does not include it.
+                    contact["last_attempt_no"] + 1,
                 ),
             )
             await conn.execute(
@@ -295,14 +299,16 @@ async def settle(
             conn,
             """SELECT a.attempt_id, a.contact_id, a.answered_by, k.attempts, c.retry_policy,
                       c.status AS campaign_status, calls.disposition, a.campaign_id,
-                      c.tenant_id, a.call_sid, calls.call_id
+                      c.tenant_id, a.call_sid, calls.call_id,
+                      (SELECT count(*) FROM campaign_attempts p
+                       WHERE p.contact_id = a.contact_id AND p.outcome = %s) AS lost_before
                FROM campaign_attempts a
                JOIN campaign_contacts k ON k.contact_id = a.contact_id
                JOIN campaigns c ON c.campaign_id = a.campaign_id
                LEFT JOIN calls ON calls.twilio_call_sid = a.call_sid
                WHERE (a.call_sid = %s OR a.attempt_id = %s) AND a.state <> 'finished'
                FOR UPDATE OF a, k""",
-            (call_sid, attempt_id),
+            (schedule.LOST, call_sid, attempt_id),
         )
         if row is None:
             return None
@@ -316,7 +322,17 @@ async def settle(
         )
         again = None
         if row["campaign_status"] != "canceled":
-            again = schedule.next_attempt(row["retry_policy"], outcome, row["attempts"], now)
+            if outcome == schedule.LOST and row["lost_before"] < schedule.LOST_REDIALS:
+                # No word of the call within the stale period: Twilio never had it, so the
+                # callee was not rung. The attempt does not count, and the contact is dialled
+                # again now (a worker that died with a claimed dial loses nothing).
+                again = now
+                await conn.execute(
+                    "UPDATE campaign_contacts SET attempts = attempts - 1 WHERE contact_id = %s",
+                    (row["contact_id"],),
+                )
+            else:
+                again = schedule.next_attempt(row["retry_policy"], outcome, row["attempts"], now)
         disposition = row["disposition"]
         if disposition is None and outcome == schedule.VOICEMAIL:
             disposition = "voicemail"

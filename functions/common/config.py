@@ -44,7 +44,8 @@ class FunctionSettings(Settings):
         gt=0,
         description=(
             "Seconds a claimed dial may go without any word of its call (no Call SID, no "
-            "callback) before the attempt counts as failed; it is never dialled again."
+            "callback) before the attempt is lost: Twilio never had it, and the contact is "
+            "dialled again as a new attempt."
         ),
     )
     campaign_tenant_max_concurrency: int = Field(
