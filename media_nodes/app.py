@@ -33,6 +33,8 @@ from media_nodes.preparation import AgentPreparer
 from media_nodes.recording.store import RecordingStore, create_store
 from media_nodes.transports.twilio_stream import serve_twilio_stream
 from media_nodes.transports.webrtc_routes import webrtc_routes
+from media_nodes.tts.engines import engine_names
+from media_nodes.tts.registry import AUTO
 from shared import tracing
 from shared.agents.store import agent_activations
 from shared.bus import EventBus, InProcessBus, create_bus
@@ -47,6 +49,15 @@ log = logging.getLogger(__name__)
 
 class StartupError(RuntimeError):
     """The node cannot start (database down, no dialogue engine); the message says why."""
+
+
+def check_tts_engine(name: str) -> None:
+    """Refuse an unknown ``PARLEY_TTS_ENGINE``, naming the engines this node has."""
+    known = [AUTO, *engine_names()]
+    if name not in known:
+        raise StartupError(
+            f"PARLEY_TTS_ENGINE: unknown TTS engine {name!r} (known: {', '.join(known)})"
+        )
 
 
 def load_dialogue_factory(settings: Settings, pool: Any) -> DialogueFactory:
@@ -123,6 +134,8 @@ def create_app(
 ) -> Starlette:
     """The app. Anything not handed in is built from ``settings`` at startup."""
     cfg = settings or get_settings()
+    if models is None:  # the engine named in the settings must exist before anything loads
+        check_tts_engine(cfg.tts_engine)
     tracing.configure(cfg, "parley-media-node")
 
     @contextlib.asynccontextmanager
