@@ -61,7 +61,7 @@ def check_tts_engine(name: str) -> None:
 
 
 def load_dialogue_factory(settings: Settings, pool: Any) -> DialogueFactory:
-    """The dialogue engine (#4): agents from the database, or from ``agents_dir`` in dev."""
+    """The dialogue engine: agents from the database, or from ``agents_dir`` in dev."""
     from media_nodes.dialogue.factory import AgentDialogueFactory
 
     return AgentDialogueFactory(settings, pool=pool)
