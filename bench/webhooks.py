@@ -1,4 +1,5 @@
-"""Benchmark: the voice Lambda answering Twilio webhooks in-process (issue #5: p99 <= 50 ms).
+"""Benchmark: the voice Lambda answering Twilio webhooks in-process (target: p99 <= 50 ms, well
+inside Twilio's webhook timeout).
 
 Invokes ``functions.voice.app.handler`` with signed API Gateway events against the real
 PostgreSQL and Redis (``scripts/services start``): each inbound call is new (a call row is

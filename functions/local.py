@@ -20,7 +20,8 @@ from functions.common.runtime import runtime
 from functions.transfer.app import router as transfer_router
 from functions.voice.routes import router as voice_router
 
-# (Lambda module, router): infra (#8) deploys one Lambda per module behind the same API.
+# (Lambda module, router): infra deploys one Lambda per module behind the same API, so the
+# local server and AWS answer the same routes.
 FUNCTIONS = {
     "functions.voice.app": voice_router,
     "functions.admin.app": admin_router,

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,12 +33,15 @@ from media_nodes.preparation import AgentPreparer
 from media_nodes.recording.store import RecordingStore, create_store
 from media_nodes.transports.twilio_stream import serve_twilio_stream
 from media_nodes.transports.webrtc_routes import webrtc_routes
+from media_nodes.tts.engines import engine_names
+from media_nodes.tts.registry import AUTO
 from shared import tracing
 from shared.agents.store import agent_activations
 from shared.bus import EventBus, InProcessBus, create_bus
 from shared.cache.registry import NodeRegistry
 from shared.cache.streams import StreamClaims
 from shared.cache.verdicts import MachineVerdicts
+from shared.metrics import process_registry
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -48,20 +51,32 @@ class StartupError(RuntimeError):
     """The node cannot start (database down, no dialogue engine); the message says why."""
 
 
+def check_tts_engine(name: str) -> None:
+    """Refuse an unknown ``PARLEY_TTS_ENGINE``, naming the engines this node has."""
+    known = [AUTO, *engine_names()]
+    if name not in known:
+        raise StartupError(
+            f"PARLEY_TTS_ENGINE: unknown TTS engine {name!r} (known: {', '.join(known)})"
+        )
+
+
 def load_dialogue_factory(settings: Settings, pool: Any) -> DialogueFactory:
-    """The dialogue engine (#4): agents from the database, or from ``agents_dir`` in dev."""
+    """The dialogue engine: agents from the database, or from ``agents_dir`` in dev."""
     from media_nodes.dialogue.factory import AgentDialogueFactory
 
     return AgentDialogueFactory(settings, pool=pool)
 
 
-def create_media_bus(settings: Settings, pool: Any = None) -> EventBus:
+def create_media_bus(
+    settings: Settings, pool: Any = None, *, registry: CollectorRegistry | None = None
+) -> EventBus:
     """Kafka through the durable local spool in production (PII redacted per tenant before an
-    event leaves the node); the in-process bus embedded."""
+    event leaves the node; the spool's series on ``registry``); the in-process bus embedded."""
     if settings.kafka_bootstrap:
         from shared.privacy.tenants import TenantPrivacy
 
-        return create_bus(settings, redact=TenantPrivacy(pool).apply if pool else None)
+        redact = TenantPrivacy(pool).apply if pool else None
+        return create_bus(settings, redact=redact, registry=registry)
     return create_bus(settings)
 
 
@@ -119,6 +134,8 @@ def create_app(
 ) -> Starlette:
     """The app. Anything not handed in is built from ``settings`` at startup."""
     cfg = settings or get_settings()
+    if models is None:  # the engine named in the settings must exist before anything loads
+        check_tts_engine(cfg.tts_engine)
     tracing.configure(cfg, "parley-media-node")
 
     @contextlib.asynccontextmanager
@@ -132,7 +149,9 @@ def create_app(
         pool: Any = None
         if bus is None and cfg.kafka_bootstrap:
             pool = await _open_pool(cfg)  # tenants' privacy settings, read by the producer
-        event_bus = bus or create_media_bus(cfg, pool)
+        # The process's one registry: the node's series, the spool's and the process's own.
+        node_metrics = metrics or MediaMetrics(process_registry())
+        event_bus = bus or create_media_bus(cfg, pool, registry=node_metrics.registry)
         await event_bus.start()
         projector: EmbeddedProjector | None = None
         own_factory: Any = None
@@ -160,7 +179,7 @@ def create_app(
                 dialogue=factory,
                 bus=event_bus,
                 store=store or create_store(cfg.recording_store, cfg.data_dir),
-                metrics=metrics or MediaMetrics(),
+                metrics=node_metrics,
                 node_id=cfg.node_id or default_node_id(),
                 streams=StreamClaims(node_registry.cache),
                 verdicts=MachineVerdicts(node_registry.cache),
@@ -238,8 +257,8 @@ def create_app(
         node: MediaNode | None = getattr(request.app.state, "node", None)
         if node is None:
             return Response(status_code=503)
-        # The node's own metrics, plus the process-wide ones (event spool, process, GC).
-        body = generate_latest(node.metrics.registry) + generate_latest(REGISTRY)
+        # One registry: the node's series, the event spool's and the process's (CPU, GC).
+        body = generate_latest(node.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(

@@ -40,5 +40,5 @@ def serve(
         raise typer.Exit(1) from None
 
 
-if __name__ == "__main__":  # python -m media_nodes.cli serve (before the lead wires `parley media`)
+if __name__ == "__main__":  # python -m media_nodes.cli serve: the node alone, without parley/cli.py
     app()

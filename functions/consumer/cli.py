@@ -108,10 +108,14 @@ def consume(
     configure_logging(
         settings.log_level, "%(asctime)s %(levelname)s %(message)s", as_json=settings.production
     )
+    from functions.consumer.metrics import ConsumerMetrics
+    from shared.metrics import process_registry
+
+    metrics = ConsumerMetrics(process_registry())
     if metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, addr="127.0.0.1")
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
 
     async def run() -> None:
         from functions.consumer.health import HealthServer
@@ -142,7 +146,7 @@ def consume(
             try:
                 await bus.start()
                 service = ConsumerService(
-                    bus, pool, group_id=group, batch_size=batch_size, lanes=lanes
+                    bus, pool, group_id=group, batch_size=batch_size, lanes=lanes, metrics=metrics
                 )
                 if lost_call_sweep_s > 0:
                     sweeper = LostCallSweeper(

@@ -14,10 +14,11 @@ from typing import Any
 import psycopg
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from functions.consumer.dead_letters import DeadLetterSink
-from functions.consumer.metrics import CONSUMER_LAG, EVENTS_APPLIED, EVENTS_DEAD, EVENTS_DUPLICATE
+from functions.consumer.metrics import ConsumerMetrics
 from functions.consumer.processor import BatchOutcome, BatchProcessor, PreparedBatch
 from shared.bus import BusError, dead_letter_topic
 from shared.bus.kafka import KafkaBus, KafkaEventConsumer
@@ -53,8 +54,11 @@ class ConsumerService:
         poll_timeout_ms: int = 200,
         retry_backoff_s: float = 1.0,
         after_db_commit: AfterCommit | None = None,
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         self.bus = bus
+        # On the process's registry (shared/metrics.py); a registry of its own when none given.
+        self.metrics = metrics if metrics is not None else ConsumerMetrics(CollectorRegistry())
         self.group_id = group_id
         self.batch_size = batch_size
         self.poll_timeout_ms = poll_timeout_ms
@@ -154,10 +158,10 @@ class ConsumerService:
         s.applied += outcome.applied
         s.duplicates += outcome.duplicates
         s.dead_lettered += len(outcome.dead)
-        EVENTS_APPLIED.inc(outcome.applied)
-        EVENTS_DUPLICATE.inc(outcome.duplicates)
+        self.metrics.applied.inc(outcome.applied)
+        self.metrics.duplicates.inc(outcome.duplicates)
         for letter in outcome.dead:
-            EVENTS_DEAD.labels(letter.kind).inc()
+            self.metrics.dead_lettered.labels(letter.kind).inc()
 
     async def _measure_lag(self, consumer: KafkaEventConsumer) -> None:
         raw = consumer.raw
@@ -167,4 +171,4 @@ class ConsumerService:
                 continue
             lag = max(0, high - await raw.position(tp))
             self.lag[tp.partition] = lag
-            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)

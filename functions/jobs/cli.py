@@ -120,7 +120,7 @@ def run_campaign(
     helpers = []
     if start_worker:
         for command in ("worker", "beat"):
-            helpers.append(subprocess.Popen([sys.executable, "-m", "shared.cli", command]))
+            helpers.append(subprocess.Popen([sys.executable, "-m", "parley", command]))
     try:
         asyncio.run(
             local.run(

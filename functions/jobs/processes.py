@@ -24,7 +24,7 @@ class JobProcesses:
         path = self.log_dir / f"{command}-{len(self.procs)}.log"
         with path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", command, *args],
+                [sys.executable, "-m", "parley", command, *args],
                 env=self.env,
                 cwd=ROOT,
                 stdout=log,

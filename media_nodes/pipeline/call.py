@@ -169,7 +169,6 @@ class CallSession:
             node.bus,
             tenant_id=identity.tenant_id,
             call_id=identity.call_id,
-            spool_dir=settings.data_dir / "event-fallback",
         )
         self.recorder = CallRecorder() if identity.record else None
         self.playout = Playout(

@@ -1,35 +1,48 @@
 """A call's events: numbered in order, published off the audio path, never lost.
 
 Events go into a per-call queue that one task drains to the bus, so a slow broker cannot delay
-audio. If the bus refuses an event, it is appended to ``data_dir/event-fallback/events.jsonl``
-(one event JSON per line, the bus's own format) instead of being dropped. In production the bus is
-``shared.bus.durable.DurableBus``, whose publish only appends to memory and an fsynced spool.
+audio. The bus is the node's one durable path: with Kafka it is ``shared.bus.durable.DurableBus``,
+whose publish appends to memory and an fsynced spool that is replayed to Kafka; embedded it is the
+in-process bus. Neither refuses while it runs. Should the bus refuse anyway (not started yet, or
+stopped for a restart), the event stays at the head of the queue and is offered again with
+backoff, so the call's events reach the bus in order once it takes them. There is no second,
+private spool beside the bus's own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from pathlib import Path
+import time
 
 from shared.bus import EventBus
 from shared.events.models import Event, Payload
 
 log = logging.getLogger(__name__)
 
+# Hand-overs that outlived their call's close (the bus was refusing): kept referenced so they
+# go on until the bus takes their events.
+_unfinished: set[asyncio.Task[None]] = set()
+
 
 class CallEvents:
-    def __init__(self, bus: EventBus, *, tenant_id: str, call_id: str, spool_dir: Path) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        tenant_id: str,
+        call_id: str,
+        retry_backoff_s: tuple[float, float] = (0.05, 2.0),
+    ) -> None:
         self._bus = bus
         self.tenant_id = tenant_id
         self.call_id = call_id
-        self._spool = spool_dir / "events.jsonl"
+        self._backoff = retry_backoff_s
         self._seq = 0
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._drain(), name=f"events-{call_id}")
         self.emitted: list[Event] = []
-        self._inflight: Event | None = None
+        self._last_warning = 0.0
 
     def emit(self, payload: Payload) -> Event:
         event = Event(
@@ -46,33 +59,38 @@ class CallEvents:
 
     async def _drain(self) -> None:
         while (event := await self._queue.get()) is not None:
-            self._inflight = event
+            await self._hand_over(event)
+
+    async def _hand_over(self, event: Event) -> None:
+        backoff = self._backoff[0]
+        while True:
             try:
                 await self._bus.publish(event)
-            except Exception as exc:  # any bus failure: keep the event locally
-                log.warning(
-                    "bus refused %s of call %s (%s); spooling", event.type, self.call_id, exc
-                )
-                self._write_spool(event)
-            self._inflight = None
-
-    def _write_spool(self, event: Event) -> None:
-        self._spool.parent.mkdir(parents=True, exist_ok=True)
-        with self._spool.open("ab") as spool:
-            spool.write(event.to_json() + b"\n")
+                return
+            except Exception as exc:  # any refusal: offer the same event again, in order
+                now = time.monotonic()
+                if now - self._last_warning > 10:
+                    self._last_warning = now
+                    log.warning(
+                        "bus refused %s of call %s (%s); retrying until it takes it",
+                        event.type,
+                        self.call_id,
+                        exc,
+                    )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._backoff[1])
 
     async def close(self, timeout_s: float = 10.0) -> None:
-        """Publish what is queued (bounded); spool whatever the bus did not take in time."""
+        """Wait (bounded) until the bus has taken every event. Past ``timeout_s`` the hand-over
+        goes on in the background, so a refusing bus delays the events but never loses them."""
         self._queue.put_nowait(None)
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
         except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            if self._inflight is not None:
-                self._write_spool(self._inflight)
-            while not self._queue.empty():
-                event = self._queue.get_nowait()
-                if event is not None:
-                    self._write_spool(event)
+            log.error(
+                "bus has not taken the events of call %s after %.0fs; still retrying",
+                self.call_id,
+                timeout_s,
+            )
+            _unfinished.add(self._task)
+            self._task.add_done_callback(_unfinished.discard)

@@ -16,7 +16,6 @@ import time
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from media_nodes.dialogue.protocol import EndReason
-from media_nodes.identity import identify
 from media_nodes.pipeline.call import CallSession
 from media_nodes.pipeline.node import MediaNode
 from media_nodes.transports.twilio import (
@@ -32,6 +31,7 @@ from media_nodes.transports.twilio import (
     media_message,
     parse_message,
 )
+from media_nodes.transports.twilio_identity import identify
 from shared import tracing
 from shared.cache.base import CacheUnavailable
 from shared.tokens import TokenError

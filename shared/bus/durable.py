@@ -22,7 +22,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
-from prometheus_client import Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared import tracing
 from shared.bus.base import BusError, EventBus, EventConsumer
@@ -37,23 +37,38 @@ log = logging.getLogger(__name__)
 
 Redactor = Callable[[Event], Awaitable[Event]]
 
-SPOOL_BYTES = Gauge(
-    "parley_event_spool_bytes", "Bytes of events spooled locally and not yet acknowledged by Kafka."
-)
-SPOOL_OLDEST_AGE = Gauge(
-    "parley_event_spool_oldest_age_seconds",
-    "Age of the oldest event not yet acknowledged by Kafka (0 when the spool is empty).",
-)
-SPOOL_FULL = Gauge(
-    "parley_event_spool_full", "1 while the event spool is full (alert: events wait in memory)."
-)
-SPOOL_DROPPED = Counter(
-    "parley_event_spool_dropped",
-    "Events dropped because the spool was full and the in-memory buffer too (alert).",
-)
-BROKER_CONNECTED = Gauge(
-    "parley_event_broker_connected", "1 while the event forwarder has a working Kafka producer."
-)
+
+class SpoolMetrics:
+    """The spool's series (the alert rules in infra/observability depend on these names)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.bytes = Gauge(
+            "parley_event_spool_bytes",
+            "Bytes of events spooled locally and not yet acknowledged by Kafka.",
+            registry=registry,
+        )
+        self.oldest_age = Gauge(
+            "parley_event_spool_oldest_age_seconds",
+            "Age of the oldest event not yet acknowledged by Kafka (0 when the spool is empty).",
+            registry=registry,
+        )
+        self.full = Gauge(
+            "parley_event_spool_full",
+            "1 while the event spool is full (alert: events wait in memory).",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "parley_event_spool_dropped",
+            "Events dropped because the spool was full and the in-memory buffer too (alert).",
+            registry=registry,
+        )
+        self.broker_connected = Gauge(
+            "parley_event_broker_connected",
+            "1 while the event forwarder has a working Kafka producer.",
+            registry=registry,
+        )
+
 
 # Kafka's default broker limit is ~1 MiB per record batch; stay well under it.
 MAX_BATCH_BYTES = 512 * 1024
@@ -73,8 +88,11 @@ class DurableBus(EventBus):
         chunk_records: int = 5000,
         linger_s: float = 0.005,
         retry_backoff_s: tuple[float, float] = (0.2, 5.0),
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.kafka = kafka
+        # The process's registry (shared/metrics.py); a bus of its own when none is handed in.
+        self.metrics = SpoolMetrics(registry if registry is not None else CollectorRegistry())
         self.spool = Spool(spool_dir, max_bytes=max_spool_bytes, segment_bytes=segment_bytes)
         self.redact = redact
         self.max_memory_events = max_memory_events
@@ -109,8 +127,8 @@ class DurableBus(EventBus):
             return
         await asyncio.to_thread(self.spool.open)
         self._closing = False
-        SPOOL_BYTES.set_function(lambda: self.spool.pending_bytes)
-        SPOOL_OLDEST_AGE.set_function(self.spool.oldest_age_s)
+        self.metrics.bytes.set_function(lambda: self.spool.pending_bytes)
+        self.metrics.oldest_age.set_function(self.spool.oldest_age_s)
         self._tasks = [
             asyncio.create_task(self._journal(), name="event-spool-journal"),
             asyncio.create_task(self._forward(), name="event-spool-forwarder"),
@@ -135,8 +153,8 @@ class DurableBus(EventBus):
         self._tasks = []
         await self._close_producer()
         await asyncio.to_thread(self.spool.close)
-        SPOOL_BYTES.set_function(lambda: 0)
-        SPOOL_OLDEST_AGE.set_function(lambda: 0)
+        self.metrics.bytes.set_function(lambda: 0)
+        self.metrics.oldest_age.set_function(lambda: 0)
 
     # --- publishing --------------------------------------------------------------------------
     async def publish(self, event: Event) -> None:
@@ -150,7 +168,7 @@ class DurableBus(EventBus):
             raise BusError("DurableBus.publish before start() or after stop()")
         if len(self._memory) >= self.max_memory_events:
             self.dropped += 1
-            SPOOL_DROPPED.inc()
+            self.metrics.dropped.inc()
             self._log_full("event spool and memory buffer are full: dropping events")
             return
         self._memory.append((topic, key, item, int(time.time() * 1000)))
@@ -207,7 +225,7 @@ class DurableBus(EventBus):
                     lost = len(self._memory)
                     self.dropped += lost
                     self._discarded += lost
-                    SPOOL_DROPPED.inc(lost)
+                    self.metrics.dropped.inc(lost)
                     log.error("event spool full at shutdown: %d events not persisted", lost)
                     self._memory.clear()
                     return
@@ -230,7 +248,7 @@ class DurableBus(EventBus):
 
     def _set_full(self, full: bool) -> None:
         self.spool_full = full
-        SPOOL_FULL.set(1 if full else 0)
+        self.metrics.full.set(1 if full else 0)
 
     def _log_full(self, message: str) -> None:
         now = time.monotonic()
@@ -296,13 +314,13 @@ class DurableBus(EventBus):
             await producer.stop()
             raise
         self._producer = producer
-        BROKER_CONNECTED.set(1)
+        self.metrics.broker_connected.set(1)
         log.info("event forwarder connected to Kafka at %s", self.kafka.bootstrap)
         return producer
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
-        BROKER_CONNECTED.set(0)
+        self.metrics.broker_connected.set(0)
         if producer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), self.send_timeout_s)
@@ -362,9 +380,14 @@ class DurableBus(EventBus):
         return sent, end
 
 
-def durable_bus_from_settings(settings: Settings, *, redact: Redactor | None = None) -> DurableBus:
+def durable_bus_from_settings(
+    settings: Settings,
+    *,
+    redact: Redactor | None = None,
+    registry: CollectorRegistry | None = None,
+) -> DurableBus:
     """The production producer: Kafka from settings, spool under ``data_dir/spool``."""
     if not settings.kafka_bootstrap:
         raise BusError("PARLEY_KAFKA_BOOTSTRAP is empty: the durable producer needs Kafka")
     kafka = KafkaBus.from_settings(settings)
-    return DurableBus(kafka, settings.data_dir / "spool", redact=redact)
+    return DurableBus(kafka, settings.data_dir / "spool", redact=redact, registry=registry)

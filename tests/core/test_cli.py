@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli import app
+from parley.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -67,7 +67,7 @@ def test_schemas_check_fails_on_drift(tmp_path: Path) -> None:
 
 def test_invalid_setting_is_a_clear_error_not_a_traceback() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "db", "migrate"],
+        [sys.executable, "-m", "parley", "db", "migrate"],
         env={"PARLEY_DATABASE_URL": "mysql://nope", "PATH": "/usr/bin"},
         capture_output=True,
         text=True,
@@ -82,7 +82,7 @@ def test_invalid_setting_is_a_clear_error_not_a_traceback() -> None:
 @pytest.mark.integration
 def test_migrate_against_a_stopped_server_names_it() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "db", "migrate"],
+        [sys.executable, "-m", "parley", "db", "migrate"],
         env={"PARLEY_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/parley", "PATH": "/usr/bin"},
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from typer.testing import CliRunner
 
-from shared.cli import app
+from parley.cli import app
 from shared.logsearch import JsonLogFormatter, LogSearch, document, saved_searches
 from shared.settings import get_settings
 

@@ -21,7 +21,7 @@ REQUIREMENTS = ROOT / "requirements"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 RUNTIME_EXTRAS = ("piper",)  # the demo speaks with Piper, as the images may
 TEST_EXTRAS = ("dev", "infra")
-RUNTIME_SOURCES = ("shared", "functions", "media_nodes")
+RUNTIME_SOURCES = ("parley", "shared", "functions", "media_nodes")
 
 
 def pins(name: str) -> dict[str, str]:

@@ -82,6 +82,6 @@ def demo_python(site: Path) -> list[str]:
     boot = (
         "import site, sys; "
         f"site.addsitedir({str(site)!r}); sys.path.insert(0, {str(ROOT)!r}); "
-        "sys.argv[0] = 'parley'; from shared.cli import main; main()"
+        "sys.argv[0] = 'parley'; from parley.cli import main; main()"
     )
     return [sys.executable, "-I", "-S", "-c", boot]

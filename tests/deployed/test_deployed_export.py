@@ -125,7 +125,7 @@ def test_a_large_export_in_the_deployed_configuration(
         worker_log = (log_dir / "worker.log").open("w")
         logs.append(worker_log)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *args],
+            [sys.executable, "-m", "parley", *args],
             cwd=REPO_ROOT,
             env={
                 **{k: v for k, v in worker_env.items() if not k.startswith("AWS_")},

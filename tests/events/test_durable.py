@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
 from functions.consumer.service import ConsumerService
 from shared.bus import BusError, call_events_topic
@@ -28,8 +28,8 @@ from tests.events.conftest import (
 pytestmark = pytest.mark.integration
 
 
-def metric(name: str) -> float:
-    value = REGISTRY.get_sample_value(name)
+def metric(bus: DurableBus, name: str) -> float:
+    value = bus.metrics.registry.get_sample_value(name)
     assert value is not None, name
     return value
 
@@ -50,20 +50,24 @@ async def test_events_spool_while_kafka_is_down_and_drain_in_order_after_a_resta
         await down.publish(event)  # returns at once: the broker is not even there
     await wait_until(lambda: down.in_memory == 0 and down.spool.pending_bytes > 0, 10)
     await asyncio.sleep(0.2)
-    assert metric("parley_event_spool_bytes") == down.spool.pending_bytes > 0
-    assert metric("parley_event_spool_oldest_age_seconds") > 0
-    assert metric("parley_event_broker_connected") == 0
+    assert metric(down, "parley_event_spool_bytes") == down.spool.pending_bytes > 0
+    assert metric(down, "parley_event_spool_oldest_age_seconds") > 0
+    assert metric(down, "parley_event_broker_connected") == 0
     with pytest.raises(TimeoutError):
         await down.flush(0.5)
     await down.stop(drain_timeout_s=0.5)  # the process ends with the events still spooled
 
-    up = DurableBus(KafkaBus(kafka_bootstrap, topic_prefix=kafka_topic_prefix), spool)
+    registry = CollectorRegistry()  # the process's, as shared/metrics.py hands it in
+    up = DurableBus(
+        KafkaBus(kafka_bootstrap, topic_prefix=kafka_topic_prefix), spool, registry=registry
+    )
     await up.start()
     for event in events[40:]:
         await up.publish(event)
     await up.flush(30)
-    assert metric("parley_event_spool_bytes") == 0
-    assert metric("parley_event_spool_oldest_age_seconds") == 0
+    assert up.metrics.registry is registry
+    assert metric(up, "parley_event_spool_bytes") == 0
+    assert metric(up, "parley_event_spool_oldest_age_seconds") == 0
     await up.stop()
     records = await read_topic(kafka_bootstrap, call_events_topic(kafka_topic_prefix), 60)
     assert [r.value for r in records] == [e.to_json() for e in events]  # in order, once
@@ -85,8 +89,8 @@ async def test_a_full_spool_is_an_alert_not_a_crash(
         if i % 50 == 0:
             await asyncio.sleep(0.01)
     await wait_until(lambda: bus.spool_full, 10)
-    assert metric("parley_event_spool_full") == 1
-    assert bus.dropped > 0 and metric("parley_event_spool_dropped_total") >= bus.dropped
+    assert metric(bus, "parley_event_spool_full") == 1
+    assert bus.dropped > 0 and metric(bus, "parley_event_spool_dropped_total") >= bus.dropped
     assert bus.spool.disk_bytes <= 64 * 1024
     await bus.stop(drain_timeout_s=0.1)
     with pytest.raises(BusError, match="after stop"):

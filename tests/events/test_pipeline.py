@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
 from functions.consumer.dead_letters import parse_dead_letter
+from functions.consumer.metrics import ConsumerMetrics
 from functions.consumer.processor import BatchOutcome
 from functions.consumer.replay import replay
 from functions.consumer.service import ConsumerService
@@ -110,8 +111,14 @@ async def test_consumer_lag_is_a_metric(
     async with started(kafka):
         for event in call_events(call_id, 50):
             await kafka.publish(event)
+        registry = CollectorRegistry()  # the process's, as shared/metrics.py hands it in
         service = ConsumerService(
-            kafka, db_pool, group_id="g", batch_size=10, after_db_commit=note_lag
+            kafka,
+            db_pool,
+            group_id="g",
+            batch_size=10,
+            after_db_commit=note_lag,
+            metrics=ConsumerMetrics(registry),
         )
         async with running_consumer(service):
             await wait_for_events(db_pool, [call_id], 50)
@@ -119,7 +126,7 @@ async def test_consumer_lag_is_a_metric(
     labels = {"topic": call_events_topic(kafka_topic_prefix), "partition": "0"}
     assert seen[1] >= 30  # measured after the first batch of 10 out of 50
     assert service.lag == {0: 0}
-    assert REGISTRY.get_sample_value("parley_consumer_lag", labels) == 0
+    assert registry.get_sample_value("parley_consumer_lag", labels) == 0
 
 
 class Crash(Exception):

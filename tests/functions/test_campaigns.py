@@ -833,7 +833,7 @@ def test_parley_campaign_run_prints_progress_until_the_campaign_is_over(
     play(fake_twilio, sql, {numbers[0]: ["answered"], numbers[1]: ["busy"], numbers[2]: ["busy"]})
     csv_file = tmp_path / "reminders.csv"
     csv_file.write_text("number,first_name\n" + "".join(f"{n},Ann\n" for n in numbers))
-    command = [sys.executable, "-m", "shared.cli", "campaign", "run", str(csv_file)]
+    command = [sys.executable, "-m", "parley", "campaign", "run", str(csv_file)]
     command += ["--agent", "acme-shop", "--tenant", tenant.tenant_id, "--cps", "10"]
     command += ["--interval", "0.5", "--timezone", "UTC", "--retry", "busy=1/0"]
     # It starts its own worker and beat (its children: one process group to clean up).

@@ -1,4 +1,4 @@
-"""A whole call through the functions and a real media node (#3), read back through analytics:
+"""A whole call through the functions and a real media node, read back through analytics:
 
 voice webhook (Lambda handler) -> TwiML <Connect><Stream> with a signed session token -> the
 simulated Twilio caller streams to that node -> the node's events are projected into PostgreSQL

@@ -199,7 +199,7 @@ def test_the_media_image_entry_point_is_the_parley_command_of_the_lock() -> None
         r for r in project["dependencies"] if canonicalize_name(Requirement(r).name) not in locked
     ]
     assert not unpinned, f"dependencies the lock does not pin: {unpinned}"
-    assert project["scripts"]["parley"] == "shared.cli:main"
+    assert project["scripts"]["parley"] == "parley.cli:main"
     parley = Path(sys.executable).with_name("parley")
     out = subprocess.run(
         [str(parley), *MEDIA_COMMAND[:2], "--help"], capture_output=True, text=True, timeout=120

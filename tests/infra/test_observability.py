@@ -13,7 +13,6 @@ import pytest
 import yaml
 from parley_infra.media import ACTIVE_CALLS_METRIC
 from parley_infra.observability import ALERT_RULES, DASHBOARDS, adapter_values
-from prometheus_client import REGISTRY, CollectorRegistry
 
 from .stack_harness import REPO_ROOT, Evaluation, stack_config
 
@@ -73,18 +72,25 @@ def _base(series: str, listed: dict[str, str]) -> str | None:
 def _exported() -> dict[str, str]:
     """Metric names (as queried) and types that Parley's code registers.
 
-    The media node serves its own registry (media_nodes.metrics.MediaMetrics); the event spool
-    (shared.bus.durable), the long-running consumer (functions.consumer.metrics) and beat's job
-    queue probe (functions.jobs.metrics) register on prometheus_client's default registry.
+    Each process makes one registry (shared.metrics.process_registry) and hands it to the
+    metrics of every part it runs: the media node (media_nodes.metrics.MediaMetrics) with its
+    event spool (shared.bus.durable.SpoolMetrics), the long-running consumer
+    (functions.consumer.metrics.ConsumerMetrics) and beat's job queue probe
+    (functions.jobs.metrics.QueueMetrics).
     """
-    import functions.consumer.metrics
-    import functions.jobs.metrics  # noqa: F401
-    import shared.bus.durable  # noqa: F401
+    from functions.consumer.metrics import ConsumerMetrics
+    from functions.jobs.metrics import QueueMetrics
     from media_nodes.metrics import MediaMetrics
+    from shared.bus.durable import SpoolMetrics
+    from shared.metrics import process_registry
 
+    media_node, consumer, beat = process_registry(), process_registry(), process_registry()
+    MediaMetrics(media_node)
+    SpoolMetrics(media_node)
+    ConsumerMetrics(consumer)
+    QueueMetrics(beat)
     exported = {}
-    registries: list[CollectorRegistry] = [MediaMetrics().registry, REGISTRY]
-    for registry in registries:
+    for registry in (media_node, consumer, beat):
         for family in registry.collect():
             name = family.name + ("_total" if family.type == "counter" else "")
             exported[name] = family.type

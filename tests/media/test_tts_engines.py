@@ -12,6 +12,7 @@ import logging
 import numpy as np
 import pytest
 
+from media_nodes.app import StartupError, check_tts_engine, create_app
 from media_nodes.models import Models
 from media_nodes.tts import registry
 from media_nodes.tts.base import TtsError
@@ -27,13 +28,19 @@ def test_each_engine_module_registers_the_engine_it_is_named_after() -> None:
         assert engine_entry(name).name == name
 
 
-def test_the_setting_refuses_an_unknown_engine_and_names_the_known_ones() -> None:
+def test_the_node_refuses_an_unknown_engine_at_startup_and_names_the_known_ones() -> None:
     known = ", ".join(["auto", *engine_names()])
-    with pytest.raises(SettingsError) as info:
-        load_settings(tts_engine="festival")
+    with pytest.raises(StartupError) as info:
+        create_app(load_settings(tts_engine="festival"))
     assert f"PARLEY_TTS_ENGINE: unknown TTS engine 'festival' (known: {known})" in str(info.value)
     for name in ["auto", *engine_names()]:
         assert load_settings(tts_engine=name).tts_engine == name
+        check_tts_engine(name)
+
+
+def test_the_setting_refuses_what_cannot_be_an_engine_name() -> None:
+    with pytest.raises(SettingsError, match="PARLEY_TTS_ENGINE: 'no/such' is not an engine"):
+        load_settings(tts_engine="no/such")
 
 
 def test_loading_an_unknown_engine_names_the_known_ones() -> None:

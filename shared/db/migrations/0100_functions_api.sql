@@ -1,4 +1,4 @@
--- Lambda functions (issue #5): call status history, knowledge document text, list indexes,
+-- The HTTP API's Lambda functions: call status history, knowledge document text, list indexes,
 -- and daily rollups for the analytics summaries.
 -- depends: 0001_initial
 

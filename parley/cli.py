@@ -1,5 +1,10 @@
-"""The ``parley`` command line. Each area contributes a typer sub-app from its own module;
-heavy imports happen inside commands so ``parley --help`` stays fast."""
+"""The ``parley`` command line: the composition root, the one module that imports every area.
+
+It sits above ``shared/``, ``functions/`` and ``media_nodes/`` (see docs/architecture.md). Each
+area contributes a typer sub-app from its own module; heavy imports happen inside commands so
+``parley --help`` stays fast. The commands defined here are those of the bottom layer (database,
+event contracts, log search, server check) and the demo, which runs every layer at once.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,13 @@ from pathlib import Path
 
 import typer
 
+from functions.cli import api_app, tenant_app
+from functions.consumer.cli import register as register_event_pipeline
+from functions.jobs.cli import register as register_jobs
+from media_nodes.cli import app as media_app
+from media_nodes.dialogue.cli import app as agent_app
+from media_nodes.simulator.cli import call_command
+from media_nodes.transports.webrtc_cli import app as webrtc_app
 from shared.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(
@@ -27,27 +39,15 @@ app.add_typer(logs_app, name="logs")
 app.add_typer(events_app, name="events")
 
 
-def _register_areas() -> None:
-    """Each area's commands (their modules import heavy libraries only inside commands)."""
-    from functions.cli import api_app, tenant_app
-    from functions.consumer.cli import register as register_event_pipeline
-    from functions.jobs.cli import register as register_jobs
-    from media_nodes.cli import app as media_app
-    from media_nodes.dialogue.cli import app as agent_app
-    from media_nodes.simulator.cli import call_command
-    from media_nodes.transports.webrtc_cli import app as webrtc_app
-
-    register_event_pipeline(events_app)
-    register_jobs(app)
-    app.add_typer(agent_app, name="agent")
-    app.add_typer(api_app, name="api")
-    app.add_typer(tenant_app, name="tenant")
-    app.add_typer(media_app, name="media")
-    app.command("call")(call_command)
-    app.add_typer(webrtc_app, name="webrtc")
-
-
-_register_areas()
+# Each area's commands (their modules import heavy libraries only inside commands).
+register_event_pipeline(events_app)
+register_jobs(app)
+app.add_typer(agent_app, name="agent")
+app.add_typer(api_app, name="api")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(media_app, name="media")
+app.command("call")(call_command)
+app.add_typer(webrtc_app, name="webrtc")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -185,17 +185,6 @@ def demo(
         result_json.write_text(json.dumps(result.as_json(), indent=2, default=str))
 
 
-def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()
-
-
 @logs_app.command("search")
 def logs_search(
     call: str = typer.Option("", "--call", help="Only this call's log lines."),
@@ -254,3 +243,10 @@ def logs_prune(
     except LogSearchError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"deleted {len(deleted)} indices" + (f": {', '.join(deleted)}" if deleted else ""))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
