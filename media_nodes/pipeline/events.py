@@ -4,6 +4,10 @@ Events go into a per-call queue that one task drains to the bus, so a slow broke
 audio. If the bus refuses an event, it is appended to ``data_dir/event-fallback/events.jsonl``
 (one event JSON per line, the bus's own format) instead of being dropped. In production the bus is
 ``shared.bus.durable.DurableBus``, whose publish only appends to memory and an fsynced spool.
+
+A transport that shows the call to its caller (WebRTC's signalling socket) learns what happens as
+it happens: the session hands it each :data:`SessionEvent` - every call event as it is emitted,
+and the agent's :class:`AgentActivity` - through one callback, instead of asking.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from shared.bus import EventBus
 from shared.events.models import Event, Payload
@@ -19,9 +26,29 @@ from shared.events.models import Event, Payload
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class AgentActivity:
+    """What the agent is doing now, from the caller's side."""
+
+    activity: Literal["listening", "thinking", "speaking"]
+
+
+SessionEvent = Event | AgentActivity
+SessionListener = Callable[[SessionEvent], None]
+
+
 class CallEvents:
-    def __init__(self, bus: EventBus, *, tenant_id: str, call_id: str, spool_dir: Path) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        tenant_id: str,
+        call_id: str,
+        spool_dir: Path,
+        listener: SessionListener | None = None,
+    ) -> None:
         self._bus = bus
+        self._listener = listener
         self.tenant_id = tenant_id
         self.call_id = call_id
         self._spool = spool_dir / "events.jsonl"
@@ -42,6 +69,8 @@ class CallEvents:
         self._seq += 1
         self.emitted.append(event)
         self._queue.put_nowait(event)
+        if self._listener is not None:
+            self._listener(event)
         return event
 
     async def _drain(self) -> None:
