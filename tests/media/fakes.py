@@ -444,6 +444,7 @@ async def fake_call(
     asr: FakeAsr | None = None,
     tts: FakeTts | None = None,
     rate: int = PHONE_RATE,
+    record: bool = False,
     **options: Any,
 ) -> AsyncIterator[FakeCall]:
     """A started call on the fakes, its line at ``rate`` (Twilio's 8 kHz, or WebRTC's 16 kHz);
@@ -465,7 +466,9 @@ async def fake_call(
         metrics=MediaMetrics(),
     )
     line = FakeLine(rate)
-    identity = CallIdentity(call_id="CAfake", tenant_id="tenant", agent_id="agent", stream_sid="MZ")
+    identity = CallIdentity(
+        call_id="CAfake", tenant_id="tenant", agent_id="agent", stream_sid="MZ", record=record
+    )
     session = CallSession(
         node,
         line,

@@ -5,9 +5,12 @@ with real models over a real socket is in test_calls.py and test_barge_in_counts
 from __future__ import annotations
 
 import asyncio
+import io
 import math
+import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from media_nodes.dialogue.protocol import DtmfInput, UserTurn
@@ -237,3 +240,25 @@ async def test_a_failed_transcription_loses_the_turn_not_the_call(tmp_path: Path
 
     assert [(t.turn_index, t.text) for t in call.payloads(TurnUser)] == [(2, ORDER)]
     assert dialogue.inputs == [UserTurn(ORDER)]
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])  # Twilio's phone line, WebRTC's wideband
+async def test_the_recording_is_at_the_calls_rate_with_both_legs(tmp_path: Path, rate: int) -> None:
+    tts = FakeTts(ms_per_char=5, rate=rate)
+    async with fake_call(
+        tmp_path, order_dialogue("Friday."), tts=tts, rate=rate, record=True
+    ) as call:
+        await ask_for_order(call)
+        await call.agent_done()
+    recorder = call.session.recorder
+    assert recorder is not None and call.session.recording_url is not None
+    with wave.open(io.BytesIO(recorder.wav())) as wav:
+        assert (wav.getnchannels(), wav.getframerate()) == (2, rate)
+        stereo = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    # Both legs on one timeline: the caller's question, then the agent's answer after it.
+    caller_loud = np.flatnonzero(np.abs(stereo[:, 0].astype(np.int32)) > 4000)
+    agent_loud = np.flatnonzero(np.abs(stereo[:, 1].astype(np.int32)) > 4000)
+    assert len(caller_loud) and len(agent_loud)
+    assert agent_loud[-1] > caller_loud[-1]
+    question = caller_loud[-1] - caller_loud[0]
+    assert question == pytest.approx(rate * 0.48, rel=0.05)  # the 480 ms tone, at the call's rate
