@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from media_nodes.app import create_app  # noqa: E402
 from media_nodes.server import build_server  # noqa: E402
 from media_nodes.simulator.caller import Say, SimulatedCaller, load_wav  # noqa: E402
-from media_nodes.transports.webrtc_caller import WebRtcCaller, load_wav_48k  # noqa: E402
+from media_nodes.simulator.webrtc_caller import WebRtcCaller, load_wav_48k  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
 
 AUDIO = ROOT / "examples" / "audio"

@@ -51,7 +51,9 @@ AGENT_MS = 5000
 
 async def piper_sentences() -> list[np.ndarray]:
     voice = Voice(load_engine("auto"))
-    return [np.concatenate([c async for c in voice.speak(text, cache=False)]) for text in ROOM]
+    return [
+        np.concatenate([c async for c in voice.speak(text, 8000, cache=False)]) for text in ROOM
+    ]
 
 
 def one_turn(

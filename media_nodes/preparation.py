@@ -62,8 +62,7 @@ async def warm_fixed_texts(node: MediaNode, agent_id: str, tenant_id: str = "def
         for first_clause in (True, False):
             pieces.update(dict.fromkeys(_pieces(text, first_clause=first_clause)))
     for piece in pieces:
-        if not node.voice.is_cached(piece):
-            await node.voice.prepare(piece)
+        await node.voice.prepare(piece)  # at each rate it is not yet cached at
     return len(pieces)
 
 

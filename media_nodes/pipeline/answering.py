@@ -39,17 +39,19 @@ class MachineHeard:
 @dataclass
 class AnsweringWatch:
     outbound: bool
+    rate: int  # of the caller audio it hears: the transport's
     listen_ms: float = 30_000.0
     long_ms: float = 4500.0
     pause_ms: float = 800.0
     _since_ms: float = 0.0  # the young window opened (call time)
-    _beeps: BeepDetector = field(default_factory=BeepDetector)
+    _beeps: BeepDetector = field(init=False)
     _greeting: GreetingTracker | None = None
     _opening_done: bool = False
     _spoke: bool = False
     beep_ended_ms: float | None = None  # call time of the last beep's end
 
     def __post_init__(self) -> None:
+        self._beeps = BeepDetector(self.rate)
         self._greeting = GreetingTracker(long_ms=self.long_ms, pause_ms=self.pause_ms)
 
     def young(self, now_ms: float) -> bool:
@@ -58,13 +60,13 @@ class AnsweringWatch:
     def reopen(self, now_ms: float) -> None:
         """After a screening assistant: its person, or their voicemail, is next."""
         self._since_ms = now_ms
-        self._beeps = BeepDetector()
+        self._beeps = BeepDetector(self.rate)
 
     def audio(
         self, pcm: npt.NDArray[np.int16], now_ms: float, *, after_verdict: bool
     ) -> MachineHeard | None:
-        """8 kHz caller audio ending at call time ``now_ms``. Beeps are listened for while the
-        call is young, and after a voicemail verdict for as long as the call waits for one."""
+        """Caller audio (at ``rate``) ending at call time ``now_ms``. Beeps are listened for
+        while the call is young, and after a voicemail verdict for as long as the call waits."""
         if not self.outbound or not (after_verdict or self.young(now_ms)):
             return None
         ended = self._beeps.feed(pcm)

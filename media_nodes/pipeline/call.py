@@ -1,9 +1,13 @@
 """One call, end to end: caller audio -> VAD -> turns -> ASR -> dialogue -> TTS -> paced audio.
 
 Everything here runs on the event loop except model inference (threads). The caller's audio path
-(:meth:`CallSession.on_media`) never waits for a model: transcription, dialogue and synthesis run
+(:meth:`CallSession.on_audio`) never waits for a model: transcription, dialogue and synthesis run
 in tasks, so the call keeps listening while it thinks and speaks, which is what makes barge-in and
 speculative transcription possible.
+
+The session works at its transport's rate (:class:`~media_nodes.transports.port.AudioPort`):
+caller PCM arrives at it and is resampled once to the models' 16 kHz; agent speech is synthesized
+straight to it. Nothing here knows about mu-law or 8 kHz phone lines.
 
 Turn indices: the greeting is agent turn 0; caller turn *i* is answered by agent turn *i*.
 """
@@ -20,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from media_nodes.asr.engine import SAMPLE_RATE as MODEL_RATE
 from media_nodes.asr.engine import AsrError, Transcript
-from media_nodes.audio.codec import mulaw_to_pcm
 from media_nodes.audio.end_of_turn import WaitPolicy
 from media_nodes.audio.resample import StreamResampler, to_float32
 from media_nodes.audio.room import RoomNoise
@@ -59,14 +63,15 @@ from media_nodes.pipeline.answering import AnsweringWatch, MachineHeard
 from media_nodes.pipeline.backchannel import is_backchannel
 from media_nodes.pipeline.caller_audio import CallerAudio
 from media_nodes.pipeline.caller_speech import Heard, PendingSpeech
-from media_nodes.pipeline.events import CallEvents
+from media_nodes.pipeline.events import AgentActivity, CallEvents, SessionListener
 from media_nodes.pipeline.latency import TurnTiming
 from media_nodes.pipeline.node import MediaNode
-from media_nodes.pipeline.playout import AudioSink, Piece, Playout, PlayoutTurn
+from media_nodes.pipeline.playout import Piece, Playout, PlayoutTurn
 from media_nodes.pipeline.transfer import TransferFailed, can_transfer, transfer
 from media_nodes.pipeline.trial_reply import TrialReply
 from media_nodes.pipeline.turn_wait import TurnWait
 from media_nodes.recording.recorder import CallRecorder
+from media_nodes.transports.port import AudioPort, Played
 from media_nodes.tts.base import TtsError
 from media_nodes.tts.sentences import SentenceSplitter
 from media_nodes.tts.streaming import PieceAudio, synthesize_ahead
@@ -137,7 +142,7 @@ class CallOptions:
     no_input_s: float = 8.0
     play_timeout_s: float = 60.0  # longest we wait for marks of one agent turn
     final_asr_timeout_s: float = 5.0
-    playout_lead_s: float = 0.5  # agent audio queued at Twilio ahead of real time
+    playout_lead_s: float = 0.5  # agent audio queued at the transport ahead of real time
     machine_listen_s: float = 30.0  # how long into a call a machine or screener is judged
     beep_wait_s: float = 15.0  # longest wait for the beep before leaving a voicemail
     machine_quiet_s: float = 2.0  # a greeting followed by this much quiet has no beep to wait for
@@ -147,11 +152,12 @@ class CallSession:
     def __init__(
         self,
         node: MediaNode,
-        sink: AudioSink,
+        port: AudioPort,
         identity: CallIdentity,
         *,
         hangup: Callable[[], Awaitable[None]],
         options: CallOptions | None = None,
+        listener: SessionListener | None = None,
     ) -> None:
         settings = node.settings
         self.node = node
@@ -165,14 +171,17 @@ class CallSession:
             backchannel_words=frozenset(w.lower() for w in settings.backchannel_words),
         )
         self._hangup = hangup
+        self._listener = listener
         self.events = CallEvents(
             node.bus,
             tenant_id=identity.tenant_id,
             call_id=identity.call_id,
+            listener=listener,
         )
-        self.recorder = CallRecorder() if identity.record else None
+        self.rate = port.rate
+        self.recorder = CallRecorder(self.rate) if identity.record else None
         self.playout = Playout(
-            sink,
+            port,
             lead_s=self.options.playout_lead_s,
             on_audio=self.recorder.agent if self.recorder else None,
         )
@@ -185,7 +194,7 @@ class CallSession:
             node.end_of_turn,
             WaitPolicy(base_ms=self.options.endpoint_ms, cap_ms=self.options.end_of_turn_cap_ms),
         )
-        self._upsample = StreamResampler(8000, 16000)
+        self._to_models = StreamResampler(self.rate, MODEL_RATE)
         self._audio = CallerAudio()
         self._started_at = time.monotonic()
         self._dialogue: DialogueSession | None = None
@@ -214,6 +223,7 @@ class CallSession:
         self.outcome: Outcome | None = None
         self._watch = AnsweringWatch(
             outbound=identity.direction == "outbound",
+            rate=self.rate,
             listen_ms=self.options.machine_listen_s * 1000,
         )
         # The call's machine verdict once one is seen: ours ("media_node:beep") or Twilio's
@@ -271,14 +281,22 @@ class CallSession:
     def end_reason(self) -> EndReason | None:
         return self._end_reason
 
+    @property
+    def call_id(self) -> str:
+        return self.identity.call_id
+
+    def _activity(self, activity: AgentActivity) -> None:
+        if self._listener is not None:
+            self._listener(activity)
+
     # ---- inbound ------------------------------------------------------------------------------
 
-    async def on_media(self, mulaw: bytes, arrived_at: float) -> None:
-        """One inbound frame: record, detect speech, and react to turn changes."""
-        pcm = mulaw_to_pcm(mulaw)
+    async def on_audio(self, pcm: npt.NDArray[np.int16], arrived_at: float) -> None:
+        """One inbound frame (PCM at the transport's rate): record, detect speech, and react to
+        turn changes."""
         if self.recorder is not None:
             self.recorder.caller(pcm)
-        samples = to_float32(self._upsample.process(pcm))
+        samples = to_float32(self._to_models.process(pcm))
         self._audio.append(samples, arrived_at)
         beep = self._watch.audio(pcm, self._ms(arrived_at), after_verdict=self._machine is not None)
         if beep is not None:
@@ -392,7 +410,12 @@ class CallSession:
             return
         self._drop_trial()
         self._trial = TrialReply(
-            fork, text, end_ms=end_ms, inputs_seen=self._dialogue_inputs, voice=self.node.voice
+            fork,
+            text,
+            end_ms=end_ms,
+            inputs_seen=self._dialogue_inputs,
+            voice=self.node.voice,
+            rate=self.rate,
         )
 
     def _drop_trial(self) -> None:
@@ -532,6 +555,7 @@ class CallSession:
                 confidence=heard.confidence,
             )
         )
+        self._activity(AgentActivity("thinking"))
 
     async def _answer(
         self,
@@ -610,13 +634,15 @@ class CallSession:
                 source="dtmf",
             )
         )
+        self._activity(AgentActivity("thinking"))
         if self._dialogue is not None and not self._finishing:
             timing = TurnTiming(turn_index=index, last_voiced_at=time.monotonic())
             timing.confirmed_at = timing.last_voiced_at
             self._launch(self._respond(index, self._handle(DtmfInput(digits)), timing))
 
-    def on_mark(self, name: str) -> bool:
-        return self.playout.on_mark(name)
+    def on_playback(self, event: Played) -> bool:
+        """The transport's playback progress; False for a mark this call does not count."""
+        return self.playout.on_playback(event)
 
     # ---- agent turns --------------------------------------------------------------------------
 
@@ -686,7 +712,10 @@ class CallSession:
                 if pcm is None:
                     await self.playout.finish_piece(turn, piece)
                     continue
+                speaking = turn.first_frame_at is not None
                 await self.playout.send(turn, piece, pcm)
+                if not speaking and turn.first_frame_at is not None:
+                    self._activity(AgentActivity("speaking"))
                 if not timing.recorded and turn.first_frame_at is not None:
                     timing.first_frame_at = turn.first_frame_at
                     if index > 0:
@@ -699,6 +728,7 @@ class CallSession:
             group.create_task(
                 synthesize_ahead(
                     self.node.voice,
+                    self.rate,
                     sentences,
                     audio,
                     new_piece=new_piece,
@@ -711,6 +741,8 @@ class CallSession:
         played = await self.playout.wait_played(self.options.play_timeout_s)
         if not played:
             log.warning("call %s: marks of turn %d never came back", self.identity.call_id, index)
+        if turn.first_frame_at is not None:
+            self._activity(AgentActivity("listening"))
         if turn.pieces:
             self._emit_agent_turn(turn, started, turn.planned_text(), interrupted=False)
             self.node.metrics.reply_gap.observe(turn.longest_gap_s)
@@ -902,6 +934,8 @@ class CallSession:
             self._emit_agent_turn(turn, self._ms(turn.started_at), heard, interrupted=True)
         self._agent_turn = None
         self._speech_over_agent = False
+        if turn is not None and turn.first_frame_at is not None:
+            self._activity(AgentActivity("listening"))
         log.info(
             "call %s: barge-in %d ms into the caller's speech, heard %r",
             self.identity.call_id,

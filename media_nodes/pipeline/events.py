@@ -7,6 +7,10 @@ in-process bus. Neither refuses while it runs. Should the bus refuse anyway (not
 stopped for a restart), the event stays at the head of the queue and is offered again with
 backoff, so the call's events reach the bus in order once it takes them. There is no second,
 private spool beside the bus's own.
+
+A transport that shows the call to its caller (WebRTC's signalling socket) learns what happens as
+it happens: the session hands it each :data:`SessionEvent` - every call event as it is emitted,
+and the agent's :class:`AgentActivity` - through one callback, instead of asking.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from shared.bus import EventBus
 from shared.events.models import Event, Payload
@@ -25,6 +32,17 @@ log = logging.getLogger(__name__)
 _unfinished: set[asyncio.Task[None]] = set()
 
 
+@dataclass(frozen=True)
+class AgentActivity:
+    """What the agent is doing now, from the caller's side."""
+
+    activity: Literal["listening", "thinking", "speaking"]
+
+
+SessionEvent = Event | AgentActivity
+SessionListener = Callable[[SessionEvent], None]
+
+
 class CallEvents:
     def __init__(
         self,
@@ -33,8 +51,10 @@ class CallEvents:
         tenant_id: str,
         call_id: str,
         retry_backoff_s: tuple[float, float] = (0.05, 2.0),
+        listener: SessionListener | None = None,
     ) -> None:
         self._bus = bus
+        self._listener = listener
         self.tenant_id = tenant_id
         self.call_id = call_id
         self._backoff = retry_backoff_s
@@ -55,6 +75,8 @@ class CallEvents:
         self._seq += 1
         self.emitted.append(event)
         self._queue.put_nowait(event)
+        if self._listener is not None:
+            self._listener(event)
         return event
 
     async def _drain(self) -> None:

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from media_nodes.asr.engine import Asr
 from media_nodes.audio.end_of_turn import SmartTurnModel
@@ -21,10 +21,17 @@ from shared.cache.streams import StreamClaims
 from shared.cache.verdicts import MachineVerdicts
 from shared.settings import Settings
 
-if TYPE_CHECKING:
-    from media_nodes.pipeline.call import CallSession
-
 log = logging.getLogger(__name__)
+
+
+class LiveCall(Protocol):
+    """A call in progress, as the node sees it (a :class:`~media_nodes.pipeline.call.CallSession`):
+    counted against capacity, found by id, hung up at shutdown."""
+
+    @property
+    def call_id(self) -> str: ...
+
+    async def shut_down(self) -> None: ...
 
 
 def default_node_id() -> str:
@@ -42,7 +49,7 @@ class MediaNode:
     store: RecordingStore
     metrics: MediaMetrics
     node_id: str = field(default_factory=default_node_id)
-    calls: set[CallSession] = field(default_factory=set)
+    calls: set[LiveCall] = field(default_factory=set)
     # Which calls already had a stream; shared through Redis by every node in production.
     streams: StreamClaims = field(default_factory=lambda: StreamClaims(InProcessCache()))
     # Who decided a machine answered a call (this node or Twilio's AMD); shared the same way.

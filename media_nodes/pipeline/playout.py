@@ -1,10 +1,11 @@
 """Agent audio out: 20 ms frames paced just ahead of real time, with a mark after each piece.
 
-Twilio plays what it is sent in real time and buffers the rest, so we keep only ``lead_s`` of audio
+The frames are PCM at the transport's rate (:class:`~media_nodes.transports.port.AudioPort`);
+a mark's :class:`~media_nodes.transports.port.Played` event says the caller heard it. A transport
+plays what it is sent in real time and buffers the rest, so we keep only ``lead_s`` of audio
 queued there: enough to ride out scheduling jitter, little enough that ``clear`` discards almost
-nothing we must account for. Twilio echoes each mark when the audio before it has been played; the
-marks tell us which pieces the caller heard, and the pacing clock says how far into the current
-piece playback had got when the caller barged in.
+nothing we must account for. The marks' events tell us which pieces the caller heard, and the
+pacing clock says how far into the current piece playback had got when the caller barged in.
 
 When the caller starts talking over the agent, the audio is *held*: ``clear`` stops it at once,
 but every frame sent is kept, so if the caller only said "mm-hmm" the turn *resumes* from the
@@ -18,26 +19,13 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from media_nodes.audio.codec import pcm_to_mulaw
+from media_nodes.transports.port import FRAME_MS, AudioPort, Played, frame_samples
 
-PHONE_RATE = 8000
-FRAME_SAMPLES = 160  # 20 ms at 8 kHz
-FRAME_S = FRAME_SAMPLES / PHONE_RATE
-
-
-class AudioSink(Protocol):
-    """Where agent audio goes (a Twilio stream, a WebRTC track)."""
-
-    async def send_audio(self, mulaw: bytes) -> None: ...
-
-    async def send_mark(self, name: str) -> None: ...
-
-    async def send_clear(self) -> None: ...
+FRAME_S = FRAME_MS / 1000
 
 
 @dataclass
@@ -46,6 +34,7 @@ class Piece:
 
     mark: str
     text: str
+    rate: int  # of its samples: the transport's
     samples: int = 0  # sent
     # Synthesized, sent or not: how long the piece is while its end still waits to be sent (the
     # pacing keeps only lead_s ahead of playback), so what was heard of it is not overstated.
@@ -57,7 +46,7 @@ class Piece:
 
     @property
     def duration_s(self) -> float:
-        return self.samples / PHONE_RATE
+        return self.samples / self.rate
 
 
 @dataclass
@@ -79,13 +68,15 @@ class PlayoutTurn:
 class Playout:
     def __init__(
         self,
-        sink: AudioSink,
+        port: AudioPort,
         *,
         lead_s: float = 0.3,
         on_audio: Callable[[npt.NDArray[np.int16]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._sink = sink
+        self._port = port
+        self.rate = port.rate
+        self._frame = frame_samples(port.rate)
         self._lead_s = lead_s
         self._on_audio = on_audio
         self._clock = clock
@@ -102,30 +93,31 @@ class Playout:
     # ---- sending ------------------------------------------------------------------------------
 
     def new_piece(self, turn: PlayoutTurn, text: str) -> Piece:
-        piece = Piece(mark=f"t{turn.index}-p{next(self._ids)}", text=text)
+        piece = Piece(mark=f"t{turn.index}-p{next(self._ids)}", text=text, rate=self.rate)
         turn.pieces.append(piece)
         self._marks[piece.mark] = piece
         self._drained.clear()
         return piece
 
     async def send(self, turn: PlayoutTurn, piece: Piece, pcm: npt.NDArray[np.int16]) -> None:
-        """Send ``pcm`` (8 kHz) as paced 20 ms frames; the last partial frame waits for more."""
+        """Send ``pcm`` (at the port's rate) as paced 20 ms frames; the last partial frame waits
+        for more."""
         audio = np.concatenate([self._remainder, pcm]) if len(self._remainder) else pcm
-        whole = len(audio) - len(audio) % FRAME_SAMPLES
+        whole = len(audio) - len(audio) % self._frame
         self._remainder = audio[whole:]
-        for start in range(0, whole, FRAME_SAMPLES):
-            await self._send_frame(turn, piece, audio[start : start + FRAME_SAMPLES])
+        for start in range(0, whole, self._frame):
+            await self._send_frame(turn, piece, audio[start : start + self._frame])
 
     async def finish_piece(self, turn: PlayoutTurn, piece: Piece) -> None:
         """Flush the piece's last partial frame (padded with silence) and mark its end."""
         await self._resumed.wait()
         if len(self._remainder):
-            frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+            frame = np.zeros(self._frame, dtype=np.int16)
             frame[: len(self._remainder)] = self._remainder
             self._remainder = np.zeros(0, dtype=np.int16)
             await self._send_frame(turn, piece, frame)
         piece.sent_all = True
-        await self._sink.send_mark(piece.mark)
+        await self._port.mark(piece.mark)
 
     async def _send_frame(
         self, turn: PlayoutTurn, piece: Piece, frame: npt.NDArray[np.int16], *, replay: bool = False
@@ -145,18 +137,18 @@ class Playout:
             piece.play_start = self._play_until
         if turn.first_frame_at is None:
             turn.first_frame_at = now
-        await self._sink.send_audio(pcm_to_mulaw(frame))
+        await self._port.play(frame)
         if self._on_audio is not None:
             self._on_audio(frame)
-        piece.samples += FRAME_SAMPLES
+        piece.samples += self._frame
         piece.frames.append(frame)
         self._play_until += FRAME_S
 
     # ---- feedback -----------------------------------------------------------------------------
 
-    def on_mark(self, name: str) -> bool:
-        """Twilio played up to this mark; False for a mark we did not send."""
-        piece = self._marks.pop(name, None)
+    def on_playback(self, event: Played) -> bool:
+        """Playback reached this mark; False for a mark we did not send (or no longer count)."""
+        piece = self._marks.pop(event.mark, None)
         if piece is None:
             return False
         piece.played = True
@@ -178,8 +170,8 @@ class Playout:
         return True
 
     async def clear(self) -> None:
-        """Barge-in: tell Twilio to drop its buffer; forget the marks it will echo for it."""
-        await self._sink.send_clear()
+        """Barge-in: the transport drops its buffer; forget the marks it may still report."""
+        await self._port.clear()
         self.forget()
 
     def forget(self) -> None:
@@ -202,7 +194,7 @@ class Playout:
         if self._held_at is None:
             self._held_at = self._clock()
             self._resumed.clear()
-            await self._sink.send_clear()
+            await self._port.clear()
             # Twilio echoes the marks of the audio it discarded: they prove nothing now. The
             # turn is not drained either: its audio is still owed to the caller.
             for name, piece in list(self._marks.items()):
@@ -243,7 +235,7 @@ class Playout:
                 piece.mark = f"t{turn.index}-p{next(self._ids)}"
                 self._marks[piece.mark] = piece
                 self._drained.clear()
-                await self._sink.send_mark(piece.mark)
+                await self._port.mark(piece.mark)
         return self._held_at is None
 
     @staticmethod
@@ -264,7 +256,7 @@ class Playout:
                 continue
             if piece.play_start is None or now <= piece.play_start or not piece.samples:
                 break
-            length_s = max(piece.samples, piece.synthesized) / PHONE_RATE
+            length_s = max(piece.samples, piece.synthesized) / piece.rate
             fraction = min(1.0, (now - piece.play_start) / length_s)
             piece_words = piece.text.split()
             words.extend(piece_words[: round(fraction * len(piece_words))])

@@ -39,12 +39,14 @@ class TrialReply:
         end_ms: int,
         inputs_seen: int,
         voice: Voice,
+        rate: int,
     ) -> None:
         self.session = session
         self.text = text
         self.end_ms = end_ms  # the end of the speech it answers, as the turn detector counts
         self.inputs_seen = inputs_seen  # the call's dialogue inputs when the fork was made
         self._voice = voice
+        self._rate = rate  # the call's playback rate
         self._stream = session.handle(UserTurn(text))
         self._head: list[AgentOutput] = []  # what was taken from the stream before adoption
         self._ended = False  # the stream gave everything it had
@@ -71,13 +73,13 @@ class TrialReply:
 
     def _prepare(self, sentence: str) -> None:
         """Synthesize the reply's first piece, as the reply's own synthesis would cut it."""
-        if self._voice.is_cached(sentence):
+        if self._voice.is_cached(sentence, self._rate):
             return  # cached audio costs nothing to send
-        piece = speakable_pieces(self._voice, sentence, 0)[0]
+        piece = speakable_pieces(self._voice, sentence, 0, self._rate)[0]
         self.first_audio[piece] = asyncio.create_task(self._synthesize(piece))
 
     async def _synthesize(self, text: str) -> Audio:
-        return [pcm async for pcm in self._voice.speak(text)]
+        return [pcm async for pcm in self._voice.speak(text, self._rate)]
 
     async def adopt(self) -> AsyncIterator[AgentOutput] | None:
         """The turn is confirmed as tried: the reply's outputs (the decision may still be

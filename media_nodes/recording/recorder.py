@@ -1,6 +1,7 @@
 """Both legs of a call on one timeline, saved as a stereo WAV (left: caller, right: agent).
 
-The caller leg is the audio as received. Agent audio is placed where it was sent, which is where
+Both legs are at the call's transport rate (8 kHz for Twilio, 16 kHz for WebRTC). The caller leg
+is the audio as received. Agent audio is placed where it was sent, which is where
 it started playing give or take the pacing lead; a barge-in truncates what Twilio discarded.
 """
 
@@ -12,11 +13,10 @@ import wave
 import numpy as np
 import numpy.typing as npt
 
-RATE = 8000
-
 
 class CallRecorder:
-    def __init__(self) -> None:
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
         self._caller: list[npt.NDArray[np.int16]] = []
         self._caller_samples = 0
         self._agent: list[npt.NDArray[np.int16]] = []
@@ -45,7 +45,7 @@ class CallRecorder:
 
     @property
     def duration_s(self) -> float:
-        return max(self._caller_samples, self._agent_samples) / RATE
+        return max(self._caller_samples, self._agent_samples) / self.rate
 
     def wav(self) -> bytes:
         length = max(self._caller_samples, self._agent_samples)
@@ -60,6 +60,6 @@ class CallRecorder:
         with wave.open(out, "wb") as wav:
             wav.setnchannels(2)
             wav.setsampwidth(2)
-            wav.setframerate(RATE)
+            wav.setframerate(self.rate)
             wav.writeframes(stereo.tobytes())
         return out.getvalue()

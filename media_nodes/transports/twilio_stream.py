@@ -1,5 +1,10 @@
 """The ``/twilio/stream`` WebSocket: Twilio frames in, a :class:`CallSession` driven, frames out.
 
+This is where Twilio's wire format ends: caller mu-law 8 kHz is decoded to PCM for the session,
+agent PCM (played at 8 kHz, the phone line's rate) is encoded to mu-law, and Twilio's mark echoes
+become :class:`~media_nodes.transports.port.Played` events. The call's life around it is
+:func:`~media_nodes.pipeline.lifecycle.run_call`'s.
+
 Bad frames are dropped and counted (``parley_dropped_frames_total{reason}``), never fatal. A
 stream is refused (policy-violation close) without a valid session token unless the development
 setting allows unsigned streams. Whatever ends the call - ``stop``, a dropped socket, the agent
@@ -12,15 +17,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 
+import numpy as np
+import numpy.typing as npt
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from media_nodes.audio.codec import mulaw_to_pcm, pcm_to_mulaw
 from media_nodes.dialogue.protocol import EndReason
-from media_nodes.pipeline.call import CallSession
+from media_nodes.pipeline.call import CallIdentity, CallSession
+from media_nodes.pipeline.events import SessionEvent
+from media_nodes.pipeline.lifecycle import run_call
 from media_nodes.pipeline.node import MediaNode
+from media_nodes.transports.port import Played
 from media_nodes.transports.twilio import (
+    SAMPLE_RATE,
     Connected,
     Dtmf,
+    InboundMessage,
     Mark,
     Media,
     ProtocolError,
@@ -32,7 +46,6 @@ from media_nodes.transports.twilio import (
     parse_message,
 )
 from media_nodes.transports.twilio_identity import identify
-from shared import tracing
 from shared.cache.base import CacheUnavailable
 from shared.tokens import TokenError
 
@@ -42,14 +55,22 @@ CLOSE_POLICY = 1008  # refused: no valid session token
 CLOSE_TRY_AGAIN = 1013  # at capacity or draining
 
 
-class TwilioSink:
-    """Agent audio to Twilio; a socket that went away swallows sends instead of raising."""
+class TwilioTransport:
+    """One Twilio media stream: the call's :class:`~media_nodes.pipeline.lifecycle.CallTransport`
+    and its :class:`~media_nodes.transports.port.AudioPort` (8 kHz PCM, mu-law on the wire).
+    A socket that went away swallows sends instead of raising."""
 
-    def __init__(self, websocket: WebSocket, stream_sid: str) -> None:
+    rate = SAMPLE_RATE
+
+    def __init__(self, websocket: WebSocket, node: MediaNode) -> None:
         self._ws = websocket
-        self._sid = stream_sid
+        self._node = node
+        self._sid = ""
+        self._start: Start | None = None
         self.closed = False
         self._close_sent = False
+
+    # ---- AudioPort ----------------------------------------------------------------------------
 
     async def _send(self, text: str) -> None:
         if self.closed:
@@ -59,23 +80,130 @@ class TwilioSink:
         except Exception:  # disconnect races: the receive loop ends the call
             self.closed = True
 
-    async def send_audio(self, mulaw: bytes) -> None:
-        await self._send(media_message(self._sid, mulaw))
+    async def play(self, pcm: npt.NDArray[np.int16]) -> None:
+        await self._send(media_message(self._sid, pcm_to_mulaw(pcm)))
 
-    async def send_mark(self, name: str) -> None:
+    async def mark(self, name: str) -> None:
         await self._send(mark_message(self._sid, name))
 
-    async def send_clear(self) -> None:
+    async def clear(self) -> None:
         await self._send(clear_message(self._sid))
 
-    async def close(self) -> None:
-        """Close the socket once (also after a failed send: the close frame is still owed)."""
+    # ---- the call's life ----------------------------------------------------------------------
+
+    async def accept(self) -> bool:
+        await self._ws.accept()
+        return True
+
+    async def refuse(self, why: str) -> None:
+        self._drop("refused_" + why.replace(" ", "_"))
+        await self._close(CLOSE_TRY_AGAIN, f"media node {why}")
+
+    def _drop(self, why: str, detail: str = "") -> None:
+        self._node.metrics.dropped_frames.labels(why).inc()
+        log.info("twilio stream: dropped frame (%s) %s", why, detail[:120])
+
+    async def _receive(self) -> tuple[InboundMessage, float] | None:
+        """The next usable frame and when it arrived; None when the stream is over (a dropped
+        socket, or our own close). Bad frames are dropped and counted here."""
+        while True:
+            try:
+                message = await self._ws.receive()
+            except (WebSocketDisconnect, RuntimeError):  # closed under us (a hang-up)
+                return None
+            if message["type"] == "websocket.disconnect":
+                return None
+            arrived = time.monotonic()
+            text = message.get("text")
+            if text is None:
+                self._drop("binary_frame")
+                continue
+            try:
+                return parse_message(text), arrived
+            except ProtocolError as exc:
+                self._drop(exc.reason, str(exc))
+
+    async def identify(self, node: MediaNode) -> CallIdentity | None:
+        """Until Twilio's ``start``: its token says who the call is; one stream per call."""
+        while (received := await self._receive()) is not None:
+            frame, _ = received
+            match frame:
+                case Start():
+                    return await self._started(frame, node)
+                case Media():
+                    self._drop("media_before_start")
+                case Dtmf():
+                    self._drop("dtmf_before_start")
+                case Mark():
+                    self._drop("unknown_mark", frame.name)
+                case Stop():
+                    return None
+                case Connected():
+                    pass
+        return None
+
+    async def _started(self, frame: Start, node: MediaNode) -> CallIdentity | None:
+        try:
+            identity = identify(frame, node.settings)
+        except TokenError as exc:
+            self._drop("unauthorized", str(exc))
+            await self._close(CLOSE_POLICY, str(exc)[:120])
+            return None
+        refusal = await _claim_stream(node, identity.call_id, frame.stream_sid)
+        if refusal is not None:
+            code, why = refusal
+            self._drop("second_stream" if code == CLOSE_POLICY else "claims_unavailable")
+            log.warning("call %s: stream refused: %s", identity.call_id, why)
+            await self._close(code, why)
+            return None
+        self._start, self._sid = frame, frame.stream_sid
+        return identity
+
+    def trace_context(self) -> Mapping[str, str]:
+        return self._start.custom_parameters if self._start is not None else {}
+
+    def on_event(self, event: SessionEvent) -> None:
+        """Twilio's caller hears the call and nothing else: events go to the bus only."""
+
+    async def serve(self, session: CallSession) -> EndReason:
+        while (received := await self._receive()) is not None:
+            frame, arrived = received
+            match frame:
+                case Media():
+                    await session.on_audio(mulaw_to_pcm(frame.payload), arrived)
+                case Dtmf():
+                    await session.on_dtmf(frame.digit)
+                case Mark():
+                    if not session.on_playback(Played(frame.name)):
+                        self._drop("unknown_mark", frame.name)
+                case Start():
+                    self._drop("duplicate_start")
+                case Stop():
+                    break
+                case Connected():
+                    pass
+        return "caller_hung_up"
+
+    async def hang_up(self) -> None:
+        """Close the socket once (also after a failed send: the close frame is still owed); the
+        receive loop then ends."""
+        await self._close(None, None)
+
+    async def _close(self, code: int | None, reason: str | None) -> None:
         self.closed = True
         if self._close_sent:
             return
         self._close_sent = True
-        with contextlib.suppress(Exception):
-            await self._ws.close()
+        if self._ws.application_state == WebSocketState.DISCONNECTED:
+            return
+        with contextlib.suppress(Exception):  # the peer went first: nothing is owed
+            if code is None:
+                await self._ws.close()
+            else:
+                await self._ws.close(code=code, reason=reason)
+
+    async def close(self, session: CallSession | None, reason: EndReason) -> None:
+        await self._close(None, None)
 
 
 async def _claim_stream(node: MediaNode, call_id: str, stream_sid: str) -> tuple[int, str] | None:
@@ -91,106 +219,4 @@ async def _claim_stream(node: MediaNode, call_id: str, stream_sid: str) -> tuple
 
 
 async def serve_twilio_stream(websocket: WebSocket, node: MediaNode) -> None:
-    await websocket.accept()
-    if not node.accepting():
-        why = "draining" if node.draining else "at capacity"
-        node.metrics.dropped_frames.labels("refused_" + why.replace(" ", "_")).inc()
-        await websocket.close(code=CLOSE_TRY_AGAIN, reason=f"media node {why}")
-        return
-    session: CallSession | None = None
-    sink: TwilioSink | None = None
-    reason: EndReason = "caller_hung_up"
-    call_span: tracing.Span | None = None
-
-    def drop(why: str, detail: str = "") -> None:
-        node.metrics.dropped_frames.labels(why).inc()
-        log.info("twilio stream: dropped frame (%s) %s", why, detail[:120])
-
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            arrived = time.monotonic()
-            text = message.get("text")
-            if text is None:
-                drop("binary_frame")
-                continue
-            try:
-                frame = parse_message(text)
-            except ProtocolError as exc:
-                drop(exc.reason, str(exc))
-                continue
-            match frame:
-                case Media():
-                    if session is None:
-                        drop("media_before_start")
-                    else:
-                        await session.on_media(frame.payload, arrived)
-                case Start():
-                    if session is not None:
-                        drop("duplicate_start")
-                        continue
-                    try:
-                        identity = identify(frame, node.settings)
-                    except TokenError as exc:
-                        drop("unauthorized", str(exc))
-                        await websocket.close(code=CLOSE_POLICY, reason=str(exc)[:120])
-                        return
-                    refusal = await _claim_stream(node, identity.call_id, frame.stream_sid)
-                    if refusal is not None:
-                        code, why = refusal
-                        drop("second_stream" if code == CLOSE_POLICY else "claims_unavailable")
-                        log.warning("call %s: stream refused: %s", identity.call_id, why)
-                        await websocket.close(code=code, reason=why)
-                        return
-                    sink = TwilioSink(websocket, frame.stream_sid)
-                    call_span = tracing.start_call(
-                        identity.call_id,
-                        frame.custom_parameters,
-                        **{"tenant.id": identity.tenant_id, "agent.id": identity.agent_id},
-                    )
-                    session = CallSession(node, sink, identity, hangup=sink.close)
-                    node.calls.add(session)
-                    try:
-                        await session.start()
-                    except LookupError as exc:  # no such agent for the tenant
-                        log.error("call %s cannot start: %s", identity.call_id, exc)
-                        reason = "error"
-                        break
-                case Dtmf():
-                    if session is None:
-                        drop("dtmf_before_start")
-                    else:
-                        await session.on_dtmf(frame.digit)
-                case Mark():
-                    if session is None or not session.on_mark(frame.name):
-                        drop("unknown_mark", frame.name)
-                case Stop():
-                    break
-                case Connected():
-                    pass
-    except WebSocketDisconnect:
-        pass
-    except Exception:
-        log.exception("twilio stream failed")
-        reason = "error"
-    finally:
-        # The socket first: the stream is over, and the caller's side is owed the close
-        # handshake now, not after the call is saved (transcribing its last words, handing its
-        # events to a slow broker). While we are not reading, a close frame from the caller
-        # would wait unanswered for all of that.
-        if sink is not None:
-            await sink.close()
-        elif websocket.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close()
-        if session is not None:
-            try:
-                await session.finish(reason)
-            finally:
-                node.calls.discard(session)
-                node.metrics.calls_ended.labels(session.end_reason or reason).inc()
-                if call_span is not None:
-                    call_span.set_attribute("call.end_reason", session.end_reason or reason)
-                    call_span.end()
+    await run_call(TwilioTransport(websocket, node), node)

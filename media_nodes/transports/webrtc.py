@@ -1,14 +1,16 @@
-"""WebRTC media for a call: Opus 48 kHz in and out of aiortc, 8 kHz mu-law to the pipeline.
+"""WebRTC media for a call: Opus 48 kHz in and out of aiortc, 16 kHz PCM to the pipeline.
 
-The pipeline (:class:`~media_nodes.pipeline.call.CallSession`) speaks 20 ms frames of 8 kHz
-mu-law, as Twilio does. This module adapts aiortc to that, resampling exactly once each way:
+The session (:class:`~media_nodes.pipeline.call.CallSession`) works at its transport's rate
+(:class:`~media_nodes.transports.port.AudioPort`). WebRTC's is 16 kHz, the rate the models take,
+so the caller's wideband audio reaches them with no phone-line detour, resampled exactly once each
+way:
 
-- caller: aiortc decodes Opus to 48 kHz frames; :class:`CallerAudio8k` resamples them to 8 kHz
-  mono and cuts 20 ms frames for ``CallSession.on_media``;
-- agent: :class:`AgentAudioTrack` is both the pipeline's :class:`AudioSink` and the outbound
-  aiortc track. It queues the paced 8 kHz frames and hands aiortc one 48 kHz frame every 20 ms,
-  in real time. Marks are echoed when the audio queued before them has gone out, and ``clear``
-  drops what is still queued, which is what Twilio does for the same pipeline.
+- caller: aiortc decodes Opus to 48 kHz frames; :class:`CallerAudio16k` resamples them to 16 kHz
+  mono and cuts 20 ms PCM frames for ``CallSession.on_audio``;
+- agent: :class:`AgentAudioTrack` is both the call's :class:`AudioPort` and the outbound aiortc
+  track. It queues the paced 16 kHz frames and hands aiortc one 48 kHz frame every 20 ms, in real
+  time. A mark is reported :class:`Played` when the audio queued before it has gone out, and
+  ``clear`` drops what is still queued.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import fractions
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aioice.ice
@@ -28,16 +30,16 @@ import numpy.typing as npt
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media_nodes.audio.codec import mulaw_to_pcm, pcm_to_mulaw
+from media_nodes.transports.port import Played, frame_samples
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 WEBRTC_RATE = 48000
-PIPELINE_RATE = 8000
+PIPELINE_RATE = 16000  # the session's: what ASR, VAD and end-of-turn take, no resampling there
 FRAME_S = 0.02
-WEBRTC_FRAME = int(WEBRTC_RATE * FRAME_S)  # 960 samples
-PIPELINE_FRAME = int(PIPELINE_RATE * FRAME_S)  # 160 samples
+WEBRTC_FRAME = frame_samples(WEBRTC_RATE)  # 960 samples
+PIPELINE_FRAME = frame_samples(PIPELINE_RATE)  # 320 samples
 LOOPBACK = "127.0.0.1"
 
 
@@ -100,14 +102,14 @@ def new_peer_connection(settings: Settings) -> RTCPeerConnection:
 # ---- caller audio in --------------------------------------------------------------------------
 
 
-class CallerAudio8k:
-    """Decoded WebRTC frames (any rate and layout; Opus gives 48 kHz) -> 8 kHz mu-law frames."""
+class CallerAudio16k:
+    """Decoded WebRTC frames (any rate and layout; Opus gives 48 kHz) -> 16 kHz PCM frames."""
 
     def __init__(self) -> None:
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=PIPELINE_RATE)
         self._pending = np.zeros(0, dtype=np.int16)
 
-    def push(self, frame: av.AudioFrame) -> list[bytes]:
+    def push(self, frame: av.AudioFrame) -> list[npt.NDArray[np.int16]]:
         frame.pts = None  # the resampler only needs the samples; jitter-buffer pts may jump
         chunks: list[npt.NDArray[np.int16]] = [self._pending]
         chunks += [
@@ -116,20 +118,17 @@ class CallerAudio8k:
         audio = np.concatenate(chunks).astype(np.int16)
         whole = len(audio) - len(audio) % PIPELINE_FRAME
         self._pending = audio[whole:]
-        return [
-            pcm_to_mulaw(audio[start : start + PIPELINE_FRAME])
-            for start in range(0, whole, PIPELINE_FRAME)
-        ]
+        return [audio[start : start + PIPELINE_FRAME] for start in range(0, whole, PIPELINE_FRAME)]
 
 
 async def pump_caller_audio(
     track: MediaStreamTrack,
-    on_media: Callable[[bytes, float], object],
+    on_audio: Callable[[npt.NDArray[np.int16], float], Awaitable[None]],
     *,
     on_frame: Callable[[], None] | None = None,
 ) -> None:
     """Feed a remote audio track into the pipeline until the track ends."""
-    converter = CallerAudio8k()
+    converter = CallerAudio16k()
     while True:
         try:
             frame = await track.recv()
@@ -138,10 +137,8 @@ async def pump_caller_audio(
         arrived = time.monotonic()
         if on_frame is not None:
             on_frame()
-        for mulaw in converter.push(frame):  # type: ignore[arg-type]
-            result = on_media(mulaw, arrived)
-            if asyncio.iscoroutine(result):
-                await result
+        for pcm in converter.push(frame):  # type: ignore[arg-type]
+            await on_audio(pcm, arrived)
 
 
 # ---- agent audio out --------------------------------------------------------------------------
@@ -153,17 +150,18 @@ class _Mark:
 
 
 class AgentAudioTrack(MediaStreamTrack):
-    """The agent's voice as an aiortc track, and the pipeline's :class:`AudioSink`.
+    """The agent's voice as an aiortc track, and the call's :class:`AudioPort` (16 kHz).
 
     ``recv`` runs on aiortc's clock: one 20 ms frame per call, in real time from the first one,
     silence when nothing is queued (RTP keeps flowing, as on a phone line).
     """
 
     kind = "audio"
+    rate = PIPELINE_RATE
 
-    def __init__(self, on_mark: Callable[[str], object] | None = None) -> None:
+    def __init__(self, on_playback: Callable[[Played], object] | None = None) -> None:
         super().__init__()
-        self.on_mark = on_mark
+        self.on_playback = on_playback
         self._queue: deque[npt.NDArray[np.int16] | _Mark] = deque()
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=WEBRTC_RATE)
         self._out = np.zeros(0, dtype=np.int16)
@@ -172,18 +170,18 @@ class AgentAudioTrack(MediaStreamTrack):
         self._sent = 0  # frames handed to aiortc
         self.frames_of_speech = 0  # frames that carried agent audio (not idle silence)
 
-    # ---- AudioSink (the pipeline's side) ------------------------------------------------------
+    # ---- AudioPort (the call's side) ----------------------------------------------------------
 
-    async def send_audio(self, mulaw: bytes) -> None:
+    async def play(self, pcm: npt.NDArray[np.int16]) -> None:
         if self.readyState == "live":
-            self._queue.append(mulaw_to_pcm(mulaw))
+            self._queue.append(pcm)
 
-    async def send_mark(self, name: str) -> None:
+    async def mark(self, name: str) -> None:
         if self.readyState == "live":
             self._queue.append(_Mark(name))
             self._echo_played_marks()
 
-    async def send_clear(self) -> None:
+    async def clear(self) -> None:
         self._queue.clear()
         self._out = np.zeros(0, dtype=np.int16)
 
@@ -197,8 +195,8 @@ class AgentAudioTrack(MediaStreamTrack):
         while self._queue and isinstance(self._queue[0], _Mark):
             mark = self._queue.popleft()
             assert isinstance(mark, _Mark)
-            if self.on_mark is not None:
-                self.on_mark(mark.name)
+            if self.on_playback is not None:
+                self.on_playback(Played(mark.name))
 
     async def _pace(self) -> None:
         now = time.monotonic()

@@ -24,7 +24,7 @@ def call_command(
     agent: Annotated[str | None, typer.Option(help="Agent id (unsigned dev calls).")] = None,
 ) -> None:
     """Call over WebRTC (Opus, loopback ICE), speak each WAV after the agent, print the call."""
-    from media_nodes.transports.webrtc_caller import call as webrtc_call
+    from media_nodes.simulator.webrtc_caller import call as webrtc_call
 
     for path in say or []:
         if not path.is_file():

@@ -5,12 +5,15 @@
    node says ``hello`` with the ICE servers to use.
 2. The client's ``offer`` (complete: the page waits for ICE gathering) is answered by aiortc.
 3. Once ICE and DTLS connect, a :class:`CallSession` - the same pipeline as Twilio's - starts,
-   fed by the remote audio track and speaking into an :class:`AgentAudioTrack`.
-4. Until the end, the socket carries the call's events (transcript, agent activity, latency per
-   turn, disposition) and takes ``dtmf`` and ``hangup`` messages.
+   fed 16 kHz PCM from the remote audio track and speaking into an :class:`AgentAudioTrack`.
+4. Until the end, the socket carries the call's events as the session emits them (transcript,
+   agent activity, latency per turn, disposition) and takes ``dtmf`` and ``hangup`` messages.
 
-Whatever ends it - hang-up from either side, a dropped socket, ICE failure, shutdown - the session
-is finished (transcript, disposition, recording saved) and the peer connection is closed.
+The call's life - registration, start, finish, the end's bookkeeping - is
+:func:`~media_nodes.pipeline.lifecycle.run_call`'s, as for Twilio; :class:`SignalSession` is the
+transport it drives. Whatever ends the call - hang-up from either side, a dropped socket, ICE
+failure, shutdown - the session is finished (transcript, disposition, recording saved), the
+client is told ``ended`` and the peer connection is closed.
 Bad messages get an ``error`` message with a stable code and are counted in
 ``parley_dropped_frames_total{reason="webrtc_<code>"}``; they never end the process.
 """
@@ -20,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
@@ -31,8 +36,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from media_nodes.dialogue.protocol import EndReason
 from media_nodes.pipeline.call import CallIdentity, CallSession
+from media_nodes.pipeline.events import AgentActivity, SessionEvent
+from media_nodes.pipeline.lifecycle import run_call
 from media_nodes.pipeline.node import MediaNode
+from media_nodes.transports.port import Played
 from media_nodes.transports.webrtc import (
+    PIPELINE_RATE,
     AgentAudioTrack,
     browser_ice_servers,
     new_peer_connection,
@@ -58,7 +67,6 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 DEFAULT_TENANT = "default"
-EVENT_POLL_S = 0.05
 NEGOTIATION_TIMEOUT_S = 60.0  # an idle socket that never offers is closed
 
 
@@ -106,7 +114,10 @@ def call_identity(claims: SessionClaims | None, offer: Offer, settings: Settings
 
 
 class SignalSession:
-    """One signalling socket and the call it sets up."""
+    """One signalling socket and the call it sets up: the call's
+    :class:`~media_nodes.pipeline.lifecycle.CallTransport`, its audio port the agent's track."""
+
+    rate = PIPELINE_RATE
 
     def __init__(self, websocket: WebSocket, node: MediaNode, registry: PeerRegistry) -> None:
         self.ws = websocket
@@ -116,13 +127,16 @@ class SignalSession:
         self.pc: RTCPeerConnection | None = None
         self.track: AgentAudioTrack | None = None
         self.session: CallSession | None = None
-        self.call_span: tracing.Span | None = None
         self._remote_audio: MediaStreamTrack | None = None
+        self._identity: CallIdentity | None = None
+        self._connected = asyncio.Event()  # ICE and DTLS are up: media can flow
         self._tasks: set[asyncio.Task[None]] = set()
         self._ended = asyncio.Event()
         self._reason: EndReason | None = None
-        self._forwarded = 0  # events of the session already sent to the client
+        self._outbox: asyncio.Queue[SessionEvent | None] = asyncio.Queue()
+        self._forwarder: asyncio.Task[None] | None = None
         self._activity = ""
+        self._greeted = False  # hello sent: the client is owed an "ended"
         self._closed = False
 
     # ---- socket helpers -----------------------------------------------------------------------
@@ -135,7 +149,7 @@ class SignalSession:
         except Exception:  # the client went away; the receive loop ends the call
             self._closed = True
 
-    async def refuse(self, code: str, text: str) -> None:
+    async def refuse_message(self, code: str, text: str) -> None:
         self.node.metrics.dropped_frames.labels(f"webrtc_{code}").inc()
         log.info("webrtc signal: %s: %s", code, text[:200])
         await self.send(error_message(code, text))
@@ -145,37 +159,112 @@ class SignalSession:
             self._reason = reason
         self._ended.set()
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # ---- the socket's life --------------------------------------------------------------------
+    # ---- AudioPort: the agent's track ---------------------------------------------------------
 
-    async def run(self) -> None:
-        node = self.node
+    async def play(self, pcm: npt.NDArray[np.int16]) -> None:
+        if self.track is not None:
+            await self.track.play(pcm)
+
+    async def mark(self, name: str) -> None:
+        if self.track is not None:
+            await self.track.mark(name)
+
+    async def clear(self) -> None:
+        if self.track is not None:
+            await self.track.clear()
+
+    # ---- the call's life (run_call drives it) -------------------------------------------------
+
+    async def accept(self) -> bool:
         await self.ws.accept()
-        if not node.accepting():
-            await self.refuse("busy", "this media node is not taking calls now; try again")
+        return True
+
+    async def refuse(self, why: str) -> None:
+        await self.refuse_message("busy", "this media node is not taking calls now; try again")
+        if not self._greeted:
             await self._close_socket(CLOSE_TRY_AGAIN)
-            return
+
+    async def identify(self, node: MediaNode) -> CallIdentity | None:
+        """Authorise the socket, then take offers until one is answered and its media
+        connection is up; None when the call ends first."""
         try:
             self.claims = authorize(self.ws.query_params.get("token", ""), node.settings)
         except TokenError as exc:
-            await self.refuse("unauthorized", str(exc))
+            await self.refuse_message("unauthorized", str(exc))
             await self._close_socket(CLOSE_POLICY)
-            return
+            return None
         await self.send(message("hello", ice_servers=browser_ice_servers(node.settings)))
-        receiver = asyncio.create_task(self._receive(), name="webrtc-signal-receive")
-        watchdog = asyncio.create_task(self._negotiation_watchdog(), name="webrtc-negotiation")
+        self._greeted = True
+        self._forwarder = asyncio.create_task(self._forward_events(), name="webrtc-events")
+        self._spawn(self._receive(), "webrtc-signal-receive")
+        self._spawn(self._negotiation_watchdog(), "webrtc-negotiation")
+        connected = asyncio.create_task(self._connected.wait())
+        ended = asyncio.create_task(self._ended.wait())
         try:
-            await self._ended.wait()
+            await asyncio.wait({connected, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            watchdog.cancel()
-            receiver.cancel()
+            connected.cancel()
+            ended.cancel()
+        return self._identity if not self._ended.is_set() else None
+
+    def trace_context(self) -> Mapping[str, str]:
+        # A page that started the call in a trace hands its context over in the signalling URL
+        # (?traceparent=...).
+        return {k: v for k, v in self.ws.query_params.items() if k == tracing.TRACEPARENT}
+
+    def on_event(self, event: SessionEvent) -> None:
+        self._outbox.put_nowait(event)
+
+    def _played(self, event: Played) -> None:
+        """The track's playback progress, for the session. It is bound before anything is played:
+        run_call hands the session to serve right after starting it, before the greeting's
+        task has run at all."""
+        if self.session is not None:
+            self.session.on_playback(event)
+
+    async def serve(self, session: CallSession) -> EndReason:
+        self.session = session
+        assert self._remote_audio is not None
+        self._spawn(pump_caller_audio(self._remote_audio, session.on_audio), "webrtc-caller-in")
+        await self._ended.wait()
+        await self._stop_inputs()  # what the caller said so far is already in the session
+        return self._reason or "caller_hung_up"
+
+    async def hang_up(self) -> None:
+        """The session's hang-up (agent ended, transferred, shutdown): it set its own reason."""
+        self.end(None)
+
+    async def close(self, session: CallSession | None, reason: EndReason) -> None:
+        self.end(None)
+        await self._stop_inputs()
+        try:
+            if session is not None and self.session is None:  # it never got to serve
+                await self.refuse_message("call_failed", "the call could not start")
+            if self._forwarder is not None:
+                self._outbox.put_nowait(None)  # the events emitted so far, then stop
+                with contextlib.suppress(Exception):
+                    await self._forwarder
+            if self._greeted:
+                outcome = session.outcome if session is not None else None
+                disposition = outcome.disposition if outcome is not None else None
+                await self.send(message("ended", reason=reason, disposition=disposition))
+        finally:
+            await self._drop_peer()
+            await self._close_socket(CLOSE_NORMAL)
+
+    async def _stop_inputs(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await receiver
-            await self._tear_down()
+                await task
+
+    # ---- the client's messages ----------------------------------------------------------------
 
     async def _receive(self) -> None:
         try:
@@ -189,7 +278,7 @@ class SignalSession:
                     parsed = parse_client_message(raw.get("text"))
                     await self._handle(parsed)
                 except SignalError as exc:
-                    await self.refuse(exc.code, exc.message)
+                    await self.refuse_message(exc.code, exc.message)
         except WebSocketDisconnect:
             self._closed = True
             self.end("caller_hung_up")
@@ -202,7 +291,7 @@ class SignalSession:
     async def _negotiation_watchdog(self) -> None:
         await asyncio.sleep(NEGOTIATION_TIMEOUT_S)
         if self.pc is None:
-            await self.refuse("timeout", "no offer received in time")
+            await self.refuse_message("timeout", "no offer received in time")
             self.end(None)
 
     async def _handle(self, msg: Offer | IceCandidate | Dtmf | Hangup) -> None:
@@ -240,7 +329,7 @@ class SignalSession:
     async def _answer(self, offer: Offer) -> None:
         node = self.node
         identity = call_identity(self.claims, offer, node.settings)
-        if any(call.identity.call_id == identity.call_id for call in node.calls):
+        if any(call.call_id == identity.call_id for call in node.calls):
             raise SignalError("call_in_progress", "this token's call is already connected")
         try:  # fail before any media work when the agent does not exist
             await node.dialogue.new_session(
@@ -254,13 +343,13 @@ class SignalSession:
         pc = new_peer_connection(node.settings)
         self.pc = pc
         self.registry.peers.add(pc)
-        self.track = AgentAudioTrack()
+        self.track = AgentAudioTrack(on_playback=self._played)
         try:
-            await self._negotiate(pc, offer, identity)
+            up = await self._negotiate(pc, offer, identity)
         except BaseException:
             await self._drop_peer()  # the client may try again with a better offer
             raise
-        self._spawn(self._start_when_connected(identity), f"webrtc-{identity.call_id}")
+        self._spawn(self._connect(pc, identity, up), f"webrtc-{identity.call_id}")
 
     async def _drop_peer(self) -> None:
         pc, self.pc = self.pc, None
@@ -273,8 +362,12 @@ class SignalSession:
                 await pc.close()
             self.registry.peers.discard(pc)
 
-    async def _negotiate(self, pc: RTCPeerConnection, offer: Offer, identity: CallIdentity) -> None:
+    async def _negotiate(
+        self, pc: RTCPeerConnection, offer: Offer, identity: CallIdentity
+    ) -> asyncio.Event:
+        """Answer ``offer``; the event is set once the media connection is up."""
         assert self.track is not None
+        up = asyncio.Event()
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -283,6 +376,8 @@ class SignalSession:
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
+            if pc.connectionState == "connected":
+                up.set()
             failed = pc.connectionState in ("failed", "closed")
             if failed and pc is self.pc and not self._ended.is_set():
                 log.info("webrtc call %s: connection %s", identity.call_id, pc.connectionState)
@@ -299,114 +394,38 @@ class SignalSession:
         await pc.setLocalDescription(answer)  # aiortc gathers all candidates here
         local = pc.localDescription
         await self.send(message("answer", sdp=local.sdp, call_id=identity.call_id))
+        return up
 
-    async def _start_when_connected(self, identity: CallIdentity) -> None:
-        pc = self.pc
-        assert pc is not None and self.track is not None
-        deadline = time.monotonic() + self.node.settings.webrtc_connect_timeout_s
-        while pc.connectionState != "connected":
-            if self._ended.is_set():
-                return
-            if time.monotonic() > deadline or pc.connectionState in ("failed", "closed"):
-                await self.refuse("ice_failed", "the media connection could not be established")
-                self.end("error")
-                return
-            await asyncio.sleep(0.02)
-        if not self.node.accepting():
-            await self.refuse("busy", "this media node is not taking calls now; try again")
-            self.end(None)
-            return
-        # The call's span, as for a Twilio stream: a page that started the call in a trace hands
-        # its context over in the signalling URL (?traceparent=...). The tasks the call starts
-        # from here are its children.
-        self.call_span = tracing.start_call(
-            identity.call_id,
-            {k: v for k, v in self.ws.query_params.items() if k == tracing.TRACEPARENT},
-            **{
-                "tenant.id": identity.tenant_id,
-                "agent.id": identity.agent_id,
-                "call.channel": "webrtc",
-            },
-        )
-        session = CallSession(self.node, self.track, identity, hangup=self._agent_hung_up)
-        self.track.on_mark = session.on_mark
-        self.session = session
-        self.node.calls.add(session)
+    async def _connect(
+        self, pc: RTCPeerConnection, identity: CallIdentity, up: asyncio.Event
+    ) -> None:
+        """Until ICE and DTLS are up (then the call is identified), or give up."""
         try:
-            await session.start()
-        except Exception as exc:  # e.g. the agent was removed since the offer
-            log.exception("webrtc call %s could not start", identity.call_id)
-            await self.refuse("call_failed", f"the call could not start: {exc}")
+            await asyncio.wait_for(up.wait(), self.node.settings.webrtc_connect_timeout_s)
+        except TimeoutError:
+            pass
+        if self._ended.is_set():
+            return
+        if pc.connectionState != "connected":
+            await self.refuse_message("ice_failed", "the media connection could not be established")
             self.end("error")
             return
-        assert self._remote_audio is not None
-        self._spawn(pump_caller_audio(self._remote_audio, session.on_media), "webrtc-caller-in")
-        self._spawn(self._forward_events(), "webrtc-events")
-
-    async def _agent_hung_up(self) -> None:
-        """CallSession's hang-up (agent ended, transferred, shutdown): it set its own reason."""
-        self.end(None)
+        self._identity = identity
+        self._connected.set()
 
     # ---- metadata out -------------------------------------------------------------------------
 
-    async def _flush_events(self) -> None:
-        session = self.session
-        if session is None:
-            return
-        emitted = session.events.emitted
-        while self._forwarded < len(emitted):
-            event = emitted[self._forwarded]
-            self._forwarded += 1
+    async def _forward_events(self) -> None:
+        """The call's events and the agent's activity, in the order the session emitted them."""
+        while (event := await self._outbox.get()) is not None:
+            if isinstance(event, AgentActivity):
+                if event.activity != self._activity:
+                    self._activity = event.activity
+                    await self.send(message("agent.activity", activity=event.activity))
+                continue
             payload = event.payload.model_dump(mode="json")
             kind = str(payload.pop("type"))
-            if kind == "turn.user":
-                await self._set_activity("thinking")
             await self.send(message(kind, **payload))
-
-    async def _set_activity(self, activity: str) -> None:
-        if activity != self._activity:
-            self._activity = activity
-            await self.send(message("agent.activity", activity=activity))
-
-    async def _forward_events(self) -> None:
-        """The call's events, as they are emitted, plus the agent's activity."""
-        while not self._ended.is_set():
-            await self._flush_events()
-            session = self.session
-            if session is not None and session.playout.speaking:
-                await self._set_activity("speaking")
-            elif self._activity in ("", "speaking"):
-                await self._set_activity("listening")
-            await asyncio.sleep(EVENT_POLL_S)
-
-    # ---- the end ------------------------------------------------------------------------------
-
-    async def _tear_down(self) -> None:
-        reason: EndReason = self._reason or "caller_hung_up"
-        # Stop feeding and forwarding first: what the caller said so far is already in the session.
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        session = self.session
-        try:
-            if session is not None:
-                try:
-                    await session.finish(reason)
-                finally:
-                    self.node.calls.discard(session)
-                await self._flush_events()
-                reason = session.end_reason or reason
-                self.node.metrics.calls_ended.labels(reason).inc()
-            if self.call_span is not None:
-                self.call_span.set_attribute("call.end_reason", reason)
-                self.call_span.end()
-            disposition = session.outcome.disposition if session and session.outcome else None
-            await self.send(message("ended", reason=reason, disposition=disposition))
-        finally:
-            await self._drop_peer()
-            await self._close_socket(CLOSE_NORMAL)
 
     async def _close_socket(self, code: int) -> None:
         self._closed = True
@@ -418,4 +437,4 @@ class SignalSession:
 async def serve_webrtc_signal(
     websocket: WebSocket, node: MediaNode, registry: PeerRegistry
 ) -> None:
-    await SignalSession(websocket, node, registry).run()
+    await run_call(SignalSession(websocket, node, registry), node)

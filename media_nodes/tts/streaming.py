@@ -23,6 +23,7 @@ PieceAudio = tuple[P, npt.NDArray[np.int16] | None]  # None: the piece is comple
 
 async def synthesize_ahead(
     voice: Voice,
+    rate: int,
     sentences: asyncio.Queue[str | None],
     audio: asyncio.Queue[PieceAudio[P] | None],
     *,
@@ -31,18 +32,19 @@ async def synthesize_ahead(
     on_error: Callable[[TtsError], None],
     ready: Mapping[str, asyncio.Task[list[npt.NDArray[np.int16]]]] | None = None,
 ) -> None:
-    """Speak each sentence from ``sentences`` (until None) into ``audio``: ``new_piece(text)``
-    names each piece before its audio, ``(piece, None)`` ends it, a final None ends the reply.
+    """Speak each sentence from ``sentences`` (until None) into ``audio`` at ``rate``:
+    ``new_piece(text)`` names each piece before its audio, ``(piece, None)`` ends it, a final
+    None ends the reply.
     ``on_audio(piece, pcm)`` sees each chunk as it is synthesized, before it is queued.
     A piece whose synthesis fails is reported to ``on_error`` and ends with what it had.
     ``ready`` holds pieces whose synthesis started earlier (a speculative reply's first)."""
     previous_chars = 0
     while (sentence := await sentences.get()) is not None:
-        for text in speakable_pieces(voice, sentence, previous_chars):
+        for text in speakable_pieces(voice, sentence, previous_chars, rate):
             previous_chars = len(text)
             piece = new_piece(text)
             try:
-                async for pcm in _speak(voice, text, ready):
+                async for pcm in _speak(voice, rate, text, ready):
                     on_audio(piece, pcm)
                     await audio.put((piece, pcm))
             except TtsError as exc:
@@ -53,6 +55,7 @@ async def synthesize_ahead(
 
 async def _speak(
     voice: Voice,
+    rate: int,
     text: str,
     ready: Mapping[str, asyncio.Task[list[npt.NDArray[np.int16]]]] | None,
 ) -> AsyncIterator[npt.NDArray[np.int16]]:
@@ -61,5 +64,5 @@ async def _speak(
         for pcm in await early:
             yield pcm
         return
-    async for pcm in voice.speak(text):
+    async for pcm in voice.speak(text, rate):
         yield pcm

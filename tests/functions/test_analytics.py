@@ -417,7 +417,7 @@ def test_a_recording_outside_the_store_or_missing_is_a_404(
 def _stereo_wav(caller: list[int], agent: list[int]) -> bytes:
     from media_nodes.recording.recorder import CallRecorder
 
-    recorder = CallRecorder()
+    recorder = CallRecorder(8000)
     recorder.agent(np.array(agent, dtype=np.int16))  # the agent speaks first, from sample 0
     recorder.caller(np.array(caller, dtype=np.int16))
     return recorder.wav()

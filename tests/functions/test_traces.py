@@ -87,7 +87,8 @@ async def test_a_call_is_one_trace_from_the_webhook_to_the_database(
     secret = rt.settings.session_token_secret.get_secret_value()
     # No recorded clip asks what the example agent's knowledge answers: the node's own voice
     # asks it (Piper), and Whisper hears it like any caller.
-    spoken = [chunk async for chunk in models.voice.speak("Do you ship to Canada?", cache=False)]
+    voice = models.voice
+    spoken = [chunk async for chunk in voice.speak("Do you ship to Canada?", 8000, cache=False)]
     # (Piper starts speaking at once: a little silence keeps the first word whole.)
     silence = np.zeros(3200, dtype=np.int16)
     question = Say(np.concatenate([silence, *spoken, silence]), label="knowledge question")

@@ -6,9 +6,10 @@
 * :class:`FakeVad` calls a window speech when it is loud (the caller's tones), silence else.
 * :class:`FakeTts` speaks a tone as long as the text (``ms_per_char``), after a configurable
   first-audio delay.
-* :class:`FakeLine` is the audio sink and plays the part of Twilio: it plays what it is sent in
-  real time, echoes each mark once the audio before it has played, and on ``clear`` drops what it
-  has not played and echoes the dropped marks. It records everything, and what the caller heard.
+* :class:`FakeLine` is the call's audio port (PCM at 8 kHz) and plays the part of Twilio: it plays
+  what it is sent in real time, reports each mark played once the audio before it has played, and
+  on ``clear`` drops what it has not played and reports the dropped marks (as Twilio echoes them).
+  It records everything, and what the caller heard.
 * :class:`ScriptedDialogue` answers each input with a scripted reply.
 
 :func:`fake_call` puts them together around a real :class:`CallSession`, so the call logic
@@ -30,7 +31,6 @@ import numpy.typing as npt
 from pydantic import BaseModel
 
 from media_nodes.asr.engine import SAMPLE_RATE, AsrError, Transcript
-from media_nodes.audio.codec import pcm_to_mulaw
 from media_nodes.audio.vad import CONTEXT, VadState
 from media_nodes.dialogue.protocol import (
     AgentOutput,
@@ -49,13 +49,19 @@ from media_nodes.metrics import MediaMetrics
 from media_nodes.pipeline.call import CallIdentity, CallOptions, CallSession
 from media_nodes.pipeline.node import MediaNode
 from media_nodes.recording.store import LocalStore
+from media_nodes.transports.port import Played
 from media_nodes.tts.voice import Voice
 from shared.bus import InProcessBus
 from shared.settings import load_settings
 
-PHONE_RATE = 8000
-FRAME_SAMPLES = 160  # 20 ms
-FRAME_S = FRAME_SAMPLES / PHONE_RATE
+PHONE_RATE = 8000  # Twilio's; a call on the fakes may run at WebRTC's 16 kHz instead
+FRAME_S = 0.02
+
+
+def frame_samples(rate: int) -> int:
+    return int(rate * FRAME_S)
+
+
 CALLER_AMPLITUDE = 9000  # int16 peak of the caller's tones
 AGENT_AMPLITUDE = 6000  # above the voice's leading-silence threshold
 
@@ -76,7 +82,7 @@ class FakeAsr:
 
     device = "fake"
     FIRST_HZ = 400.0
-    STEP_HZ = 150.0  # well apart after mu-law and resampling
+    STEP_HZ = 150.0  # well apart after resampling
     MAX_HZ = 3300.0  # a phone line's band
     NOISE_HZ = 150.0  # below every phrase: no words
 
@@ -143,24 +149,27 @@ class FakeTts:
     ``first_audio_delay_s``."""
 
     name = "fake"
-    sample_rate = PHONE_RATE  # no resampling: the audio sent is exactly what was synthesized
 
-    def __init__(self, *, ms_per_char: float = 2.0, first_audio_delay_s: float = 0.0) -> None:
+    def __init__(
+        self, *, ms_per_char: float = 2.0, first_audio_delay_s: float = 0.0, rate: int = PHONE_RATE
+    ) -> None:
+        # The call's rate: no resampling, the audio sent is exactly what was synthesized.
+        self.sample_rate = rate
         self.ms_per_char = ms_per_char
         self.first_audio_delay_s = first_audio_delay_s
         self.spoken: list[str] = []  # every text synthesized, in order
 
     def samples_for(self, text: str) -> int:
-        return round(len(text) * self.ms_per_char * PHONE_RATE / 1000)
+        return round(len(text) * self.ms_per_char * self.sample_rate / 1000)
 
     async def synthesize(self, text: str) -> AsyncIterator[npt.NDArray[np.int16]]:
         self.spoken.append(text)
         if self.first_audio_delay_s:
             await asyncio.sleep(self.first_audio_delay_s)
-        audio = tone(700.0, 1000, AGENT_AMPLITUDE)
+        audio = tone(700.0, 1000, AGENT_AMPLITUDE, self.sample_rate)
         left = self.samples_for(text)
         while left > 0:
-            n = min(left, FRAME_SAMPLES)
+            n = min(left, frame_samples(self.sample_rate))
             yield audio[:n].copy()
             left -= n
             await asyncio.sleep(0)
@@ -192,20 +201,22 @@ class HeardPiece:
 
 
 class FakeLine:
-    """The audio sink, playing what it is sent in real time, as Twilio does."""
+    """The audio port, playing what it is sent in real time, as Twilio does."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate: int = PHONE_RATE) -> None:
+        self.rate = rate
+        self.frame = frame_samples(rate)
         self.sent: list[Sent] = []
         self.closed = asyncio.Event()  # the agent hung up
-        self.on_mark: Callable[[str], bool] | None = None  # the call's; set by fake_call
+        self.on_playback: Callable[[Played], bool] | None = None  # the call's; set by fake_call
         self.accepted_marks: list[str] = []  # echoes the call took as played
         self.unknown_marks: list[str] = []  # echoes it did not know (audio a clear dropped)
         self._play_until = 0.0  # when what is queued will have played
         self._queued: list[Sent] = []  # media not yet played
         self._echoes: dict[str, asyncio.TimerHandle] = {}
 
-    async def send_audio(self, mulaw: bytes) -> None:
-        assert len(mulaw) == FRAME_SAMPLES, "the playout sends 20 ms frames"
+    async def play(self, pcm: npt.NDArray[np.int16]) -> None:
+        assert len(pcm) == self.frame, "the playout sends 20 ms frames"
         now = time.monotonic()
         self._play_until = max(self._play_until, now)
         frame = Sent("media", at=now, plays_at=self._play_until)
@@ -214,13 +225,13 @@ class FakeLine:
         self._queued = [f for f in self._queued if f.plays_at > now]
         self._queued.append(frame)
 
-    async def send_mark(self, name: str) -> None:
+    async def mark(self, name: str) -> None:
         now = time.monotonic()
         self.sent.append(Sent("mark", name=name, at=now))
         delay = max(0.0, self._play_until - now)
         self._echoes[name] = asyncio.get_running_loop().call_later(delay, self._echo, name)
 
-    async def send_clear(self) -> None:
+    async def clear(self) -> None:
         now = time.monotonic()
         self.sent.append(Sent("clear", at=now))
         for frame in self._queued:
@@ -239,8 +250,8 @@ class FakeLine:
 
     def _echo(self, name: str) -> None:
         self._echoes.pop(name, None)
-        if self.on_mark is not None:
-            known = self.on_mark(name)
+        if self.on_playback is not None:
+            known = self.on_playback(Played(name))
             (self.accepted_marks if known else self.unknown_marks).append(name)
 
     def stop(self) -> None:
@@ -383,20 +394,21 @@ class FakeCall:
 
     async def say(self, text: str, ms: int = 480) -> None:
         """The caller says ``text`` (``ms`` of its tone); the turn ends only after a pause."""
-        await self._frames(tone(self.asr.tone_of(text), ms, CALLER_AMPLITUDE))
+        await self._frames(tone(self.asr.tone_of(text), ms, CALLER_AMPLITUDE, self.line.rate))
 
     async def noise(self, ms: int) -> None:
         """A sound the VAD takes for speech and the ASR finds no words in (a cough, a door)."""
-        await self._frames(tone(self.asr.NOISE_HZ, ms, CALLER_AMPLITUDE))
+        await self._frames(tone(self.asr.NOISE_HZ, ms, CALLER_AMPLITUDE, self.line.rate))
 
     async def pause(self, ms: int = 600) -> None:
         """The caller is silent for ``ms`` (of stream time: fed as fast as the call takes it)."""
-        await self._frames(np.zeros(PHONE_RATE * ms // 1000, dtype=np.int16))
+        await self._frames(np.zeros(self.line.rate * ms // 1000, dtype=np.int16))
 
     async def _frames(self, pcm: npt.NDArray[np.int16]) -> None:
-        for start in range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
-            frame = pcm_to_mulaw(pcm[start : start + FRAME_SAMPLES])
-            await self.session.on_media(frame, time.monotonic())
+        step = self.line.frame
+        for start in range(0, len(pcm) - step + 1, step):
+            frame = pcm[start : start + step]
+            await self.session.on_audio(frame, time.monotonic())
             await asyncio.sleep(0)  # let the call's tasks (transcripts, playout) run
 
     async def press(self, digit: str) -> None:
@@ -431,12 +443,15 @@ async def fake_call(
     *,
     asr: FakeAsr | None = None,
     tts: FakeTts | None = None,
+    rate: int = PHONE_RATE,
+    record: bool = False,
     **options: Any,
 ) -> AsyncIterator[FakeCall]:
-    """A started call on the fakes; ``options`` are :class:`CallOptions` fields. The caller
-    hangs up when the block ends (the call is then finished and its events all emitted)."""
+    """A started call on the fakes, its line at ``rate`` (Twilio's 8 kHz, or WebRTC's 16 kHz);
+    ``options`` are :class:`CallOptions` fields. The caller hangs up when the block ends (the
+    call is then finished and its events all emitted)."""
     asr = asr or FakeAsr()
-    tts = tts or FakeTts()
+    tts = tts or FakeTts(rate=rate)
     # The room-noise gate learns a floor from the caller's audio: with tones for speech it would
     # be testing itself, not the call logic.
     settings = load_settings(data_dir=tmp_path / "data", room_noise_gate=False)
@@ -450,8 +465,10 @@ async def fake_call(
         store=LocalStore(tmp_path / "recordings"),
         metrics=MediaMetrics(),
     )
-    line = FakeLine()
-    identity = CallIdentity(call_id="CAfake", tenant_id="tenant", agent_id="agent", stream_sid="MZ")
+    line = FakeLine(rate)
+    identity = CallIdentity(
+        call_id="CAfake", tenant_id="tenant", agent_id="agent", stream_sid="MZ", record=record
+    )
     session = CallSession(
         node,
         line,
@@ -459,7 +476,7 @@ async def fake_call(
         hangup=line.close,
         options=CallOptions(**options),
     )
-    line.on_mark = session.on_mark
+    line.on_playback = session.on_playback
     await session.start()
     try:
         yield FakeCall(session, line, asr, tts, dialogue, node)

@@ -5,15 +5,23 @@ with real models over a real socket is in test_calls.py and test_barge_in_counts
 from __future__ import annotations
 
 import asyncio
+import io
 import math
+import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from media_nodes.dialogue.protocol import DtmfInput, UserTurn
-from media_nodes.pipeline.playout import FRAME_SAMPLES
 from shared.events.models import TurnAgent, TurnUser
-from tests.media.fakes import FakeCall, FakeTts, Reply, ScriptedDialogue, fake_call
+from tests.media.fakes import (
+    FakeCall,
+    FakeTts,
+    Reply,
+    ScriptedDialogue,
+    fake_call,
+)
 
 GREETING = "Hi."
 ORDER = "where is my order"
@@ -47,10 +55,13 @@ async def ask_for_order(call: FakeCall) -> None:
     await call.agent_speaks(since)
 
 
-async def test_a_barge_in_stops_the_agent_and_keeps_the_callers_words(tmp_path: Path) -> None:
-    tts = FakeTts(ms_per_char=20)  # the reply lasts seconds: the caller cuts it off
+@pytest.mark.parametrize("rate", [8000, 16000])  # Twilio's phone line, WebRTC's wideband
+async def test_a_barge_in_stops_the_agent_and_keeps_the_callers_words(
+    tmp_path: Path, rate: int
+) -> None:
+    tts = FakeTts(ms_per_char=20, rate=rate)  # the reply lasts seconds: the caller cuts it off
     dialogue = order_dialogue()
-    async with fake_call(tmp_path, dialogue, tts=tts) as call:
+    async with fake_call(tmp_path, dialogue, tts=tts, rate=rate) as call:
         await ask_for_order(call)
         await call.say("stop I want a person", ms=1000)  # longer than any backchannel
         await call.pause()
@@ -95,7 +106,7 @@ async def test_a_backchannel_holds_the_agent_then_it_goes_on(tmp_path: Path) -> 
     # call counts as played (their marks came back) hold all of its audio.
     reply_pieces = [text for text in tts.spoken if text in LONG_REPLY]
     assert " ".join(reply_pieces).split() == LONG_REPLY.split()
-    expected = sum(math.ceil(tts.samples_for(p) / FRAME_SAMPLES) for p in reply_pieces)
+    expected = sum(math.ceil(tts.samples_for(p) / call.line.frame) for p in reply_pieces)
     played = [p for p in call.line.pieces() if p.mark in call.line.accepted_marks]
     played_reply = [p for p in played if p.mark.startswith("t1-")]
     assert sum(p.frames for p in played_reply) == expected
@@ -106,6 +117,7 @@ async def test_a_backchannel_holds_the_agent_then_it_goes_on(tmp_path: Path) -> 
     assert [t.text for t in call.payloads(TurnUser)] == [ORDER, "uh-huh"]
 
 
+@pytest.mark.parametrize("rate", [8000, 16000])  # Twilio's phone line, WebRTC's wideband
 @pytest.mark.parametrize(
     "ms_per_char",
     [
@@ -116,10 +128,10 @@ async def test_a_backchannel_holds_the_agent_then_it_goes_on(tmp_path: Path) -> 
     ],
 )
 async def test_what_the_caller_heard_of_a_reply_cut_mid_sentence(
-    tmp_path: Path, ms_per_char: int
+    tmp_path: Path, ms_per_char: int, rate: int
 ) -> None:
-    tts = FakeTts(ms_per_char=ms_per_char)
-    async with fake_call(tmp_path, order_dialogue(), tts=tts) as call:
+    tts = FakeTts(ms_per_char=ms_per_char, rate=rate)
+    async with fake_call(tmp_path, order_dialogue(), tts=tts, rate=rate) as call:
         await ask_for_order(call)
         await call.until(lambda: sent_frames(call, 1) > 0)
         first_reply_mark = next(p.mark for p in call.line.pieces() if p.mark.startswith("t1-"))
@@ -137,12 +149,12 @@ async def test_what_the_caller_heard_of_a_reply_cut_mid_sentence(
     assert len(reply_pieces) == 2, reply_pieces
     runs = call.line.pieces()[1:3]  # after the greeting's
     assert runs[0].mark.startswith("t1-") and runs[0].mark in call.line.accepted_marks
-    assert runs[0].frames == math.ceil(tts.samples_for(reply_pieces[0]) / FRAME_SAMPLES)
+    assert runs[0].frames == math.ceil(tts.samples_for(reply_pieces[0]) / call.line.frame)
     whole = reply_pieces[:1]
     cut_text, cut_run = reply_pieces[1], runs[1]
     assert cut_run.mark not in call.line.accepted_marks
     assert 0 < cut_run.heard_frames < cut_run.frames
-    share = cut_run.heard_frames / math.ceil(tts.samples_for(cut_text) / FRAME_SAMPLES)
+    share = cut_run.heard_frames / math.ceil(tts.samples_for(cut_text) / call.line.frame)
     cut_words = cut_text.split()
     expected_words = [w for text in whole for w in text.split()]
     heard_words = cut.text.split()
@@ -228,3 +240,25 @@ async def test_a_failed_transcription_loses_the_turn_not_the_call(tmp_path: Path
 
     assert [(t.turn_index, t.text) for t in call.payloads(TurnUser)] == [(2, ORDER)]
     assert dialogue.inputs == [UserTurn(ORDER)]
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])  # Twilio's phone line, WebRTC's wideband
+async def test_the_recording_is_at_the_calls_rate_with_both_legs(tmp_path: Path, rate: int) -> None:
+    tts = FakeTts(ms_per_char=5, rate=rate)
+    async with fake_call(
+        tmp_path, order_dialogue("Friday."), tts=tts, rate=rate, record=True
+    ) as call:
+        await ask_for_order(call)
+        await call.agent_done()
+    recorder = call.session.recorder
+    assert recorder is not None and call.session.recording_url is not None
+    with wave.open(io.BytesIO(recorder.wav())) as wav:
+        assert (wav.getnchannels(), wav.getframerate()) == (2, rate)
+        stereo = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    # Both legs on one timeline: the caller's question, then the agent's answer after it.
+    caller_loud = np.flatnonzero(np.abs(stereo[:, 0].astype(np.int32)) > 4000)
+    agent_loud = np.flatnonzero(np.abs(stereo[:, 1].astype(np.int32)) > 4000)
+    assert len(caller_loud) and len(agent_loud)
+    assert agent_loud[-1] > caller_loud[-1]
+    question = caller_loud[-1] - caller_loud[0]
+    assert question == pytest.approx(rate * 0.48, rel=0.05)  # the 480 ms tone, at the call's rate

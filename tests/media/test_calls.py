@@ -242,12 +242,13 @@ async def test_fixed_texts_are_synthesized_before_calls(start_node: NodeFactory)
     async with start_node() as running:
         node = running.node
         node.voice = Voice(node.voice.engine)  # an empty cache, as on a fresh node
-        assert not node.voice.is_cached("Is there anything else I can help you with?")
+        assert not node.voice.is_cached("Is there anything else I can help you with?", 8000)
         prepared = await warm_fixed_texts(node, "acme-shop")
     assert prepared > 10
-    assert node.voice.is_cached("Is there anything else I can help you with?")
-    assert node.voice.is_cached("Let me connect you with one of our team.")
-    assert not any("{{" in text for text in node.voice._cache)
+    for rate in (8000, 16000):  # Twilio's phone line and WebRTC's wideband
+        assert node.voice.is_cached("Is there anything else I can help you with?", rate)
+        assert node.voice.is_cached("Let me connect you with one of our team.", rate)
+    assert not any("{{" in text for _, text in node.voice._cache)
 
 
 async def test_health_ready_and_metrics(start_node: NodeFactory) -> None:

@@ -118,7 +118,7 @@ def digits_in(text: str) -> str:
 
 
 async def synthesized(models: Models, text: str) -> np.ndarray:
-    return np.concatenate([chunk async for chunk in models.voice.speak(text, cache=False)])
+    return np.concatenate([chunk async for chunk in models.voice.speak(text, 8000, cache=False)])
 
 
 async def test_a_number_read_in_groups_is_one_turn(models: Models, start_node: NodeFactory) -> None:

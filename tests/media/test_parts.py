@@ -12,6 +12,7 @@ from pathlib import Path
 
 import boto3
 import numpy as np
+import numpy.typing as npt
 import pytest
 from moto import mock_aws
 from pydantic import ValidationError
@@ -37,6 +38,7 @@ from media_nodes.recording.recorder import CallRecorder
 from media_nodes.recording.store import LocalStore, S3Store, create_store
 from media_nodes.simulator.caller import load_wav
 from media_nodes.transports import twilio
+from media_nodes.transports.port import Played
 from media_nodes.tts.sentences import SentenceSplitter
 from media_nodes.tts.voice import Voice
 from shared.events.models import TURN_TEXT_MAX_CHARS, TurnUser
@@ -233,7 +235,7 @@ async def test_piper_speech_is_understood(models: Models) -> None:
     voice = Voice(models.voice.engine)
     missed: dict[str, set[str]] = {}
     for sentence, expected in PIPER_SENTENCES.items():
-        audio = np.concatenate([c async for c in voice.speak(sentence)])
+        audio = np.concatenate([c async for c in voice.speak(sentence, 8000)])
         transcript = await models.asr.transcribe(to_float32(resample(audio, 8000, 16000)))
         heard = words(transcript.text)
         missed[sentence] = expected - heard
@@ -245,35 +247,37 @@ async def test_piper_speech_is_understood(models: Models) -> None:
 async def test_greeting_cache_serves_fixed_prompts(models: Models) -> None:
     voice = Voice(models.voice.engine)
     await voice.prepare("Welcome to the test line.")
-    assert voice.is_cached("Welcome to the test line.")
-    cached = [c async for c in voice.speak("Welcome to the test line.")]
+    assert voice.is_cached("Welcome to the test line.", 8000)
+    cached = [c async for c in voice.speak("Welcome to the test line.", 8000)]
     assert len(cached) == 1 and len(cached[0]) > 4000
 
 
 async def test_voice_caches_a_piece_the_second_time_it_is_said(models: Models) -> None:
     voice = Voice(models.voice.engine)
     for _ in range(2):
-        [c async for c in voice.speak("Order one two three ships today.")]
-    assert not voice.is_cached("Order four five six ships today."), "never said"
-    assert voice.is_cached("Order one two three ships today.")
-    [c async for c in voice.speak("Order four five six ships today.")]
-    assert not voice.is_cached("Order four five six ships today."), "said once: not kept"
+        [c async for c in voice.speak("Order one two three ships today.", 8000)]
+    assert not voice.is_cached("Order four five six ships today.", 8000), "never said"
+    assert voice.is_cached("Order one two three ships today.", 8000)
+    [c async for c in voice.speak("Order four five six ships today.", 8000)]
+    assert not voice.is_cached("Order four five six ships today.", 8000), "said once: not kept"
 
 
 # ---- playout -------------------------------------------------------------------------------------
 
 
 class RecordingSink:
+    rate = 8000
+
     def __init__(self) -> None:
         self.sent: list[tuple[str, object]] = []
 
-    async def send_audio(self, mulaw: bytes) -> None:
-        self.sent.append(("media", len(mulaw)))
+    async def play(self, pcm: npt.NDArray[np.int16]) -> None:
+        self.sent.append(("media", len(pcm)))
 
-    async def send_mark(self, name: str) -> None:
+    async def mark(self, name: str) -> None:
         self.sent.append(("mark", name))
 
-    async def send_clear(self) -> None:
+    async def clear(self) -> None:
         self.sent.append(("clear", None))
 
 
@@ -297,7 +301,7 @@ async def test_playout_frames_marks_and_heard_text() -> None:
     assert {v for k, v in sink.sent if k == "media"} == {160}
     now[0] = 100.5  # half of the first piece has played
     assert playout.heard_text(turn) == "one two"
-    assert playout.on_mark(first.mark) and not playout.on_mark("unknown")
+    assert playout.on_playback(Played(first.mark)) and not playout.on_playback(Played("unknown"))
     now[0] = 101.26  # half of the second
     assert playout.heard_text(turn) == "one two three four five"
     assert playout.speaking
@@ -324,7 +328,9 @@ async def test_playout_hold_resumes_from_the_piece_being_heard() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
     assert len(sink.sent) == sent_before and not producer.done(), "nothing goes out while held"
-    assert not playout.on_mark(old_second_mark), "the clear's echo of a mark proves nothing"
+    assert not playout.on_playback(Played(old_second_mark)), (
+        "the clear's echo of a mark proves nothing"
+    )
     assert playout.heard_text(turn, at=held_at) == "one two three four five"
 
     await playout.resume(turn)
@@ -334,7 +340,7 @@ async def test_playout_hold_resumes_from_the_piece_being_heard() -> None:
     assert [k for k, _ in after] == ["media"] * 25 + ["mark"] + ["media"] * 10 + ["mark"]
     assert after[25][1] == second.mark != old_second_mark
     assert after[-1][1] == third.mark
-    assert playout.on_mark(second.mark) and playout.on_mark(third.mark)
+    assert playout.on_playback(Played(second.mark)) and playout.on_playback(Played(third.mark))
     assert await playout.wait_played(0.1)
     assert playout.heard_text(turn) == "one two three four five six seven"
 
@@ -406,7 +412,7 @@ async def test_playout_paces_to_real_time() -> None:
 
 
 def test_recorder_puts_both_legs_on_one_timeline() -> None:
-    recorder = CallRecorder()
+    recorder = CallRecorder(8000)
     recorder.caller(np.full(8000, 100, dtype=np.int16))  # 1 s of caller
     recorder.agent(np.full(4000, 200, dtype=np.int16))  # agent speaks at 1 s
     recorder.caller(np.full(2000, 100, dtype=np.int16))

@@ -10,11 +10,13 @@ import numpy as np
 import numpy.typing as npt
 
 from media_nodes.models import Models
-from media_nodes.pipeline.playout import FRAME_S, PHONE_RATE, Piece, Playout, PlayoutTurn
+from media_nodes.pipeline.playout import FRAME_S, Piece, Playout, PlayoutTurn
 from media_nodes.tts.base import TtsError
 from media_nodes.tts.sentences import FIRST_PIECE_CHARS, GROWTH, MIN_PIECE_CHARS, fit_pieces
 from media_nodes.tts.streaming import PieceAudio, synthesize_ahead
 from media_nodes.tts.voice import Voice, speakable_pieces
+
+PHONE_RATE = 8000
 
 READ_BACK = (
     "Let me read that back to you: your order number is 4 5 7 8 2 1, for two large pizzas and a "
@@ -24,16 +26,18 @@ READ_BACK = (
 
 
 class NullSink:
+    rate = PHONE_RATE
+
     def __init__(self) -> None:
         self.frames = 0
 
-    async def send_audio(self, mulaw: bytes) -> None:
+    async def play(self, pcm: npt.NDArray[np.int16]) -> None:
         self.frames += 1
 
-    async def send_mark(self, name: str) -> None:
+    async def mark(self, name: str) -> None:
         pass
 
-    async def send_clear(self) -> None:
+    async def clear(self) -> None:
         pass
 
 
@@ -98,8 +102,9 @@ async def test_a_cached_sentence_is_spoken_whole() -> None:
     prompt = "Thanks for calling, is there anything else I can help you with today?"
     voice = Voice(CountingEngine())
     await voice.prepare(prompt)
-    assert speakable_pieces(voice, prompt, 0) == [prompt]
-    uncached = speakable_pieces(Voice(CountingEngine()), prompt, 0)
+    assert speakable_pieces(voice, prompt, 0, PHONE_RATE) == [prompt]
+    assert speakable_pieces(voice, prompt, 0, 16000) == [prompt], "prepared at every play rate"
+    uncached = speakable_pieces(Voice(CountingEngine()), prompt, 0, PHONE_RATE)
     assert uncached == fit_pieces(prompt, 0)
     assert uncached[0] == "Thanks for calling,"
 
@@ -113,6 +118,7 @@ async def test_synthesis_runs_ahead_and_survives_a_failed_piece() -> None:
     errors: list[TtsError] = []
     await synthesize_ahead(
         Voice(engine),
+        PHONE_RATE,
         sentences,
         audio,
         new_piece=lambda text: text,
@@ -179,6 +185,7 @@ async def test_long_read_back_through_piper_plays_without_a_gap(models: Models) 
         group.create_task(
             synthesize_ahead(
                 voice,
+                PHONE_RATE,
                 sentences,
                 audio,
                 new_piece=lambda text: playout.new_piece(turn, text),

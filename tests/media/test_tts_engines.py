@@ -91,7 +91,7 @@ async def test_every_engine_speaks_at_phone_rate(name: str, models: Models) -> N
     raw = [c async for c in engine.synthesize("Hello.")]
     assert raw and all(c.dtype == np.int16 and c.ndim == 1 for c in raw)
     voice = Voice(engine)
-    audio = np.concatenate([c async for c in voice.speak("Your order ships tomorrow.")])
+    audio = np.concatenate([c async for c in voice.speak("Your order ships tomorrow.", 8000)])
     assert audio.dtype == np.int16
     assert 0.8 < len(audio) / 8000 < 4
     assert np.abs(audio.astype(np.int32)).max() > 3000

@@ -24,16 +24,16 @@ RATE = 8000
 
 
 def tone(
-    hz: float, ms: int, amplitude: float = 8000.0, noise: float = 0.0
+    hz: float, ms: int, amplitude: float = 8000.0, noise: float = 0.0, rate: int = RATE
 ) -> npt.NDArray[np.int16]:
-    t = np.arange(RATE * ms // 1000) / RATE
+    t = np.arange(rate * ms // 1000) / rate
     rng = np.random.default_rng(7)
     signal = amplitude * np.sin(2 * np.pi * hz * t) + rng.normal(0, noise, len(t))
     return np.clip(signal, -32768, 32767).astype(np.int16)
 
 
-def silence(ms: int) -> npt.NDArray[np.int16]:
-    return np.zeros(RATE * ms // 1000, dtype=np.int16)
+def silence(ms: int, rate: int = RATE) -> npt.NDArray[np.int16]:
+    return np.zeros(rate * ms // 1000, dtype=np.int16)
 
 
 @lru_cache(maxsize=4)
@@ -46,19 +46,23 @@ def spoken(text: str) -> npt.NDArray[np.int16]:
     return asyncio.run(synthesize())
 
 
-def beeps_in(audio: npt.NDArray[np.int16], chunk: int = 160) -> list[float]:
-    detector = BeepDetector()
+def beeps_in(audio: npt.NDArray[np.int16], rate: int = RATE) -> list[float]:
+    detector = BeepDetector(rate)
+    chunk = rate // 50  # 20 ms frames, as a call feeds them
     found: list[float] = []
     for start in range(0, len(audio), chunk):
         found += detector.feed(audio[start : start + chunk])
-    found += detector.feed(silence(100))  # the call goes quiet after the beep
+    found += detector.feed(silence(100, rate))  # the call goes quiet after the beep
     return found
 
 
 @pytest.mark.parametrize("hz", [440.0, 850.0, 1000.0, 1400.0, 2100.0])
-def test_a_beep_is_found_where_it_ends(hz: float) -> None:
-    audio = np.concatenate([silence(500), tone(hz, 400, noise=300), silence(300)])
-    (ended,) = beeps_in(audio)
+@pytest.mark.parametrize("rate", [8000, 16000])  # Twilio's phone line, WebRTC's wideband
+def test_a_beep_is_found_where_it_ends(hz: float, rate: int) -> None:
+    audio = np.concatenate(
+        [silence(500, rate), tone(hz, 400, noise=300, rate=rate), silence(300, rate)]
+    )
+    (ended,) = beeps_in(audio, rate)
     assert 880 <= ended <= 960  # it ends at 900 ms
 
 

@@ -20,8 +20,8 @@ from aiortc import RTCPeerConnection
 
 from media_nodes.app import create_app
 from media_nodes.server import DrainingServer, build_server
+from media_nodes.simulator.webrtc_caller import ScriptedMic
 from media_nodes.transports.webrtc import allow_loopback_ice
-from media_nodes.transports.webrtc_caller import ScriptedMic
 from media_nodes.transports.webrtc_routes import peer_registry
 from shared.settings import Settings, load_settings
 

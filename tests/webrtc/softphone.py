@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import psycopg
 
-from media_nodes.transports.webrtc_caller import load_wav_48k
+from media_nodes.simulator.webrtc_caller import load_wav_48k
 from tests.webrtc.conftest import AUDIO, RunningNode
 
 RATE = 48000

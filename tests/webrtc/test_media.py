@@ -9,12 +9,14 @@ import av
 import numpy as np
 import pytest
 
-from media_nodes.audio.codec import mulaw_to_pcm, pcm_to_mulaw
+from media_nodes.transports.port import Played
 from media_nodes.transports.webrtc import (
+    PIPELINE_FRAME,
+    PIPELINE_RATE,
     WEBRTC_FRAME,
     WEBRTC_RATE,
     AgentAudioTrack,
-    CallerAudio8k,
+    CallerAudio16k,
     allow_loopback_ice,
     browser_ice_servers,
     ice_servers,
@@ -43,59 +45,62 @@ def _frame(samples: np.ndarray, rate: int, layout: str = "mono") -> av.AudioFram
     return frame
 
 
-def test_caller_audio_is_resampled_once_to_20ms_mulaw_frames() -> None:
-    converter = CallerAudio8k()
-    tone = _tone(WEBRTC_RATE, 1.0)
+@pytest.mark.parametrize("hz", [440.0, 6000.0])  # 6 kHz: above anything a phone line carries
+def test_caller_audio_is_resampled_once_to_20ms_16k_frames(hz: float) -> None:
+    converter = CallerAudio16k()
+    tone = _tone(WEBRTC_RATE, 1.0, hz)
     stereo = np.repeat(tone, 2)  # Opus decodes to interleaved stereo
-    frames: list[bytes] = []
+    frames: list[np.ndarray] = []
     for start in range(0, len(tone), WEBRTC_FRAME):
         chunk = stereo[start * 2 : (start + WEBRTC_FRAME) * 2]
         frames += converter.push(_frame(chunk, WEBRTC_RATE, "stereo"))
-    assert all(len(f) == 160 for f in frames)
+    assert all(f.dtype == np.int16 and len(f) == PIPELINE_FRAME for f in frames)
     assert 48 <= len(frames) <= 50  # one second, less the resampler's start-up delay
-    pcm = mulaw_to_pcm(b"".join(frames[5:]))
+    pcm = np.concatenate(frames[5:])
     spectrum = np.abs(np.fft.rfft(pcm.astype(np.float32)))
-    peak_hz = np.argmax(spectrum) * 8000 / len(pcm)
-    assert abs(peak_hz - 440) < 10  # the tone survives, at the right pitch
+    peak_hz = np.argmax(spectrum) * PIPELINE_RATE / len(pcm)
+    assert abs(peak_hz - hz) < 10  # the tone survives, at the right pitch
+    assert np.abs(pcm[len(pcm) // 2 :].astype(np.int32)).max() > 6000  # at its level
 
 
-async def test_agent_track_plays_48k_frames_and_echoes_marks_after_their_audio() -> None:
-    marks: list[str] = []
-    track = AgentAudioTrack(on_mark=marks.append)
-    tone = _tone(8000, 0.1)
-    for start in range(0, len(tone), 160):
-        await track.send_audio(pcm_to_mulaw(tone[start : start + 160]))
-    await track.send_mark("t1-p0")
+async def test_agent_track_plays_48k_frames_and_reports_marks_after_their_audio() -> None:
+    played: list[Played] = []
+    track = AgentAudioTrack(on_playback=played.append)
+    assert track.rate == PIPELINE_RATE == 16000
+    tone = _tone(PIPELINE_RATE, 0.1)
+    for start in range(0, len(tone), PIPELINE_FRAME):
+        await track.play(tone[start : start + PIPELINE_FRAME])
+    await track.mark("t1-p0")
     assert track.queued_s == pytest.approx(0.1)
     received = []
     for _ in range(5):
         frame = await track.recv()
         assert frame.sample_rate == WEBRTC_RATE and frame.samples == WEBRTC_FRAME
         received.append(frame.to_ndarray().reshape(-1))
-        assert marks == []  # the mark's audio is still going out
+        assert played == []  # the mark's audio is still going out
     await track.recv()
-    assert marks == ["t1-p0"]
+    assert played == [Played("t1-p0")]
     assert np.abs(np.concatenate(received)).max() > 4000
     assert track.frames_of_speech == 5
-    # Nothing queued: silence keeps flowing, and a mark with nothing before it is echoed at once.
+    # Nothing queued: silence keeps flowing, and a mark with nothing before it is reported at once.
     assert np.abs((await track.recv()).to_ndarray()).max() < 50
-    await track.send_mark("t2-p1")
-    assert marks == ["t1-p0", "t2-p1"]
+    await track.mark("t2-p1")
+    assert played == [Played("t1-p0"), Played("t2-p1")]
     track.stop()
 
 
 async def test_clear_drops_queued_audio_and_its_marks() -> None:
-    marks: list[str] = []
-    track = AgentAudioTrack(on_mark=marks.append)
+    played: list[Played] = []
+    track = AgentAudioTrack(on_playback=played.append)
     for _ in range(20):
-        await track.send_audio(pcm_to_mulaw(_tone(8000, 0.02)))
-    await track.send_mark("t1-p0")
+        await track.play(_tone(PIPELINE_RATE, 0.02))
+    await track.mark("t1-p0")
     await track.recv()
-    await track.send_clear()
+    await track.clear()
     assert track.queued_s == 0
     for _ in range(3):
         await track.recv()
-    assert marks == []  # the pipeline forgets marks on clear; none must come back
+    assert played == []  # the pipeline forgets marks on clear; none must come back
     assert track.frames_of_speech == 1
     track.stop()
 

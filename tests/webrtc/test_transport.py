@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from media_nodes.transports.webrtc_caller import WebRtcCaller, load_wav_48k
+from media_nodes.simulator.webrtc_caller import WebRtcCaller, load_wav_48k
 from shared import tracing
 from shared.tokens import sign
 from tests.webrtc.conftest import AUDIO, RunningNode, offer_sdp
