@@ -100,6 +100,19 @@ def start_node(port: int, database_url: str) -> tuple[Any, threading.Thread]:
     raise SystemExit("the media node did not become ready")
 
 
+def local_node(stack: contextlib.ExitStack, admin_url: str) -> tuple[str, str]:
+    """A media node started for this run on a scratch database, both let go when ``stack``
+    closes; returns its ws:// base URL and the database URL."""
+    database_url = stack.enter_context(scratch_database(admin_url))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server, thread = start_node(port, database_url)
+    stack.callback(thread.join, 30)
+    stack.callback(setattr, server, "should_exit", True)
+    return f"ws://127.0.0.1:{port}", database_url
+
+
 async def twilio_call(base: str, turns: list[str]) -> tuple[list[float], list[dict[str, Any]]]:
     steps = [Say(load_wav(AUDIO / f"{name}.wav"), label=name) for name in turns]
     result = await SimulatedCaller(f"{base}/twilio/stream").run(list(steps))
@@ -161,14 +174,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         base = args.url
         if base is None:
-            database_url = stack.enter_context(scratch_database(args.admin_database_url))
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
-            server, thread = start_node(port, database_url)
-            stack.callback(thread.join, 30)
-            stack.callback(setattr, server, "should_exit", True)
-            base = f"ws://127.0.0.1:{port}"
+            base, _ = local_node(stack, args.admin_database_url)
         report = asyncio.run(run(base.rstrip("/"), args.calls, args.turns.split(",")))
     report["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     args.out.parent.mkdir(parents=True, exist_ok=True)

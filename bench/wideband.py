@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from latency_webrtc import scratch_database, start_node  # noqa: E402
+from latency_webrtc import local_node  # noqa: E402
 
 from media_nodes.audio.resample import resample  # noqa: E402
 from media_nodes.simulator.caller import Say, SimulatedCaller  # noqa: E402
@@ -177,14 +176,8 @@ def main() -> None:
         texts = [entry["text"] for entry in json.loads(MANIFEST.read_text()).values()]
     texts *= args.repeat
     with contextlib.ExitStack() as stack:
-        database_url = stack.enter_context(scratch_database(args.admin_database_url))
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server, thread = start_node(port, database_url)
-        stack.callback(thread.join, 30)
-        stack.callback(setattr, server, "should_exit", True)
-        report = asyncio.run(run(f"ws://127.0.0.1:{port}", database_url, texts))
+        base, database_url = local_node(stack, args.admin_database_url)
+        report = asyncio.run(run(base, database_url, texts))
     report["machine"] = {
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
