@@ -362,6 +362,13 @@ def _wait(
     pytest.fail(f"timed out waiting for {what}\nstate: {state()}\n{workers.logs()}")
 
 
+def _wait_completed(api: httpx.Client, campaign_id: str, workers: Workers) -> None:
+    def completed() -> bool:
+        return api.get(f"/v1/campaigns/{campaign_id}").json()["status"] == "completed"
+
+    _wait(completed, 60, "the campaign to complete", workers)
+
+
 def _creates(fake: FakeTwilio) -> list[Recorded]:
     with fake.lock:
         return [r for r in fake.requests if r.path == CALLS + ".json"]
@@ -670,10 +677,7 @@ def test_a_worker_killed_mid_dial_places_no_second_call_for_the_attempt(
     release.set()
     workers.start("worker", "--concurrency=2")
 
-    def completed() -> bool:
-        return api.get(f"/v1/campaigns/{campaign_id}").json()["status"] == "completed"
-
-    _wait(completed, 60, "the campaign to complete", workers)
+    _wait_completed(api, campaign_id, workers)
     per_number = Counter(r.value("To") for r in _creates(fake_twilio))
     assert per_number == {n: 1 for n in numbers}
     progress = api.get(f"/v1/campaigns/{campaign_id}/progress").json()
@@ -732,10 +736,7 @@ def test_a_dial_its_worker_died_with_is_dialled_again(
     workers.start("worker", "--concurrency=2")
     workers.start("beat")
 
-    def completed() -> bool:
-        return api.get(f"/v1/campaigns/{campaign_id}").json()["status"] == "completed"
-
-    _wait(completed, 60, "the campaign to complete", workers)
+    _wait_completed(api, campaign_id, workers)
     rows = sql.execute(
         "SELECT attempt_id, attempt_no, outcome FROM campaign_attempts "
         "WHERE campaign_id = %s ORDER BY attempt_no",
@@ -783,10 +784,7 @@ def test_failed_dials_say_why_in_the_progress(
     workers.start("beat")
     api.post(f"/v1/campaigns/{campaign_id}/start").raise_for_status()
 
-    def completed() -> bool:
-        return api.get(f"/v1/campaigns/{campaign_id}").json()["status"] == "completed"
-
-    _wait(completed, 60, "the campaign to complete", workers)
+    _wait_completed(api, campaign_id, workers)
     progress = api.get(f"/v1/campaigns/{campaign_id}/progress").json()
     assert progress["outcomes"] == {"failed": 3}
     assert progress["attempts"] == {"failed": 6}  # each number retried once, as configured
