@@ -82,10 +82,15 @@ class Voice:
         if len(tail):
             kept.append(tail)
             yield tail
-        if cache and kept and len(text) <= CACHEABLE_CHARS and self._said_before(key):
-            self._cache[key] = np.concatenate(kept)
-            while len(self._cache) > self._cache_entries:
-                self._cache.popitem(last=False)
+        if cache and kept and self._said_before(key):
+            self._keep(key, np.concatenate(kept))
+
+    def _keep(self, key: tuple[int, str], pcm: npt.NDArray[np.int16]) -> None:
+        if len(key[1]) > CACHEABLE_CHARS:
+            return
+        self._cache[key] = pcm
+        while len(self._cache) > self._cache_entries:
+            self._cache.popitem(last=False)
 
     def _said_before(self, key: tuple[int, str]) -> bool:
         if key in self._said_once:
@@ -97,13 +102,22 @@ class Voice:
         return False
 
     async def prepare(self, text: str) -> None:
-        """Synthesize a fixed prompt into the cache ahead of time, at every rate calls play at."""
-        for rate in self.rates:
-            if self.is_cached(text, rate):
-                continue
-            self._said_once[(rate, text)] = None  # a fixed prompt: keep it the first time
-            async for _ in self.speak(text, rate, cache=True):
-                pass
+        """Synthesize a fixed prompt into the cache ahead of time, at every rate calls play at:
+        synthesized once, resampled to each rate."""
+        missing = [rate for rate in self.rates if not self.is_cached(text, rate)]
+        if not missing:
+            return
+        chunks = [chunk async for chunk in self.engine.synthesize(text)]
+        if not chunks:
+            return
+        audio = np.concatenate(chunks)
+        for rate in missing:
+            resampler = StreamResampler(self.engine.sample_rate, rate)
+            pcm = trim_leading_silence(
+                np.concatenate([resampler.process(audio), resampler.flush()]), rate
+            )
+            if len(pcm):
+                self._keep((rate, text), pcm)
 
     def is_cached(self, text: str, rate: int) -> bool:
         return (rate, text) in self._cache
