@@ -308,6 +308,7 @@ class ScriptedDialogue:
     otherwise: Reply = Reply("Sorry, could you say that again?")
     inputs: list[DialogueInput] = field(default_factory=list)
     interruptions: list[str] = field(default_factory=list)  # what was heard of each cut turn
+    whole_answers: set[str] = field(default_factory=set)  # turns heard as a whole number
     _state: str = "start"
     _expecting: Literal["digits", "yes_no"] | None = None
 
@@ -322,6 +323,9 @@ class ScriptedDialogue:
     @property
     def expecting(self) -> Literal["digits", "yes_no"] | None:
         return self._expecting
+
+    def heard_whole_answer(self, text: str) -> bool:
+        return text in self.whole_answers
 
     def greeting(self) -> AsyncIterator[AgentOutput]:
         return self._say(Reply(self.greeting_text))
