@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         "with outside effects (HTTP) still wait for the confirmed turn.",
     )
     barge_in_min_speech_ms: int = Field(
-        160, ge=0, le=5000, description="Speech over the agent that stops its audio (held)."
+        128, ge=0, le=5000, description="Speech over the agent that stops its audio (held)."
     )
     backchannel_max_ms: int = Field(
         900,

@@ -135,7 +135,7 @@ class CallOptions:
     # sentence (ends in . ? !). Off by default: Whisper punctuates "Yes," as "Yes." and a comma
     # pause then splits the caller's turn.
     early_endpoint_ms: int | None = None
-    barge_in_min_speech_ms: int = 160  # speech over the agent that holds its audio
+    barge_in_min_speech_ms: int = 128  # speech over the agent that holds its audio
     backchannel_max_ms: int = 900  # held speech longer than this is a barge-in, whatever it says
     backchannel_words: frozenset[str] = BACKCHANNEL_WORDS
     dtmf_timeout_s: float = 1.2
