@@ -33,9 +33,9 @@ from media_nodes.audio.turn import TurnDetector, TurnEnded
 from media_nodes.audio.vad import SileroModel, StreamingVad
 from media_nodes.simulator import noise
 from media_nodes.simulator.caller import load_wav
-from media_nodes.tts.registry import load_engine
+from media_nodes.tts.engines import TTS_ENGINES
 from media_nodes.tts.voice import Voice
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 
 AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
 CLIPS = ("order_status", "order_number", "yes", "human", "opening_hours", "goodbye")
@@ -50,7 +50,7 @@ AGENT_MS = 5000
 
 
 async def piper_sentences() -> list[np.ndarray]:
-    voice = Voice(load_engine("auto"))
+    voice = Voice(TTS_ENGINES.load("auto", load_settings()))
     return [
         np.concatenate([c async for c in voice.speak(text, 8000, cache=False)]) for text in ROOM
     ]

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from media_nodes.asr.engines import ASR_ENGINES
 from media_nodes.dialogue.llm import LlmClient
 from media_nodes.dialogue.nlu.slots import warm_parsers
 from media_nodes.dialogue.protocol import DialogueFactory
@@ -33,8 +34,7 @@ from media_nodes.preparation import AgentPreparer
 from media_nodes.recording.store import RecordingStore, create_store
 from media_nodes.transports.twilio_stream import serve_twilio_stream
 from media_nodes.transports.webrtc_routes import webrtc_routes
-from media_nodes.tts.engines import engine_names
-from media_nodes.tts.registry import AUTO
+from media_nodes.tts.engines import TTS_ENGINES
 from shared import tracing
 from shared.agents.store import agent_activations
 from shared.bus import EventBus, InProcessBus, create_bus
@@ -51,13 +51,14 @@ class StartupError(RuntimeError):
     """The node cannot start (database down, no dialogue engine); the message says why."""
 
 
-def check_tts_engine(name: str) -> None:
-    """Refuse an unknown ``PARLEY_TTS_ENGINE``, naming the engines this node has."""
-    known = [AUTO, *engine_names()]
-    if name not in known:
-        raise StartupError(
-            f"PARLEY_TTS_ENGINE: unknown TTS engine {name!r} (known: {', '.join(known)})"
-        )
+def check_engines(settings: Settings) -> None:
+    """Refuse a ``PARLEY_ASR_ENGINE`` or ``PARLEY_TTS_ENGINE`` that names no engine this node
+    has (naming those it has) or one that cannot run here (saying why), before a model loads."""
+    try:
+        ASR_ENGINES.check(settings.asr_engine)
+        TTS_ENGINES.check(settings.tts_engine)
+    except (ASR_ENGINES.error, TTS_ENGINES.error) as exc:
+        raise StartupError(str(exc)) from None
 
 
 def load_dialogue_factory(settings: Settings, pool: Any) -> DialogueFactory:
@@ -134,8 +135,8 @@ def create_app(
 ) -> Starlette:
     """The app. Anything not handed in is built from ``settings`` at startup."""
     cfg = settings or get_settings()
-    if models is None:  # the engine named in the settings must exist before anything loads
-        check_tts_engine(cfg.tts_engine)
+    if models is None:  # the engines named in the settings must run here before anything loads
+        check_engines(cfg)
     tracing.configure(cfg, "parley-media-node")
 
     @contextlib.asynccontextmanager

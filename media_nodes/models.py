@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass
 
 from media_nodes.asr.engine import Asr
-from media_nodes.asr.whisper import load_asr
+from media_nodes.asr.engines import ASR_ENGINES
 from media_nodes.audio import codec
 from media_nodes.audio.end_of_turn import SmartTurnModel
 from media_nodes.audio.vad import SileroModel
-from media_nodes.tts.registry import load_engine
+from media_nodes.tts.engines import TTS_ENGINES
 from media_nodes.tts.voice import Voice
 from shared.settings import Settings
 
@@ -34,14 +34,15 @@ def load_models(settings: Settings) -> Models:
     codec.warm_up()
     vad = SileroModel()
     end_of_turn = SmartTurnModel() if settings.end_of_turn_model else None
-    asr = load_asr(settings)
+    recognizer = ASR_ENGINES.pick(settings.asr_engine)
+    asr = recognizer.create(settings)
     asr.warm_up()
-    engine = load_engine(settings.tts_engine)
+    engine = TTS_ENGINES.load(settings.tts_engine, settings)
     engine.warm_up()
     log.info(
         "models ready in %.1f s (asr %s on %s, tts %s)",
         time.perf_counter() - started,
-        settings.asr_model,
+        recognizer.name,
         asr.device,
         engine.name,
     )

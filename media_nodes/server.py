@@ -98,8 +98,8 @@ def preflight(settings: Settings) -> None:
 def serve(host: str, port: int, settings: Settings | None = None) -> None:
     """Serve until drained; returns normally (exit 0) after a graceful shutdown."""
     cfg = settings or get_settings()
+    server = build_server(host, port, cfg)  # refuses engines that cannot run, before the database
     preflight(cfg)
-    server = build_server(host, port, cfg)
     server.run()
     if not server.started:
         raise StartupError("the media node did not start (see the log above)")

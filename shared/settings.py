@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     node_registry_ttl_s: float = Field(
         15.0, ge=1, le=300, description="A node missing heartbeats this long counts as lost."
     )
+    asr_engine: str = Field(
+        "auto",
+        description="ASR engine by name (each is a module of media_nodes/asr/engines); auto "
+        "picks faster-whisper.",
+    )
     asr_model: Literal["tiny.en", "base"] = Field("tiny.en", description="Whisper model.")
     asr_model_path: Path | None = Field(
         None, description="Local CTranslate2 Whisper folder; overrides asr_model."
@@ -236,9 +241,9 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         return value
 
-    @field_validator("tts_engine")
+    @field_validator("asr_engine", "tts_engine")
     @classmethod
-    def _tts_engine_name(cls, value: str) -> str:
+    def _engine_name(cls, value: str) -> str:
         # Only the name's shape: the engines (one module each) live in the media node, which
         # refuses an unknown name when it starts; settings sit below it and cannot list them.
         if not value.isidentifier():

@@ -1,9 +1,9 @@
 """What the call pipeline needs of a speech recognizer, whichever engine does the work.
 
 The pipeline hands a recognizer one caller turn (16 kHz mono float32) and awaits its
-:class:`Transcript`; it never sees the engine's model, threads or device. Whisper
-(:mod:`media_nodes.asr.whisper`) is the engine in production; tests drive the call logic with a
-scripted one.
+:class:`Transcript`; it never sees the engine's model, threads or device. Engines are found by
+name in :mod:`media_nodes.asr.engines` (``PARLEY_ASR_ENGINE``); Whisper (``whisper.py`` there) is
+the engine in production; tests drive the call logic with a scripted one.
 """
 
 from __future__ import annotations

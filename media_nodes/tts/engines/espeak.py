@@ -10,7 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from media_nodes.tts.base import TtsError
-from media_nodes.tts.registry import register_engine
+from media_nodes.tts.engines import TTS_ENGINES
+from shared.settings import Settings
 
 WAV_HEADER_BYTES = 44
 READ_BYTES = 4096
@@ -63,4 +64,8 @@ def _missing() -> str | None:
     return None if espeak_available() else "espeak-ng is not installed (apt-get install espeak-ng)"
 
 
-register_engine("espeak", EspeakTts, missing=_missing, auto_rank=2)
+def _create(settings: Settings) -> EspeakTts:
+    return EspeakTts()
+
+
+TTS_ENGINES.register("espeak", _create, missing=_missing, auto_rank=2)

