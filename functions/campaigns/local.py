@@ -22,8 +22,8 @@ RETRY_FORMAT = "OUTCOME=ATTEMPTS/BACKOFF_S, e.g. busy=3/600 (outcomes: {})"
 def parse_retry(specs: list[str]) -> dict[str, routes.RetryRule]:
     """``--retry busy=3/600``: at most 3 attempts in all for busy, the second 600 s later;
     outcomes not named keep the API's defaults."""
-    known = ("no_answer", "busy", "voicemail", "failed")
-    rules = routes._default_retry()
+    rules = routes.default_retry()
+    known = tuple(rules)
     for spec in specs:
         outcome, _, rest = spec.partition("=")
         attempts, _, backoff = rest.partition("/")
@@ -65,17 +65,17 @@ async def run(
             calls_per_second=cps,
             default_timezone=timezone or None,
             contacts=contacts,
-            retry=retry if retry is not None else routes._default_retry(),
+            retry=retry if retry is not None else routes.default_retry(),
         )
         campaign = await routes.create_campaign(body, principal)
-        await routes._move(principal, campaign.campaign_id, "start")
+        await routes.move_campaign(principal, campaign.campaign_id, "start")
     except ApiError as exc:
         raise CampaignError(exc.message) from None
     say(f"campaign {campaign.campaign_id}: {campaign.contacts} contacts, started")
     try:
         while True:
             async with db() as conn:
-                current = await routes._campaign(conn, tenant_id, campaign.campaign_id)
+                current = await routes.read_campaign(conn, tenant_id, campaign.campaign_id)
                 counts = await store.progress(conn, campaign.campaign_id)
             say(render(current.status, counts))
             if current.status in ("completed", "canceled"):

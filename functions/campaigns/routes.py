@@ -58,7 +58,8 @@ class RetryRule(_Body):
     multiplier: float = Field(2.0, ge=1, le=10, description="Each later wait is this much longer.")
 
 
-def _default_retry() -> dict[str, RetryRule]:
+def default_retry() -> dict[str, RetryRule]:
+    """The retry policy of a campaign created without one (a rule per outcome retried)."""
     return {
         "no_answer": RetryRule(max_attempts=3, backoff_s=3600),
         "busy": RetryRule(max_attempts=3, backoff_s=600),
@@ -102,7 +103,7 @@ class CampaignCreate(_Body):
     max_concurrency: int = Field(5, ge=1, le=1000, description="Calls of this campaign at once.")
     calls_per_second: float = Field(1.0, gt=0, le=100, description="Dial rate (Twilio's limit).")
     retry: dict[Literal["no_answer", "busy", "voicemail", "failed"], RetryRule] = Field(
-        default_factory=_default_retry,  # type: ignore[arg-type]
+        default_factory=default_retry,  # type: ignore[arg-type]
         description="Retry policy by outcome; an outcome not listed is not retried.",
     )
     contacts: list[Contact] = Field(default_factory=list, max_length=MAX_CONTACTS)
@@ -205,7 +206,7 @@ _SELECT = """SELECT c.campaign_id, c.name, c.agent_id, c.from_number, c.status,
              FROM campaigns c"""
 
 
-async def _campaign(conn: Any, tenant_id: str, campaign_id: str) -> Campaign:
+async def read_campaign(conn: Any, tenant_id: str, campaign_id: str) -> Campaign:
     row = await fetch_one(
         conn, _SELECT + " WHERE c.campaign_id = %s AND c.tenant_id = %s", (campaign_id, tenant_id)
     )
@@ -337,7 +338,7 @@ async def create_campaign(
         await _insert_contacts(
             conn, principal.tenant_id, campaign_id, body.default_timezone, body.contacts
         )
-        return await _campaign(conn, principal.tenant_id, campaign_id)
+        return await read_campaign(conn, principal.tenant_id, campaign_id)
 
 
 @router.get("/v1/campaigns", response_model=list[Campaign], summary="List campaigns")
@@ -359,7 +360,7 @@ async def get_campaign(
     campaign_id: str = CampaignId, principal: Principal = Depends(require("read"))
 ) -> Campaign:
     async with db() as conn:
-        return await _campaign(conn, principal.tenant_id, campaign_id)
+        return await read_campaign(conn, principal.tenant_id, campaign_id)
 
 
 @router.post(
@@ -430,10 +431,11 @@ _MOVE_EVENTS = {
 }
 
 
-async def _move(principal: Principal, campaign_id: str, action: str) -> Campaign:
+async def move_campaign(principal: Principal, campaign_id: str, action: str) -> Campaign:
+    """Start, pause, resume or cancel a campaign (409 when its status does not allow it)."""
     allowed, target = _MOVES[action]
     async with db() as conn:
-        current = await _campaign(conn, principal.tenant_id, campaign_id)
+        current = await read_campaign(conn, principal.tenant_id, campaign_id)
         if current.status not in allowed:
             raise ApiError(409, f"cannot {action} a campaign that is {current.status}")
         await conn.execute(
@@ -450,7 +452,7 @@ async def _move(principal: Principal, campaign_id: str, action: str) -> Campaign
                 "WHERE campaign_id = %s AND state IN ('pending', 'waiting_retry')",
                 (campaign_id,),
             )
-        result = await _campaign(conn, principal.tenant_id, campaign_id)
+        result = await read_campaign(conn, principal.tenant_id, campaign_id)
         moved = outcomes.happened_now(
             principal.tenant_id,
             _MOVE_EVENTS[action],
@@ -468,7 +470,7 @@ def _action(action: str) -> Any:
     async def move(
         campaign_id: str = CampaignId, principal: Principal = Depends(require("write"))
     ) -> Campaign:
-        return await _move(principal, campaign_id, action)
+        return await move_campaign(principal, campaign_id, action)
 
     move.__name__ = f"{action}_campaign"
     return move
@@ -491,7 +493,7 @@ async def campaign_progress(
     campaign_id: str = CampaignId, principal: Principal = Depends(require("read"))
 ) -> Progress:
     async with db() as conn:
-        campaign = await _campaign(conn, principal.tenant_id, campaign_id)
+        campaign = await read_campaign(conn, principal.tenant_id, campaign_id)
         counts = await store.progress(conn, campaign_id)
     return Progress(campaign_id=campaign_id, status=campaign.status, **counts)
 
@@ -520,7 +522,7 @@ async def campaign_contacts(
             "query.outcome", f"unknown: {', '.join(unknown)}; known: {', '.join(schedule.OUTCOMES)}"
         )
     async with db() as conn:
-        await _campaign(conn, principal.tenant_id, campaign_id)
+        await read_campaign(conn, principal.tenant_id, campaign_id)
         rows = await store.contacts_with_attempts(
             conn, campaign_id, states=state, outcomes=outcome, after=after, limit=limit + 1
         )
