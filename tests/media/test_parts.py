@@ -73,6 +73,24 @@ def test_streaming_resampler_matches_whole_clip() -> None:
     assert np.corrcoef(streamed[:n], whole[:n])[0, 1] > 0.99
 
 
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(8000, 16000), (16000, 16000), (48000, 16000)])
+def test_the_streaming_resampler_holds_back_no_more_than_a_few_milliseconds(
+    in_rate: int, out_rate: int
+) -> None:
+    """Every 20 ms frame of caller audio comes out at once (bar the filter's history): audio
+    held back would delay every end of turn and every barge-in by as much."""
+    stream = StreamResampler(in_rate, out_rate)
+    frame = in_rate // 50
+    given = returned = 0
+    worst_ms = 0.0
+    for i in range(100):
+        chunk = (1000 * np.sin(np.arange(i * frame, (i + 1) * frame) / 7)).astype(np.int16)
+        returned += len(stream.process(chunk))
+        given += frame
+        worst_ms = max(worst_ms, (given * out_rate / in_rate - returned) * 1000 / out_rate)
+    assert worst_ms <= 5, worst_ms
+
+
 # ---- Twilio protocol -----------------------------------------------------------------------------
 
 
