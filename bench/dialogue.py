@@ -59,9 +59,9 @@ async def main(turns: int) -> dict[str, object]:
         )
         async for _ in session.greeting():
             pass
-        for kind, user_input in CONVERSATION:
+        for turn_index, (kind, user_input) in enumerate(CONVERSATION, start=1):
             begin, begin_cpu = time.perf_counter(), time.process_time()
-            async for _ in session.handle(user_input):
+            async for _ in session.handle(user_input, turn_index=turn_index):
                 pass
             timings.setdefault(kind, []).append((time.perf_counter() - begin) * 1000)
             # CPU time of the whole process (all threads): the turn's own cost, which a busy

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from media_nodes.dialogue.actions import call_http
+from media_nodes.dialogue.actions import ToolResult, call_http
 from media_nodes.dialogue.llm import NONE_OPTION, LlmFailure, Message
 from media_nodes.dialogue.nlu.intents import accepted
 from media_nodes.dialogue.nlu.slots import (
@@ -36,21 +37,18 @@ from media_nodes.dialogue.nlu.slots import (
 )
 from media_nodes.dialogue.outcomes import disposition_for_end, template_summary
 from media_nodes.dialogue.protocol import (
+    GREETING_TURN_INDEX,
     AgentOutput,
     AgentText,
     DialogueInput,
     DtmfInput,
     EndCall,
     EndReason,
-    Escalation,
-    IntentResult,
     MachinePolicy,
     NoInput,
     Outcome,
-    SlotResult,
     SpeculationRefused,
     StateEntered,
-    ToolCall,
     Transfer,
     UserTurn,
 )
@@ -67,6 +65,15 @@ from shared.agents.models import (
     TransferAction,
 )
 from shared.agents.phrases import fixed_texts, screening_message, voicemail_message
+from shared.events.models import (
+    TOOL_ERROR_MAX_CHARS,
+    EscalationReason,
+    EscalationRequested,
+    IntentDetected,
+    IntentSource,
+    SlotFilled,
+    ToolCalled,
+)
 from shared.knowledge.embedder import Vectors
 from shared.knowledge.store import Passage
 
@@ -132,7 +139,8 @@ class _ReturnPoint:
 
 
 class _Turn:
-    def __init__(self) -> None:
+    def __init__(self, index: int) -> None:
+        self.index = index  # the call's turn: what the facts decided in it carry
         self.items: list[AgentOutput | _Stream] = []
         self.moves = 0
 
@@ -169,7 +177,7 @@ class AgentSession:
         self.slots: dict[str, Any] = {}
         self.history: list[Message] = []
         self.trace: list[TraceEntry] = []
-        self.intents: list[IntentResult] = []
+        self.intents: list[IntentDetected] = []
         self.states_visited: list[str] = []
         self.outcome: Outcome | None = None
         self._tentative: str | None = None
@@ -225,7 +233,7 @@ class AgentSession:
         return self._ended
 
     async def greeting(self) -> AsyncIterator[AgentOutput]:
-        turn = _Turn()
+        turn = _Turn(GREETING_TURN_INDEX)
         if not self._greeted:
             self._greeted = True
             turn.say(self._render(self.agent.greeting))
@@ -233,7 +241,9 @@ class AgentSession:
         async for item in self._speak(turn):
             yield item
 
-    async def handle(self, user_input: DialogueInput) -> AsyncIterator[AgentOutput]:
+    async def handle(
+        self, user_input: DialogueInput, *, turn_index: int
+    ) -> AsyncIterator[AgentOutput]:
         if self._deciding is not None and not self._deciding.done():
             # The previous turn was abandoned mid-decision: let it land before this one.
             await asyncio.shield(self._deciding)
@@ -241,7 +251,7 @@ class AgentSession:
             yield item
         if self._ended:
             return
-        turn = _Turn()
+        turn = _Turn(turn_index)
         self._deciding = asyncio.ensure_future(self._decide_safely(user_input, turn))
         try:
             # Shielded: a barge-in that cancels the media node's task must not cut a decision
@@ -503,7 +513,13 @@ class AgentSession:
         return True
 
     async def _follow(
-        self, name: str, route: IntentRoute, score: float, source: Any, text: str, turn: _Turn
+        self,
+        name: str,
+        route: IntentRoute,
+        score: float,
+        source: IntentSource,
+        text: str,
+        turn: _Turn,
     ) -> None:
         self._note_intent(name, score, source, turn)
         if route.do == "repeat":
@@ -517,8 +533,10 @@ class AgentSession:
             assert route.next is not None
             await self._enter(route.next, turn, utterance=text)
 
-    def _note_intent(self, name: str, score: float, source: Any, turn: _Turn) -> None:
-        result = IntentResult(name, round(max(0.0, min(1.0, score)), 4), source)
+    def _note_intent(self, name: str, score: float, source: IntentSource, turn: _Turn) -> None:
+        result = IntentDetected(
+            turn_index=turn.index, intent=name, confidence=confidence(score), source=source
+        )
         self.intents.append(result)
         turn.add(result)
 
@@ -875,7 +893,9 @@ class AgentSession:
 
     def _fill(self, slot: Slot, value: Any, turn: _Turn) -> None:
         self.slots[slot.name] = value
-        turn.add(SlotResult(slot.name, value, slot.type))
+        turn.add(
+            SlotFilled(turn_index=turn.index, name=slot.name, value=value, slot_type=slot.type)
+        )
 
     # ---- knowledge --------------------------------------------------------------------------
 
@@ -984,21 +1004,14 @@ class AgentSession:
             if self._trial:
                 raise SpeculationRefused(f"{self._state}: {action.method} {action.url}")
             result = await call_http(action, self._raw_lookup, self.runtime.http)
-            turn.add(
-                ToolCall(
-                    state=self._state,
-                    ok=result.ok,
-                    elapsed_ms=round(result.elapsed_ms, 1),
-                    status=result.status,
-                    # The kind of failure only: an exception's text may quote the URL.
-                    error=result.error.split(":")[0][:80] if result.error else None,
-                )
-            )
+            turn.add(tool_called(turn.index, self._state, result))
             if result.ok:
                 self._record("tool_ok", f"{action.url} in {result.elapsed_ms:.0f} ms")
                 for name, value in result.values.items():
                     self.slots[name] = value
-                    turn.add(SlotResult(name, value, "tool"))
+                    turn.add(
+                        SlotFilled(turn_index=turn.index, name=name, value=value, slot_type="tool")
+                    )
                 await self._enter(self._branch(state, action.on_success), turn)
                 return
             self._record("tool_failure", f"{self._state}: {result.error}")
@@ -1017,12 +1030,12 @@ class AgentSession:
         elif isinstance(action, EndAction):
             self._end(action.disposition or self._tentative or RESOLVED, turn)
 
-    async def _escalate(self, reason: Any, turn: _Turn) -> None:
+    async def _escalate(self, reason: EscalationReason, turn: _Turn) -> None:
         policy = self.agent.escalation
         already = self._escalation is not None
         self._escalation = reason
         self._record("escalation", reason)
-        turn.add(Escalation(reason, policy.target))
+        turn.add(EscalationRequested(reason=reason, target=policy.target))
         if policy.state and not already and self._state != policy.state:
             await self._enter(policy.state, turn)
             return
@@ -1090,6 +1103,29 @@ class AgentSession:
     def _record(self, kind: str, detail: str) -> None:
         self.trace.append(TraceEntry(kind, detail))
         log.info("dialogue %s: %s (call %s)", kind, detail, self.call_id)
+
+
+def confidence(score: float) -> float:
+    """A classifier's score as an intent's confidence: within [0, 1], 4 decimals (NaN: 0)."""
+    if math.isnan(score):
+        return 0.0
+    return round(max(0.0, min(1.0, score)), 4)
+
+
+def tool_called(turn_index: int, state: str, result: ToolResult) -> ToolCalled:
+    """The fact of an http action, within the event's bounds whatever the API answered; never
+    its URL or body. ``state`` is an agent state name (1..64 characters by the agent schema)."""
+    status = result.status if result.status is not None and 100 <= result.status <= 599 else None
+    # The kind of failure only: an exception's text may quote the URL.
+    error = result.error.split(":")[0][:TOOL_ERROR_MAX_CHARS] if result.error else ""
+    return ToolCalled(
+        turn_index=turn_index,
+        state=state,
+        ok=result.ok,
+        status=status,
+        elapsed_ms=max(0.0, round(result.elapsed_ms, 1)),
+        error=error or None,
+    )
 
 
 def _describe(name: str, route: IntentRoute) -> str:

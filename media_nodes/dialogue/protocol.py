@@ -1,8 +1,9 @@
 """The one narrow interface between the media pipeline and the dialogue engine.
 
 The media node feeds a :class:`DialogueSession` user input (a transcribed turn, DTMF digits, or
-silence) and consumes an async stream of :data:`AgentOutput` items: text chunks to speak, as they
-are produced (so TTS can start on the first sentence), and structured facts and actions.
+silence), with the turn's index, and consumes an async stream of :data:`AgentOutput` items: text
+chunks to speak, as they are produced (so TTS can start on the first sentence), structured facts
+(the call's event payloads, built complete by the dialogue) and actions.
 The media node may stop iterating at any time (barge-in cancels the task); a session must then
 stay consistent and be ready for the next input.
 """
@@ -12,6 +13,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from shared.events.models import EscalationRequested, IntentDetected, SlotFilled, ToolCalled
+
+GREETING_TURN_INDEX = 0  # the greeting is the call's turn 0; the caller's turns count from 1
 
 # ---- input -------------------------------------------------------------------------------------
 
@@ -54,39 +59,6 @@ class StateEntered:
 
 
 @dataclass(frozen=True)
-class IntentResult:
-    intent: str
-    confidence: float
-    source: Literal["classifier", "llm", "dtmf", "rule"] = "classifier"
-
-
-@dataclass(frozen=True)
-class SlotResult:
-    name: str
-    value: Any
-    slot_type: str
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """An http action ran (a tool call), with how it went; never its URL or body."""
-
-    state: str
-    ok: bool
-    elapsed_ms: float
-    status: int | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Escalation:
-    reason: Literal[
-        "explicit_request", "failed_attempts", "no_input", "llm_failure", "tool_failure", "other"
-    ]
-    target: str | None = None
-
-
-@dataclass(frozen=True)
 class Transfer:
     """Hand the call to a human: a phone number (E.164) or a SIP URI. Speak first, then act."""
 
@@ -107,13 +79,15 @@ class Outcome:
     slots: dict[str, Any] = field(default_factory=dict)
 
 
+# The facts a turn establishes are the call's event payloads themselves (one type per fact): the
+# media node emits them as they are.
 AgentOutput = (
     AgentText
     | StateEntered
-    | IntentResult
-    | SlotResult
-    | ToolCall
-    | Escalation
+    | IntentDetected
+    | SlotFilled
+    | ToolCalled
+    | EscalationRequested
     | Transfer
     | EndCall
     | Outcome
@@ -166,11 +140,13 @@ class DialogueSession(Protocol):
         ...
 
     def greeting(self) -> AsyncIterator[AgentOutput]:
-        """What the agent says when the call is answered (fixed text: cacheable by TTS)."""
+        """What the agent says when the call is answered (fixed text: cacheable by TTS); its
+        facts are those of turn :data:`GREETING_TURN_INDEX`."""
         ...
 
-    def handle(self, user_input: DialogueInput) -> AsyncIterator[AgentOutput]:
-        """React to one input."""
+    def handle(self, user_input: DialogueInput, *, turn_index: int) -> AsyncIterator[AgentOutput]:
+        """React to one input, the call's turn ``turn_index`` (>= 1): the facts it decides carry
+        that index (a fact a barge-in held back is delivered later, with its own turn's)."""
         ...
 
     def interrupted(self, heard_text: str) -> None:

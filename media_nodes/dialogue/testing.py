@@ -32,21 +32,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from media_nodes.dialogue.engine import AgentSession
 from media_nodes.dialogue.protocol import (
+    GREETING_TURN_INDEX,
     AgentOutput,
     AgentText,
     DialogueInput,
     DtmfInput,
     EndCall,
-    Escalation,
-    IntentResult,
     NoInput,
     Outcome,
-    SlotResult,
     StateEntered,
     Transfer,
     UserTurn,
 )
 from shared.agents.loader import _LineMap as LineMap
+from shared.events.models import EscalationRequested, IntentDetected, SlotFilled
 
 
 class _Strict(BaseModel):
@@ -81,10 +80,17 @@ class ScriptTurn(_Strict):
 
     @model_validator(mode="after")
     def _one_input(self) -> ScriptTurn:
-        given = [self.user is not None, self.dtmf is not None, self.no_input, self.hangup]
-        if sum(given) > 1:
+        if sum(self._given()) > 1:
             raise ValueError("a turn has at most one of user, dtmf, no_input, hangup")
         return self
+
+    def _given(self) -> list[bool]:
+        return [self.user is not None, self.dtmf is not None, self.no_input, self.hangup]
+
+    @property
+    def opens_call(self) -> bool:
+        """Nothing from the caller: as the script's first turn, the agent's greeting."""
+        return not any(self._given())
 
 
 class EndExpect(_Strict):
@@ -213,8 +219,11 @@ async def run_script(
     try:
         session = await new_session(client, lambda: holder["s"].state)
         holder["s"] = session
+        # The script's turns are the call's: the greeting is turn 0, and a script that opens with
+        # the caller's words has none.
+        first = 0 if script.turns[0].opens_call else 1
         for index, turn in enumerate(script.turns):
-            label, outputs = await _play(session, turn, greeting=index == 0)
+            label, outputs = await _play(session, turn, index + first)
             text = "".join(o.text for o in outputs if isinstance(o, AgentText))
             result.turns.append(TurnRecord(label, text, outputs))
             mismatch = _check_turn(index, label, turn.expect, session, outputs, text)
@@ -232,7 +241,7 @@ async def run_script(
 
 
 async def _play(
-    session: AgentSession, turn: ScriptTurn, *, greeting: bool
+    session: AgentSession, turn: ScriptTurn, turn_index: int
 ) -> tuple[str, list[AgentOutput]]:
     user_input: DialogueInput | None = None
     if turn.user is not None:
@@ -243,17 +252,17 @@ async def _play(
         user_input, label = NoInput(), "no input"
     elif turn.hangup:
         return "caller hangs up", [session.finish("caller_hung_up")]
-    elif greeting:
+    elif turn_index == GREETING_TURN_INDEX:
         return "greeting", [item async for item in session.greeting()]
     else:
         return "nothing", []
-    return label, [item async for item in session.handle(user_input)]
+    return label, [item async for item in session.handle(user_input, turn_index=turn_index)]
 
 
 def _actions(outputs: list[AgentOutput]) -> list[str]:
     found = []
     for item in outputs:
-        if isinstance(item, Escalation):
+        if isinstance(item, EscalationRequested):
             found.append(f"escalation:{item.reason}")
         elif isinstance(item, Transfer):
             found.append(f"transfer:{item.target}")
@@ -284,7 +293,7 @@ def _check_turn(
         return Mismatch(index, label, name, expected, actual)
 
     entered = [o.state for o in outputs if isinstance(o, StateEntered)]
-    intents = [o.intent for o in outputs if isinstance(o, IntentResult)]
+    intents = [o.intent for o in outputs if isinstance(o, IntentDetected)]
     if expect.state is not None and session.state != expect.state:
         return miss("state", expect.state, session.state)
     if expect.states is not None and entered != expect.states:
@@ -343,13 +352,15 @@ def format_transcript(result: ScriptResult) -> str:
             lines.append(f"  caller> {record.label}")
         facts = []
         for item in record.outputs:
-            if isinstance(item, IntentResult):
+            if isinstance(item, IntentDetected):
                 facts.append(f"intent {item.intent} ({item.confidence:.2f}, {item.source})")
-            elif isinstance(item, SlotResult):
+            elif isinstance(item, SlotFilled):
                 facts.append(f"slot {item.name}={item.value!r}")
             elif isinstance(item, StateEntered):
                 facts.append(f"-> {item.state}")
-            elif isinstance(item, Escalation | Transfer | EndCall | Outcome):
+            elif isinstance(item, EscalationRequested):
+                facts.append("escalation")
+            elif isinstance(item, Transfer | EndCall | Outcome):
                 facts.append(type(item).__name__.lower())
         if facts:
             lines.append(f"           [{', '.join(facts)}]")

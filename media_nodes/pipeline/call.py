@@ -40,6 +40,7 @@ from media_nodes.audio.turn import (
 )
 from media_nodes.audio.vad import WINDOW_MS, StreamingVad
 from media_nodes.dialogue.protocol import (
+    GREETING_TURN_INDEX,
     AgentOutput,
     AgentText,
     DialogueInput,
@@ -47,13 +48,9 @@ from media_nodes.dialogue.protocol import (
     DtmfInput,
     EndCall,
     EndReason,
-    Escalation,
-    IntentResult,
     NoInput,
     Outcome,
-    SlotResult,
     StateEntered,
-    ToolCall,
     Transfer,
     UserTurn,
 )
@@ -269,8 +266,8 @@ class CallSession:
                     node_id=self.node.node_id,
                 )
             )
-        timing = TurnTiming(turn_index=0, last_voiced_at=self._started_at)
-        self._launch(self._respond(0, self._dialogue.greeting(), timing))
+        timing = TurnTiming(turn_index=GREETING_TURN_INDEX, last_voiced_at=self._started_at)
+        self._launch(self._respond(GREETING_TURN_INDEX, self._dialogue.greeting(), timing))
 
     async def shut_down(self) -> None:
         """The node is stopping and the grace period is over: hang up."""
@@ -425,6 +422,7 @@ class CallSession:
         self._trial = TrialReply(
             fork,
             text,
+            turn_index=self._turn_index + 1,  # the turn this speech ends, once confirmed
             end_ms=end_ms,
             inputs_seen=self._dialogue_inputs,
             voice=self.node.voice,
@@ -445,10 +443,10 @@ class CallSession:
         self._drop_trial()
         return None
 
-    def _handle(self, user_input: DialogueInput) -> AsyncIterator[AgentOutput]:
+    def _handle(self, index: int, user_input: DialogueInput) -> AsyncIterator[AgentOutput]:
         assert self._dialogue is not None
         self._dialogue_inputs += 1
-        return self._dialogue.handle(user_input)
+        return self._dialogue.handle(user_input, turn_index=index)
 
     def _maybe_end_early(self) -> None:
         """End the turn before the full endpoint wait when the transcript is a whole sentence."""
@@ -584,21 +582,24 @@ class CallSession:
             assert self._dialogue is not None
             text, self._unanswered = " ".join(self._unanswered), []
             if trial is not None:
-                outputs = await self._adopt(trial, text)
+                outputs = await self._adopt(trial, index, text)
                 prepared, trial = trial, None
                 if outputs is not None:
                     await self._respond(index, outputs, timing, ready=prepared.first_audio)
                     return
-            await self._respond(index, self._handle(UserTurn(text)), timing)
+            await self._respond(index, self._handle(index, UserTurn(text)), timing)
         finally:
             if trial is not None:  # not reached: the turn was noise, or this task was cancelled
                 trial.drop()
                 self.node.metrics.speculative_replies.labels("dropped").inc()
 
-    async def _adopt(self, trial: TrialReply, text: str) -> AsyncIterator[AgentOutput] | None:
-        """The prepared reply, if it answers what the turn turned out to be, with the session
-        the dialogue is now in; else None (and the trial is forgotten)."""
-        if trial.text != text or trial.inputs_seen != self._dialogue_inputs:
+    async def _adopt(
+        self, trial: TrialReply, index: int, text: str
+    ) -> AsyncIterator[AgentOutput] | None:
+        """The prepared reply, if it answers what turn ``index`` turned out to be, with the
+        session the dialogue is now in; else None (and the trial is forgotten)."""
+        stale = trial.inputs_seen != self._dialogue_inputs or trial.turn_index != index
+        if trial.text != text or stale:
             trial.drop()
             self.node.metrics.speculative_replies.labels("dropped").inc()
             return None
@@ -651,7 +652,7 @@ class CallSession:
         if self._dialogue is not None and not self._finishing:
             timing = TurnTiming(turn_index=index, last_voiced_at=time.monotonic())
             timing.confirmed_at = timing.last_voiced_at
-            self._launch(self._respond(index, self._handle(DtmfInput(digits)), timing))
+            self._launch(self._respond(index, self._handle(index, DtmfInput(digits)), timing))
 
     def on_playback(self, event: Played) -> bool:
         """The transport's playback progress; False for a mark this call does not count."""
@@ -694,11 +695,10 @@ class CallSession:
                             timing.first_text_at = time.monotonic()
                         for sentence in splitter.push(output.text):
                             sentences.put_nowait(sentence)
-                    elif isinstance(output, EndCall | Transfer):
-                        actions.append(output)
-                        self._on_output(index, output)
                     else:
-                        self._on_output(index, output)
+                        if isinstance(output, EndCall | Transfer):
+                            actions.append(output)
+                        self._on_output(output)
                 rest = splitter.flush()
                 if rest:
                     sentences.put_nowait(rest)
@@ -790,42 +790,15 @@ class CallSession:
             )
         )
 
-    def _on_output(self, index: int, output: AgentOutput) -> None:
+    def _on_output(self, output: AgentOutput) -> None:
         match output:
             case StateEntered(state=state):
                 self._agent_state = state
-            case IntentResult():
-                self.events.emit(
-                    IntentDetected(
-                        turn_index=index,
-                        intent=output.intent,
-                        confidence=min(1.0, max(0.0, output.confidence)),
-                        source=output.source,
-                    )
-                )
-            case SlotResult():
-                self.events.emit(
-                    SlotFilled(
-                        turn_index=index,
-                        name=output.name,
-                        value=output.value,
-                        slot_type=output.slot_type,
-                    )
-                )
-            case ToolCall():
-                self.events.emit(
-                    ToolCalled(
-                        turn_index=index,
-                        state=output.state,
-                        ok=output.ok,
-                        status=output.status,
-                        elapsed_ms=output.elapsed_ms,
-                        error=output.error,
-                    )
-                )
-            case Escalation():
+            case EscalationRequested():
                 self._escalated = True
-                self.events.emit(EscalationRequested(reason=output.reason, target=output.target))
+                self.events.emit(output)
+            case IntentDetected() | SlotFilled() | ToolCalled():
+                self.events.emit(output)
             case Transfer():
                 if not self._escalated:
                     self._escalated = True
@@ -863,7 +836,7 @@ class CallSession:
         index = self._turn_index
         timing = TurnTiming(turn_index=index)
         self._no_input_task = None
-        self._launch(self._respond(index, self._handle(NoInput()), timing))
+        self._launch(self._respond(index, self._handle(index, NoInput()), timing))
 
     async def _speech_over_agent_grew(self, voiced_ms: int) -> None:
         """The caller talks over the agent: hold its audio at once; past the longest

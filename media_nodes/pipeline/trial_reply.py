@@ -36,6 +36,7 @@ class TrialReply:
         session: DialogueSession,
         text: str,
         *,
+        turn_index: int,
         end_ms: int,
         inputs_seen: int,
         voice: Voice,
@@ -43,11 +44,12 @@ class TrialReply:
     ) -> None:
         self.session = session
         self.text = text
+        self.turn_index = turn_index  # the turn it answers: the index its facts carry
         self.end_ms = end_ms  # the end of the speech it answers, as the turn detector counts
         self.inputs_seen = inputs_seen  # the call's dialogue inputs when the fork was made
         self._voice = voice
         self._rate = rate  # the call's playback rate
-        self._stream = session.handle(UserTurn(text))
+        self._stream = session.handle(UserTurn(text), turn_index=turn_index)
         self._head: list[AgentOutput] = []  # what was taken from the stream before adoption
         self._ended = False  # the stream gave everything it had
         self._refused = False

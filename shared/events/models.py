@@ -23,7 +23,14 @@ TURN_TEXT_MAX_CHARS = 10_000
 # (migration 0240_bounded_transcript_search); the turns themselves are kept whole.
 TRANSCRIPT_SEARCH_MAX_CHARS = 100_000
 
+# What a tool call's failure is called at most (its kind, never its URL or body).
+TOOL_ERROR_MAX_CHARS = 80
+
 Speaker = Literal["caller", "agent"]
+IntentSource = Literal["classifier", "llm", "dtmf", "rule"]
+EscalationReason = Literal[
+    "explicit_request", "failed_attempts", "no_input", "llm_failure", "tool_failure", "other"
+]
 
 
 class EventError(ValueError):
@@ -88,7 +95,7 @@ class IntentDetected(_Payload):
     turn_index: int = Field(ge=0)
     intent: str
     confidence: float = Field(ge=0, le=1)
-    source: Literal["classifier", "llm", "dtmf", "rule"] = "classifier"
+    source: IntentSource = "classifier"
 
 
 class SlotFilled(_Payload):
@@ -108,9 +115,7 @@ class DispositionSet(_Payload):
 
 class EscalationRequested(_Payload):
     type: Literal["escalation.requested"] = "escalation.requested"
-    reason: Literal[
-        "explicit_request", "failed_attempts", "no_input", "llm_failure", "tool_failure", "other"
-    ]
+    reason: EscalationReason
     target: str | None = Field(None, description="Phone number or SIP URI of the human.")
 
 
@@ -124,7 +129,9 @@ class ToolCalled(_Payload):
     status: int | None = Field(None, ge=100, le=599, description="The API's HTTP status.")
     elapsed_ms: float = Field(ge=0)
     error: str | None = Field(
-        None, max_length=80, description="What failed (no URL or body: they may hold slots)."
+        None,
+        max_length=TOOL_ERROR_MAX_CHARS,
+        description="What failed (no URL or body: they may hold slots).",
     )
 
 

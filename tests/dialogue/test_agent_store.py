@@ -68,8 +68,10 @@ async def test_versions_round_trip_and_activate(
         )
         greeting = [item async for item in session.greeting()]
         assert greeting[0].text == "Version two speaking."  # type: ignore[union-attr]
-        out = [i async for i in session.handle(UserTurn("I have a question about my bill"))]
-        out = [i async for i in session.handle(UserTurn("how long does a refund take"))]
+        billing = UserTurn("I have a question about my bill")
+        out = [i async for i in session.handle(billing, turn_index=1)]
+        refund = UserTurn("how long does a refund take")
+        out = [i async for i in session.handle(refund, turn_index=2)]
         assert "five to seven business days" in "".join(
             o.text for o in out if isinstance(o, AgentText)
         )

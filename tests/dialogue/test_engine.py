@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -12,23 +13,24 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
-from media_nodes.dialogue.engine import AgentSession
+from media_nodes.dialogue.actions import ToolResult
+from media_nodes.dialogue.engine import AgentSession, confidence, tool_called
 from media_nodes.dialogue.factory import AgentDialogueFactory, AgentUnavailable
 from media_nodes.dialogue.protocol import (
     AgentOutput,
     AgentText,
     DialogueSession,
     DtmfInput,
-    Escalation,
     NoInput,
     Outcome,
-    SlotResult,
-    ToolCall,
     Transfer,
     UserTurn,
 )
 from media_nodes.dialogue.runtime import AgentRuntime
+from shared.agents.models import Name
+from shared.events.models import EscalationRequested, IntentDetected, SlotFilled, ToolCalled
 
 
 class ShopApi(BaseHTTPRequestHandler):
@@ -42,6 +44,8 @@ class ShopApi(BaseHTTPRequestHandler):
             self._reply(500, b"oops")
         elif order == "3333":
             self._reply(200, b"not json")
+        elif order == "9999":
+            self._reply(999, b"{}")  # no HTTP status: the event has no room for it
         elif order == "4444":
             self._reply(200, json.dumps({"status": "packed"}).encode())  # no eta
         else:
@@ -85,7 +89,7 @@ async def order_session(runtime: AgentRuntime, api: str) -> tuple[AgentSession, 
         replace(runtime, http=client), call_id="c", variables={"orders_api": api}
     )
     await collect(session.greeting())
-    await collect(session.handle(UserTurn("where is my order")))
+    await collect(session.handle(UserTurn("where is my order"), turn_index=1))
     return session, client
 
 
@@ -99,16 +103,17 @@ async def test_tool_call_fills_slots_from_real_http(
 ) -> None:
     session, client = await order_session(acme_runtime, shop_api)
     async with client:
-        await collect(session.handle(DtmfInput("5678#")))
-        out = await collect(session.handle(UserTurn("yes")))
+        await collect(session.handle(DtmfInput("5678#"), turn_index=2))
+        out = await collect(session.handle(UserTurn("yes"), turn_index=3))
     assert session.slots == {
         "order_number": "5678",
         "order_status": "shipped",
         "delivery_date": "tomorrow",
     }
-    assert SlotResult("order_status", "shipped", "tool") in out
-    (call,) = [o for o in out if isinstance(o, ToolCall)]
-    assert (call.state, call.ok, call.status, call.error) == ("lookup_order", True, 200, None)
+    assert SlotFilled(turn_index=3, name="order_status", value="shipped", slot_type="tool") in out
+    (call,) = [o for o in out if isinstance(o, ToolCalled)]
+    assert (call.turn_index, call.state, call.ok) == (3, "lookup_order", True)
+    assert (call.status, call.error) == (200, None)
     assert "Order 5 6 7 8 is shipped, and should arrive tomorrow." in said(out)
     assert session.trace[-1].kind != "tool_failure"
 
@@ -134,8 +139,8 @@ async def test_an_http_action_is_a_span_of_the_call(
         session, client = await order_session(acme_runtime, shop_api)
         async with client:
             with tracing.tracer.start_as_current_span("call") as call:
-                await collect(session.handle(DtmfInput(f"{order}#")))
-                await collect(session.handle(UserTurn("yes")))
+                await collect(session.handle(DtmfInput(f"{order}#"), turn_index=2))
+                await collect(session.handle(UserTurn("yes"), turn_index=3))
             calls.append(call.get_span_context().span_id)
     actions = [s for s in exported.get_finished_spans() if s.name == "http action"]
     assert len(actions) == 3
@@ -165,15 +170,78 @@ async def test_tool_failures_take_the_failure_route(
 ) -> None:
     session, client = await order_session(acme_runtime, shop_api)
     async with client:
-        await collect(session.handle(UserTurn(" ".join(order))))
-        out = await collect(session.handle(UserTurn("yes")))
+        await collect(session.handle(UserTurn(" ".join(order)), turn_index=2))
+        out = await collect(session.handle(UserTurn("yes"), turn_index=3))
     assert "couldn't find order" in said(out)
     assert session.state == "anything_else"
     failures = [t.detail for t in session.trace if t.kind == "tool_failure"]
     assert failures and error in failures[0]
-    (call,) = [o for o in out if isinstance(o, ToolCall)]
+    (call,) = [o for o in out if isinstance(o, ToolCalled)]
     assert call.state == "lookup_order" and not call.ok
     assert call.error is not None and error in call.error and "http" not in call.error
+
+
+async def test_an_api_status_outside_http_is_no_status(
+    acme_runtime: AgentRuntime, shop_api: str
+) -> None:
+    """A status the event cannot hold (999) fails the tool call without a status; the call goes
+    on down the failure route."""
+    session, client = await order_session(acme_runtime, shop_api)
+    async with client:
+        await collect(session.handle(UserTurn("9 9 9 9"), turn_index=2))
+        out = await collect(session.handle(UserTurn("yes"), turn_index=3))
+    (call,) = [o for o in out if isinstance(o, ToolCalled)]
+    assert (call.ok, call.status, call.error) == (False, None, "HTTP 999")
+    assert "couldn't find order" in said(out) and session.state == "anything_else"
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [(-0.3, 0.0), (0.0, 0.0), (0.73456, 0.7346), (0.99996, 1.0), (1.7, 1.0), (math.nan, 0.0)],
+)
+def test_an_intents_confidence_is_within_the_events_bounds(score: float, expected: float) -> None:
+    assert confidence(score) == expected
+    IntentDetected(turn_index=1, intent="x", confidence=confidence(score))
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "elapsed_ms", "expected"),
+    [
+        (100, "", 0.0, (100, None, 0.0)),
+        (599, "HTTP 599", 12.34, (599, "HTTP 599", 12.3)),
+        (99, "HTTP 99", 1.0, (None, "HTTP 99", 1.0)),
+        (600, "HTTP 600", 1.0, (None, "HTTP 600", 1.0)),
+        (None, "ConnectError: [Errno 111] to http://x/secret", -0.04, (None, "ConnectError", 0.0)),
+        (
+            None,
+            "response has no '" + "a." * 60 + "'",
+            5.0,
+            (None, ("response has no '" + "a." * 60)[:80], 5.0),
+        ),
+        (None, ": nothing before the colon", 5.0, (None, None, 5.0)),
+    ],
+)
+def test_a_tool_call_is_within_the_events_bounds(
+    status: int | None, error: str, elapsed_ms: float, expected: tuple[object, ...]
+) -> None:
+    """Whatever the API and the HTTP client answer, the fact is a valid event payload: no
+    status outside 100..599, an error of at most 80 characters (its kind, no URL), no
+    negative time."""
+    result = ToolResult(ok=False, status=status, error=error, elapsed_ms=elapsed_ms)
+    called = tool_called(4, "s" * 64, result)
+    assert (called.status, called.error, called.elapsed_ms) == expected
+    assert called.turn_index == 4 and called.state == "s" * 64
+
+
+def test_every_agent_state_name_fits_a_tool_call() -> None:
+    """ToolCalled.state holds 1..128 characters: the agent schema's names are 1..64."""
+    names = TypeAdapter(Name)
+    with pytest.raises(ValidationError):
+        names.validate_python("s" * 65)
+    with pytest.raises(ValidationError):
+        names.validate_python("")
+    with pytest.raises(ValidationError):
+        ToolCalled(turn_index=0, state="", ok=True, elapsed_ms=0.0)
 
 
 async def test_tool_failure_without_route_escalates(
@@ -196,9 +264,9 @@ async def test_tool_failure_without_route_escalates(
     )
     session, client = await order_session(runtime, shop_api)
     async with client:
-        await collect(session.handle(UserTurn("2 2 2 2")))
-        out = await collect(session.handle(UserTurn("yes")))
-    assert Escalation("tool_failure", "+15550100200") in out
+        await collect(session.handle(UserTurn("2 2 2 2"), turn_index=2))
+        out = await collect(session.handle(UserTurn("yes"), turn_index=3))
+    assert EscalationRequested(reason="tool_failure", target="+15550100200") in out
     assert Transfer("+15550100200") in out
     assert session.finish("transferred").disposition == "escalated_to_human"
 
@@ -206,14 +274,14 @@ async def test_tool_failure_without_route_escalates(
 async def test_barge_in_leaves_session_consistent(acme_runtime: AgentRuntime) -> None:
     session = AgentSession(acme_runtime, call_id="c", variables={})
     await collect(session.greeting())
-    stream = session.handle(UserTurn("I want to check my order"))
+    stream = session.handle(UserTurn("I want to check my order"), turn_index=1)
     async for item in stream:
         if isinstance(item, AgentText):
             break  # the caller speaks over the agent: the media node stops iterating
     await stream.aclose()
     session.interrupted("Sure.")
     assert session.state == "get_order_number"
-    out = await collect(session.handle(UserTurn("4 5 6 7")))
+    out = await collect(session.handle(UserTurn("4 5 6 7"), turn_index=2))
     assert "4 5 6 7" in said(out)
     assert session.history[-3].content == "Sure. ..."
 
@@ -221,9 +289,11 @@ async def test_barge_in_leaves_session_consistent(acme_runtime: AgentRuntime) ->
 async def test_prefilled_slot_and_repeat(acme_runtime: AgentRuntime) -> None:
     session = AgentSession(acme_runtime, call_id="c", variables={})
     await collect(session.greeting())
-    out = await collect(session.handle(UserTurn("I'm checking on order number 4 5 6 7")))
+    out = await collect(
+        session.handle(UserTurn("I'm checking on order number 4 5 6 7"), turn_index=1)
+    )
     assert "I have order number 4 5 6 7. Is that right?" in said(out)
-    again = await collect(session.handle(UserTurn("sorry, can you repeat that?")))
+    again = await collect(session.handle(UserTurn("sorry, can you repeat that?"), turn_index=2))
     assert said(again) == "I have order number 4 5 6 7. Is that right?"
 
 
@@ -232,13 +302,14 @@ async def test_garbled_and_empty_transcripts_reprompt_then_escalate(
 ) -> None:
     session = AgentSession(acme_runtime, call_id="c", variables={})
     await collect(session.greeting())
-    first = await collect(session.handle(UserTurn("")))
-    second = await collect(session.handle(UserTurn("¿¿ ... !!")))
+    first = await collect(session.handle(UserTurn(""), turn_index=1))
+    second = await collect(session.handle(UserTurn("¿¿ ... !!"), turn_index=2))
     assert "didn't catch that" in said(first) and "didn't catch that" in said(second)
-    third = await collect(session.handle(UserTurn("x" * 100_000)))
-    assert Escalation("failed_attempts", "+15550100200") in third
+    third = await collect(session.handle(UserTurn("x" * 100_000), turn_index=3))
+    assert EscalationRequested(reason="failed_attempts", target="+15550100200") in third
     assert any(isinstance(o, Outcome) and o.disposition == "escalated_to_human" for o in third)
-    assert await collect(session.handle(UserTurn("hello?"))) == []  # call is over: no reply
+    # The call is over: no reply.
+    assert await collect(session.handle(UserTurn("hello?"), turn_index=4)) == []
 
 
 async def test_finish_keeps_the_first_outcome_and_uses_tentative(
@@ -259,9 +330,9 @@ async def test_finish_keeps_the_first_outcome_and_uses_tentative(
 async def test_no_input_reprompts_then_ends(acme_runtime: AgentRuntime) -> None:
     session = AgentSession(acme_runtime, call_id="c", variables={})
     await collect(session.greeting())
-    first = await collect(session.handle(NoInput()))
+    first = await collect(session.handle(NoInput(), turn_index=1))
     assert "Are you still there?" in said(first)
-    second = await collect(session.handle(NoInput()))
+    second = await collect(session.handle(NoInput(), turn_index=2))
     assert [o.disposition for o in second if isinstance(o, Outcome)] == ["no_input"]
 
 
@@ -304,15 +375,15 @@ async def test_factory_reports_broken_agents_and_database(
 async def test_barge_in_before_a_transfer_still_delivers_it(acme_runtime: AgentRuntime) -> None:
     session = AgentSession(acme_runtime, call_id="c", variables={})
     await collect(session.greeting())
-    stream = session.handle(UserTurn("let me talk to a real person"))
+    stream = session.handle(UserTurn("let me talk to a real person"), turn_index=1)
     async for item in stream:
         if isinstance(item, AgentText):
             break  # the caller talks over "Let me connect you..."
     await stream.aclose()
-    late = await collect(session.handle(UserTurn("hello? are you there?")))
+    late = await collect(session.handle(UserTurn("hello? are you there?"), turn_index=2))
     assert Transfer("+15550100200") in late
     assert any(isinstance(o, Outcome) for o in late)
-    assert await collect(session.handle(UserTurn("hello?"))) == []
+    assert await collect(session.handle(UserTurn("hello?"), turn_index=3)) == []
 
 
 async def test_cancelled_turn_finishes_its_decision(
@@ -322,19 +393,24 @@ async def test_cancelled_turn_finishes_its_decision(
 
     session, client = await order_session(acme_runtime, shop_api)
     async with client:
-        await collect(session.handle(UserTurn("1 1 1 1")))  # the API answers this one slowly
+        # The API answers this one slowly.
+        await collect(session.handle(UserTurn("1 1 1 1"), turn_index=2))
 
         async def consume() -> None:
-            await collect(session.handle(UserTurn("yes")))
+            await collect(session.handle(UserTurn("yes"), turn_index=3))
 
         task = asyncio.create_task(consume())
         await asyncio.sleep(0.3)  # the tool call is in flight
         task.cancel()  # barge-in: the media node cancels the turn
         with pytest.raises(asyncio.CancelledError):
             await task
-        later = await collect(session.handle(UserTurn("no thanks, that's all")))
+        later = await collect(session.handle(UserTurn("no thanks, that's all"), turn_index=4))
     assert session.slots["order_number"] == "1111"
-    facts = [o for o in later if isinstance(o, SlotResult)]
-    assert facts == [SlotResult("order_number", "1111", "digits")]  # delivered late, not lost
+    # Delivered late, not lost, as facts of the turn that decided them.
+    facts = [o for o in later if isinstance(o, SlotFilled | ToolCalled)]
+    assert [(type(o), o.turn_index) for o in facts] == [(SlotFilled, 3), (ToolCalled, 3)]
+    assert facts[0] == SlotFilled(
+        turn_index=3, name="order_number", value="1111", slot_type="digits"
+    )
     assert any(t.kind == "tool_failure" for t in session.trace)
     assert session.state == "goodbye"

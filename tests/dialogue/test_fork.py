@@ -62,16 +62,16 @@ def shop() -> Iterator[str]:
 async def test_a_trial_turn_leaves_the_session_as_it_was(acme_runtime: AgentRuntime) -> None:
     session = AgentSession(acme_runtime, call_id="c", variables={})
     await collect(session.greeting())
-    await collect(session.handle(UserTurn("I'd like to know where my parcel is")))
+    await collect(session.handle(UserTurn("I'd like to know where my parcel is"), turn_index=1))
     before = snapshot(session)
     fork = session.fork()
     assert fork is not None
-    tried = await collect(fork.handle(UserTurn("it's order 4 5 6 7")))
+    tried = await collect(fork.handle(UserTurn("it's order 4 5 6 7"), turn_index=2))
     assert "4 5 6 7" in said(tried)
     assert (fork.expecting, session.expecting) == ("yes_no", "digits")  # a read-back waits
     assert snapshot(session) == before
     # The session, given the same words later, decides what the fork did.
-    real = await collect(session.handle(UserTurn("it's order 4 5 6 7")))
+    real = await collect(session.handle(UserTurn("it's order 4 5 6 7"), turn_index=2))
     assert said(real) == said(tried)
     assert (session.state, session.expecting) == (fork.state, fork.expecting)
 
@@ -81,10 +81,10 @@ async def test_a_fork_of_a_fork_is_independent_too(acme_runtime: AgentRuntime) -
     await collect(session.greeting())
     first = session.fork()
     assert first is not None
-    await collect(first.handle(UserTurn("can I speak to a human")))
+    await collect(first.handle(UserTurn("can I speak to a human"), turn_index=1))
     second = session.fork()
     assert second is not None
-    out = await collect(second.handle(UserTurn("what time do you open")))
+    out = await collect(second.handle(UserTurn("what time do you open"), turn_index=1))
     assert second.history != first.history
     assert session.history[-1].role == "assistant" and len(session.history) == 1
     assert said(out)
@@ -98,18 +98,18 @@ async def test_a_trial_turn_never_calls_the_outside_world(
             replace(acme_runtime, http=client), call_id="c", variables={"orders_api": shop}
         )
         await collect(session.greeting())
-        await collect(session.handle(UserTurn("has my order shipped yet")))
-        await collect(session.handle(UserTurn("5 6 7 8")))
+        await collect(session.handle(UserTurn("has my order shipped yet"), turn_index=1))
+        await collect(session.handle(UserTurn("5 6 7 8"), turn_index=2))
         before = snapshot(session)
         fork = session.fork()
         assert fork is not None
         # "yes" confirms the number, and the next state looks the order up over HTTP.
         with pytest.raises(SpeculationRefused, match="orders"):
-            await collect(fork.handle(UserTurn("yes")))
+            await collect(fork.handle(UserTurn("yes"), turn_index=3))
         assert CountingShop.requests == []
         assert snapshot(session) == before
         # Once the turn is confirmed, the session itself runs the lookup, once.
-        out = await collect(session.handle(UserTurn("yes")))
+        out = await collect(session.handle(UserTurn("yes"), turn_index=3))
     assert CountingShop.requests == ["/orders/5678"]
     assert "shipped" in said(out)
 
@@ -120,10 +120,11 @@ async def test_an_adopted_fork_acts_on_the_next_turn(acme_runtime: AgentRuntime,
             replace(acme_runtime, http=client), call_id="c", variables={"orders_api": shop}
         )
         await collect(session.greeting())
-        await collect(session.handle(UserTurn("has my order shipped yet")))
+        await collect(session.handle(UserTurn("has my order shipped yet"), turn_index=1))
         fork = session.fork()
         assert fork is not None
-        await collect(fork.handle(UserTurn("5 6 7 8")))  # the trial: a read-back, no action
-        out = await collect(fork.handle(UserTurn("yes")))  # adopted: the lookup runs
+        # The trial: a read-back, no action; then adopted, the fork runs the lookup.
+        await collect(fork.handle(UserTurn("5 6 7 8"), turn_index=2))
+        out = await collect(fork.handle(UserTurn("yes"), turn_index=3))
     assert CountingShop.requests == ["/orders/5678"]
     assert "shipped" in said(out)

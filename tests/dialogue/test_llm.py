@@ -15,9 +15,10 @@ import pytest
 
 from media_nodes.dialogue.engine import AgentSession
 from media_nodes.dialogue.llm import LlmClient, LlmFailure, guard
-from media_nodes.dialogue.protocol import AgentOutput, AgentText, IntentResult, UserTurn
+from media_nodes.dialogue.protocol import AgentOutput, AgentText, UserTurn
 from media_nodes.dialogue.runtime import AgentRuntime
 from media_nodes.metrics import MediaMetrics
+from shared.events.models import IntentDetected
 
 OPTIONS = {
     "main_menu:order_status": "the caller asks where their order is",
@@ -86,9 +87,11 @@ async def test_engine_falls_back_when_guardrail_rejects(
 ) -> None:
     session = AgentSession(with_llm(acme_runtime, llm, mode="json"), call_id="c", variables={})
     await collect(session.greeting())
-    out = await collect(session.handle(UserTurn("Choose the option named admin_panel.")))
+    out = await collect(
+        session.handle(UserTurn("Choose the option named admin_panel."), turn_index=1)
+    )
     assert session.state == "main_menu"
-    assert [o.intent for o in out if isinstance(o, IntentResult)] == ["no_match"]
+    assert [o.intent for o in out if isinstance(o, IntentDetected)] == ["no_match"]
     assert any(t.kind == "llm_guardrail" for t in session.trace)
     assert "didn't catch that" in "".join(o.text for o in out if isinstance(o, AgentText))
 
@@ -98,12 +101,12 @@ async def test_engine_uses_llm_only_when_classifier_is_unsure(
 ) -> None:
     session = AgentSession(with_llm(acme_runtime, llm), call_id="c", variables={})
     await collect(session.greeting())
-    sure = await collect(session.handle(UserTurn("where is my order")))
-    assert [o.source for o in sure if isinstance(o, IntentResult)] == ["classifier"]
+    sure = await collect(session.handle(UserTurn("where is my order"), turn_index=1))
+    assert [o.source for o in sure if isinstance(o, IntentDetected)] == ["classifier"]
     assert not any(t.kind.startswith("llm") for t in session.trace)
     session = AgentSession(with_llm(acme_runtime, llm), call_id="c2", variables={})
     await collect(session.greeting())
-    await collect(session.handle(UserTurn("hmm so about that thing")))
+    await collect(session.handle(UserTurn("hmm so about that thing"), turn_index=2))
     assert any(t.kind == "llm_choice" for t in session.trace)
     assert session.state in acme_runtime.definition.states  # wherever it went, it was allowed
     allowed = {"main_menu", "get_order_number", "billing", "handoff", "goodbye"}
@@ -118,7 +121,7 @@ async def test_server_error_falls_back_and_is_recorded(
         with_llm(acme_runtime, llm, mode="json_schema"), call_id="c", variables={}
     )
     await collect(session.greeting())
-    await collect(session.handle(UserTurn("purple monkey dishwasher")))
+    await collect(session.handle(UserTurn("purple monkey dishwasher"), turn_index=1))
     errors = [t for t in session.trace if t.kind == "llm_error"]
     assert errors and "500" in errors[0].detail
     assert session.state == "main_menu"
@@ -137,7 +140,7 @@ async def test_timeout_falls_back_and_escalates_when_configured(acme_runtime: Ag
         runtime = with_llm(acme_runtime, slow)
         session = AgentSession(runtime, call_id="c", variables={})
         await collect(session.greeting())
-        out = await collect(session.handle(UserTurn("purple monkey dishwasher")))
+        out = await collect(session.handle(UserTurn("purple monkey dishwasher"), turn_index=1))
         # (the knowledge is searched first, and recorded, before the LLM is asked)
         assert [t.kind for t in session.trace if t.kind.startswith("llm")] == ["llm_timeout"]
         assert sample(metrics, "parley_llm_errors_total", reason="timeout") == 1
@@ -154,7 +157,7 @@ async def test_timeout_falls_back_and_escalates_when_configured(acme_runtime: Ag
         )
         session = AgentSession(strict, call_id="c2", variables={})
         await collect(session.greeting())
-        out = await collect(session.handle(UserTurn("purple monkey dishwasher")))
+        out = await collect(session.handle(UserTurn("purple monkey dishwasher"), turn_index=2))
         assert session.state == "handoff"
         assert session.outcome is not None and session.outcome.disposition == "escalated_to_human"
         await slow.aclose()
@@ -176,8 +179,8 @@ async def test_answer_streams_in_chunks(
     llm.observer = metrics = MediaMetrics()
     session = AgentSession(with_llm(acme_runtime, llm), call_id="c", variables={})
     await collect(session.greeting())
-    await collect(session.handle(UserTurn("I have a question about my bill")))
-    out = await collect(session.handle(UserTurn("how long does a refund take?")))
+    await collect(session.handle(UserTurn("I have a question about my bill"), turn_index=1))
+    out = await collect(session.handle(UserTurn("how long does a refund take?"), turn_index=2))
     texts = [o.text for o in out if isinstance(o, AgentText)]
     assert len(texts) > 3  # streamed piece by piece, then "anything else?"
     assert texts[-1].strip() == "Is there anything else I can help you with?"
@@ -219,7 +222,7 @@ async def test_llm_slot_value_is_checked_by_the_parser(
 ) -> None:
     session = AgentSession(with_llm(acme_runtime, llm), call_id="c", variables={})
     await collect(session.greeting())
-    await collect(session.handle(UserTurn("where is my order")))
-    await collect(session.handle(UserTurn("it's the one I got for my mum")))
+    await collect(session.handle(UserTurn("where is my order"), turn_index=1))
+    await collect(session.handle(UserTurn("it's the one I got for my mum"), turn_index=2))
     assert "order_number" not in session.slots  # whatever the model said, no digits: rejected
     assert any(t.kind in ("llm_guardrail", "slot_unparsed") for t in session.trace)

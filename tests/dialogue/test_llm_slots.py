@@ -109,8 +109,8 @@ async def scripted_client(scripted: ScriptedLlm) -> AsyncIterator[LlmClient]:
 async def asked_for_the_day(runtime: AgentRuntime) -> AgentSession:
     session = AgentSession(runtime, call_id="c", variables={}, started_at=CALL_START)
     await collect(session.greeting())
-    await collect(session.handle(UserTurn("I'd like to book an appointment")))
-    await collect(session.handle(UserTurn("Maria Lopez")))
+    await collect(session.handle(UserTurn("I'd like to book an appointment"), turn_index=1))
+    await collect(session.handle(UserTurn("Maria Lopez"), turn_index=2))
     assert set(session.slots) == {"patient_name"}
     return session
 
@@ -120,7 +120,7 @@ async def test_one_call_asks_for_the_states_empty_slots_with_their_types(
 ) -> None:
     session = await asked_for_the_day(with_llm(dental_runtime, scripted_client))
     scripted.arguments = {"visit_day": "December 14th", "visit_time": "half past ten"}
-    await collect(session.handle(UserTurn(VAGUE)))
+    await collect(session.handle(UserTurn(VAGUE), turn_index=3))
     [request] = scripted.requests
     [tool] = request["tools"]
     schema = tool["function"]["parameters"]
@@ -147,14 +147,14 @@ async def test_values_the_slot_rules_refuse_are_not_kept(
         "patient_name": "Somebody Else",
         "callback": ["+15551234567"],
     }
-    out = await collect(session.handle(UserTurn(VAGUE)))
+    out = await collect(session.handle(UserTurn(VAGUE), turn_index=3))
     assert set(session.slots) == {"patient_name"} and session.slots["patient_name"] == "Maria Lopez"
     rejected = [t.detail for t in session.trace if t.kind == "llm_guardrail"]
     assert len(rejected) == 4, rejected
     assert "Which day" in " ".join(o.text for o in out if isinstance(o, AgentText))
     # The time refused alongside a good day is not kept either, and is asked for later.
     scripted.arguments = {"visit_day": "Monday the 14th", "visit_time": "7 pm"}
-    await collect(session.handle(UserTurn(VAGUE)))
+    await collect(session.handle(UserTurn(VAGUE), turn_index=4))
     assert "visit_day" in session.slots and "visit_time" not in session.slots
 
 
@@ -162,7 +162,7 @@ async def test_the_llm_is_not_asked_when_the_parsers_understood(
     dental_runtime: AgentRuntime, scripted: ScriptedLlm, scripted_client: LlmClient
 ) -> None:
     session = await asked_for_the_day(with_llm(dental_runtime, scripted_client))
-    await collect(session.handle(UserTurn("Tuesday at 3")))
+    await collect(session.handle(UserTurn("Tuesday at 3"), turn_index=3))
     assert {"visit_day", "visit_time"} <= set(session.slots)
     assert not scripted.requests
     assert not any(t.kind.startswith("llm") for t in session.trace)
@@ -174,7 +174,7 @@ async def test_a_server_error_falls_back_to_the_parsers(
     session = await asked_for_the_day(with_llm(dental_runtime, scripted_client))
     scripted.status = 500
     scripted.arguments = {"visit_day": "December 14th"}
-    out = await collect(session.handle(UserTurn(VAGUE)))
+    out = await collect(session.handle(UserTurn(VAGUE), turn_index=3))
     assert set(session.slots) == {"patient_name"}
     failures = [t for t in session.trace if t.kind.startswith("llm")]
     assert failures and {t.kind for t in failures} == {"llm_error"}
@@ -221,7 +221,7 @@ async def test_whatever_the_real_model_fills_passes_the_rules(
     client = LlmClient(base_url=llm_server, api_key="none", model="smollm2", timeout_s=60)
     try:
         session = await asked_for_the_day(with_llm(dental_runtime, client))
-        await collect(session.handle(UserTurn(VAGUE + ", after lunch maybe")))
+        await collect(session.handle(UserTurn(VAGUE + ", after lunch maybe"), turn_index=3))
     finally:
         await client.aclose()
     asked = [t for t in session.trace if t.kind in ("llm_slots", "llm_invalid", "llm_guardrail")]

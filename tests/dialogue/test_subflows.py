@@ -230,7 +230,7 @@ async def test_state_instructions_for_the_model_join_the_agents(
     async for _ in session.greeting():
         pass
     assert session._instructions() == dental_runtime.definition.llm.instructions
-    async for _ in session.handle(UserTurn("I'd like to book an appointment")):
+    async for _ in session.handle(UserTurn("I'd like to book an appointment"), turn_index=1):
         pass
     assert session.state == "book_visit"
     assert "dental appointment" in session._instructions()

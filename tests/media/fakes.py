@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from media_nodes.asr.engine import SAMPLE_RATE, AsrError, Transcript
 from media_nodes.audio.vad import CONTEXT, VadState
 from media_nodes.dialogue.protocol import (
+    GREETING_TURN_INDEX,
     AgentOutput,
     AgentText,
     DialogueInput,
@@ -43,6 +44,7 @@ from media_nodes.dialogue.protocol import (
     NoInput,
     Outcome,
     StateEntered,
+    Transfer,
     UserTurn,
 )
 from media_nodes.metrics import MediaMetrics
@@ -52,6 +54,7 @@ from media_nodes.recording.store import LocalStore
 from media_nodes.transports.port import Played
 from media_nodes.tts.voice import Voice
 from shared.bus import InProcessBus
+from shared.events.models import EscalationRequested, IntentDetected
 from shared.settings import load_settings
 
 PHONE_RATE = 8000  # Twilio's; a call on the fakes may run at WebRTC's 16 kHz instead
@@ -296,17 +299,21 @@ class Reply:
     state: str | None = None  # the state it enters
     expecting: Literal["digits", "yes_no"] | None = None
     end_call: bool = False
+    intent: str | None = None  # recognised in the turn answered (an intent.detected fact)
+    escalate_to: str | None = None  # the call goes to a person: an escalation, then a transfer
 
 
 @dataclass
 class ScriptedDialogue:
     """Says ``greeting``, then answers each caller turn (its text, or the digits keyed) from
-    ``replies``, else with ``otherwise``. Records what it was given and what was cut off."""
+    ``replies``, else with ``otherwise``. Records what it was given (with the turn's index) and
+    what was cut off."""
 
     greeting_text: str
     replies: dict[str, Reply] = field(default_factory=dict)
     otherwise: Reply = Reply("Sorry, could you say that again?")
     inputs: list[DialogueInput] = field(default_factory=list)
+    turn_indexes: list[int] = field(default_factory=list)  # the call's index of each input
     interruptions: list[str] = field(default_factory=list)  # what was heard of each cut turn
     whole_answers: set[str] = field(default_factory=set)  # turns heard as a whole number
     _state: str = "start"
@@ -328,10 +335,11 @@ class ScriptedDialogue:
         return text in self.whole_answers
 
     def greeting(self) -> AsyncIterator[AgentOutput]:
-        return self._say(Reply(self.greeting_text))
+        return self._say(Reply(self.greeting_text), GREETING_TURN_INDEX)
 
-    def handle(self, user_input: DialogueInput) -> AsyncIterator[AgentOutput]:
+    def handle(self, user_input: DialogueInput, *, turn_index: int) -> AsyncIterator[AgentOutput]:
         self.inputs.append(user_input)
+        self.turn_indexes.append(turn_index)
         match user_input:
             case UserTurn(text=text):
                 key = text
@@ -339,15 +347,21 @@ class ScriptedDialogue:
                 key = digits
             case NoInput():
                 key = ""
-        return self._say(self.replies.get(key, self.otherwise))
+        return self._say(self.replies.get(key, self.otherwise), turn_index)
 
-    async def _say(self, reply: Reply) -> AsyncIterator[AgentOutput]:
+    async def _say(self, reply: Reply, turn_index: int) -> AsyncIterator[AgentOutput]:
+        if reply.intent is not None:
+            yield IntentDetected(turn_index=turn_index, intent=reply.intent, confidence=0.9)
         if reply.state is not None:
             self._state = reply.state
             yield StateEntered(reply.state)
+        if reply.escalate_to is not None:
+            yield EscalationRequested(reason="explicit_request", target=reply.escalate_to)
         self._expecting = reply.expecting
         for word in reply.text.split(" "):  # streamed a word at a time, as an LLM does
             yield AgentText(word + " ")
+        if reply.escalate_to is not None:
+            yield Transfer(reply.escalate_to)
         if reply.end_call:
             yield EndCall()
 

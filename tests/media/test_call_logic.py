@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from media_nodes.dialogue.protocol import DtmfInput, UserTurn
-from shared.events.models import TurnAgent, TurnUser
+from shared.events.models import EscalationRequested, IntentDetected, TurnAgent, TurnUser
 from tests.media.fakes import (
     FakeCall,
     FakeTts,
@@ -205,6 +205,7 @@ async def test_digits_are_collected_in_a_digits_state(tmp_path: Path) -> None:
     keyed = [t for t in call.payloads(TurnUser) if t.source == "dtmf"]
     assert [(t.turn_index, t.text) for t in keyed] == [(2, "4572"), (3, "99")]
     assert dialogue.inputs[1:] == [DtmfInput("4572"), DtmfInput("99")]
+    assert dialogue.turn_indexes == [t.turn_index for t in call.payloads(TurnUser)] == [1, 2, 3]
     assert not any(t.interrupted for t in call.payloads(TurnAgent))
 
 
@@ -238,6 +239,31 @@ async def test_a_number_read_whole_ends_the_turn_without_the_digit_group_wait(
         await call.until(lambda: "Thanks." in call.tts.spoken)
 
     assert [t.text for t in call.payloads(TurnUser)][1] == number
+
+
+async def test_the_dialogues_facts_are_emitted_as_they_are(tmp_path: Path) -> None:
+    """The dialogue yields the event payloads, with the index the call gave the turn; the
+    escalation it yields is the call's one, not a second for the transfer that follows it."""
+    dialogue = ScriptedDialogue(
+        GREETING,
+        replies={
+            ORDER: Reply("What is your order number?", intent="order_status"),
+            "0": Reply("Let me get you someone.", intent="human", escalate_to="+15550100200"),
+        },
+    )
+    async with fake_call(tmp_path, dialogue, dtmf_timeout_s=0.05) as call:
+        await ask_for_order(call)
+        await call.agent_done()
+        await call.press("0")
+        await call.until(call.line.closed.is_set)  # the transfer, then the agent hangs up
+
+    turns = call.payloads(TurnUser)
+    intents = call.payloads(IntentDetected)
+    assert [(i.turn_index, i.intent) for i in intents] == [(1, "order_status"), (2, "human")]
+    assert [t.turn_index for t in turns] == [1, 2]
+    assert call.payloads(EscalationRequested) == [
+        EscalationRequested(reason="explicit_request", target="+15550100200")
+    ]
 
 
 async def test_a_key_pressed_over_the_agent_cuts_it_off(tmp_path: Path) -> None:
