@@ -5,8 +5,17 @@ ramps concurrent simulated calls (default 1, 2, 4, 6, 8, 10, 12, ...). Each call
 random order number, so the agent's confirmation is synthesized live, not served from the cache.
 A level passes when every turn was answered, the caller-measured voice-to-voice p95 stays under
 ``--p95-limit-ms`` (1.2 s) and no caller heard an underrun (the agent's audio running dry
-mid-answer). The maximum is the last passing level. Memory per call = (node RSS at the level's
-peak - idle RSS) / calls.
+mid-answer). The maximum is the last passing level.
+
+Memory per call = (node RSS at the level's peak - warm RSS) / calls, where warm RSS is taken
+after one unmeasured warm-up call. The idle RSS (2 s after the node is ready) is no baseline: it
+swung by 100 MB between runs of the same commit and fell by 80-200 MB after the first call
+(start-up transients returned to the system, against one-time first-use costs paid), and
+(peak - idle) / calls divided that swing among the level's calls. A level's peak also holds
+transient inference buffers (a turn being transcribed, a reply synthesized) that do not scale with
+the calls, so what one more call costs is the slope between levels: MB per added call =
+(peak - the previous level's peak) / (calls - its calls). Compare two commits on that, over
+repeated runs.
 ``--soak-minutes`` then runs ``--soak-calls`` calls in rounds and reports RSS growth.
 
     .venv/bin/python bench/capacity.py
@@ -111,7 +120,10 @@ async def soak(url: str, pid: int, minutes: float, calls: int) -> dict[str, Any]
 async def ramp(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any]:
     await asyncio.sleep(2)
     idle = rss_mb(pid)
-    print(f"idle RSS {idle:.0f} MB (models loaded)")
+    await run_level(url, 1, pid, args.stagger_s)  # the one-time costs of a node's first call
+    await asyncio.sleep(2)
+    warm = rss_mb(pid)
+    print(f"idle RSS {idle:.0f} MB (models loaded), {warm:.0f} MB after a warm-up call")
     levels = []
     best = 0
     for calls in args.levels:
@@ -123,18 +135,28 @@ async def ramp(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any]:
             and (level["p95_ms"] or 0) <= args.p95_limit_ms
         )
         level["passed"] = passed
-        level["mb_per_call"] = round(max(0.0, level["peak_rss_mb"] - idle) / calls, 1)
+        level["mb_per_call"] = round(max(0.0, level["peak_rss_mb"] - warm) / calls, 1)
+        if levels:
+            before = levels[-1]
+            added = (level["peak_rss_mb"] - before["peak_rss_mb"]) / (calls - before["calls"])
+            level["mb_per_added_call"] = round(added, 1)
         levels.append(level)
         print(
             f"{calls:>3} calls: p50 {level['p50_ms']} ms, p95 {level['p95_ms']} ms, "
             f"underruns {level['underruns']}, unanswered {level['unanswered_turns']}, "
-            f"{level['mb_per_call']} MB/call -> {'ok' if passed else 'FAIL'}"
+            f"{level['mb_per_call']} MB/call, {level.get('mb_per_added_call', '-')} MB/added call"
+            f" -> {'ok' if passed else 'FAIL'}"
         )
         if not passed:
             break
         best = calls
         await asyncio.sleep(1)
-    out: dict[str, Any] = {"idle_rss_mb": round(idle, 1), "levels": levels, "max_calls": best}
+    out: dict[str, Any] = {
+        "idle_rss_mb": round(idle, 1),
+        "warm_rss_mb": round(warm, 1),
+        "levels": levels,
+        "max_calls": best,
+    }
     if args.soak_minutes:
         out["soak"] = await soak(url, pid, args.soak_minutes, args.soak_calls)
     return out
