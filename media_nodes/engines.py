@@ -72,7 +72,9 @@ class EngineRegistry(Generic[E]):
     def entry(self, name: str) -> EngineEntry[E]:
         """The registration of engine ``name`` (importing its module)."""
         if name == AUTO or name not in self.names():
-            raise self.error(f"unknown {self.kind} engine {name!r} (known: {self._known()})")
+            raise self.error(
+                f"{self.setting}: unknown {self.kind} engine {name!r} (known: {self._known()})"
+            )
         importlib.import_module(f"{self.package}.{name}")
         entry = self._entries.get(name)
         if entry is None:
@@ -102,10 +104,6 @@ class EngineRegistry(Generic[E]):
     def _choose(self, name: str) -> tuple[EngineEntry[E], list[str]]:
         """The engine for ``name`` and, for ``auto``, why each one ranked before it cannot run."""
         if name != AUTO:
-            if name not in self.names():
-                raise self.error(
-                    f"{self.setting}: unknown {self.kind} engine {name!r} (known: {self._known()})"
-                )
             entry = self.entry(name)
             reason = entry.missing()
             if reason is not None:
