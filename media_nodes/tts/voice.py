@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import numpy.typing as npt
 
-from media_nodes.audio.resample import StreamResampler
+from media_nodes.audio.resample import StreamResampler, resample
 from media_nodes.tts.base import TtsEngine
 from media_nodes.tts.sentences import fit_pieces
 
@@ -112,10 +112,7 @@ class Voice:
             return
         audio = np.concatenate(chunks)
         for rate in missing:
-            resampler = StreamResampler(self.engine.sample_rate, rate)
-            pcm = trim_leading_silence(
-                np.concatenate([resampler.process(audio), resampler.flush()]), rate
-            )
+            pcm = trim_leading_silence(resample(audio, self.engine.sample_rate, rate), rate)
             if len(pcm):
                 self._keep((rate, text), pcm)
 
