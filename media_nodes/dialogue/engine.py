@@ -29,7 +29,6 @@ from media_nodes.dialogue.nlu.slots import (
     Unparsed,
     is_plain_answer,
     is_plain_yes,
-    is_whole_number,
     parse_dtmf,
     parse_slot,
     parse_yes_no,
@@ -221,12 +220,6 @@ class AgentSession:
         if slot is not None and slot.type == "yes_no":
             return "yes_no"
         return None
-
-    def heard_whole_answer(self, text: str) -> bool:
-        if self._pending is not None:
-            return False
-        slot = self._next_slot(self._current())
-        return slot is not None and is_whole_number(slot, text)
 
     @property
     def ended(self) -> bool:

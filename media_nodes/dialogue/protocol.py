@@ -134,11 +134,6 @@ class DialogueSession(Protocol):
         read in groups ("digits"), a yes or no ("yes_no"), or anything (None)."""
         ...
 
-    def heard_whole_answer(self, text: str) -> bool:
-        """Whether ``text`` answers what is asked whole, with nothing more to come: a number at
-        its full length (a pause after it is not one between digit groups)."""
-        ...
-
     def greeting(self) -> AsyncIterator[AgentOutput]:
         """What the agent says when the call is answered (fixed text: cacheable by TTS); its
         facts are those of turn :data:`GREETING_TURN_INDEX`."""

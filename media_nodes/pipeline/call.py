@@ -388,20 +388,7 @@ class CallSession:
         task = asyncio.create_task(self.node.asr.transcribe(self._span(start_ms, end_ms)))
         self._speculative = (end_ms, task)
         task.add_done_callback(lambda _: self._maybe_end_early())
-        task.add_done_callback(lambda done: self._check_whole_number(end_ms, done))
         task.add_done_callback(lambda done: self._try_reply(end_ms, done))
-
-    def _check_whole_number(self, end_ms: int, transcribed: asyncio.Task[Transcript]) -> None:
-        """A number read to its full length ends the turn like any answer: no further digit
-        group can follow, so the long wait between groups would only delay the reply."""
-        if self._speculative != (end_ms, transcribed) or self._wait.expectation != "digits":
-            return
-        if transcribed.cancelled() or transcribed.exception() is not None:
-            return
-        if self._dialogue is None or self._speech_over_agent or not self._turns.paused:
-            return
-        if self._dialogue.heard_whole_answer(transcribed.result().text):
-            self._wait.number_whole(self._apply_wait)
 
     def _try_reply(self, end_ms: int, transcribed: asyncio.Task[Transcript]) -> None:
         """The speculative transcript is in: prepare the reply to it while the wait runs."""

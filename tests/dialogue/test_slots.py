@@ -12,7 +12,6 @@ from media_nodes.dialogue.nlu.slots import (
     Unparsed,
     is_plain_answer,
     is_plain_yes,
-    is_whole_number,
     parse_dtmf,
     parse_slot,
     parse_yes_no,
@@ -279,27 +278,3 @@ def test_values_are_read_back_the_way_people_say_them() -> None:
     assert speakable("date", "2026-12-14") == "Monday, December 14"
     assert speakable("time", "12:00") == "noon"
     assert speakable("spell", "Lopez") == "L o p e z"
-
-
-@pytest.mark.parametrize(
-    ("kind", "options", "text", "whole"),
-    [
-        # Read to the slot's longest length: nothing can follow.
-        ("digits", {"min_length": 4, "max_length": 8}, "four five two one, nine eight 7 6.", True),
-        # Long enough, but a caller pausing between groups may go on.
-        ("digits", {"min_length": 4, "max_length": 8}, "It's four five two one.", False),
-        ("digits", {"min_length": 4, "max_length": 8}, "four five two", False),
-        ("digits", {}, "one two three four five six seven eight nine", False),  # no limit
-        ("phone", {}, "five five five, one two three, four five six seven", True),
-        ("phone", {}, "plus one four one five five five five one two three four", True),
-        ("phone", {}, "five five five, one two three", False),  # the last group is to come
-        ("phone", {"region": "GB"}, "oh two oh, seven nine four six, oh oh oh oh", True),
-        # A possible UK number of 10 digits, which an 11th may still follow.
-        ("phone", {"region": "GB"}, "oh two oh, seven nine four six, oh oh oh", False),
-        ("yes_no", {}, "yes", False),  # not a number: the digit-group wait never applied
-    ],
-)
-def test_a_number_is_whole_when_no_further_digit_could_extend_it(
-    kind: str, options: dict[str, Any], text: str, whole: bool
-) -> None:
-    assert is_whole_number(slot(kind, **options), text) is whole

@@ -315,7 +315,6 @@ class ScriptedDialogue:
     inputs: list[DialogueInput] = field(default_factory=list)
     turn_indexes: list[int] = field(default_factory=list)  # the call's index of each input
     interruptions: list[str] = field(default_factory=list)  # what was heard of each cut turn
-    whole_answers: set[str] = field(default_factory=set)  # turns heard as a whole number
     _state: str = "start"
     _expecting: Literal["digits", "yes_no"] | None = None
 
@@ -330,9 +329,6 @@ class ScriptedDialogue:
     @property
     def expecting(self) -> Literal["digits", "yes_no"] | None:
         return self._expecting
-
-    def heard_whole_answer(self, text: str) -> bool:
-        return text in self.whole_answers
 
     def greeting(self) -> AsyncIterator[AgentOutput]:
         return self._say(Reply(self.greeting_text), GREETING_TURN_INDEX)

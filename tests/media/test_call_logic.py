@@ -209,38 +209,6 @@ async def test_digits_are_collected_in_a_digits_state(tmp_path: Path) -> None:
     assert not any(t.interrupted for t in call.payloads(TurnAgent))
 
 
-@pytest.mark.parametrize("whole", [True, False], ids=["whole-number", "number-may-go-on"])
-async def test_a_number_read_whole_ends_the_turn_without_the_digit_group_wait(
-    tmp_path: Path, whole: bool
-) -> None:
-    """Asked for a number, a pause of 700 ms ends the turn only once the number can have no
-    more digits; otherwise the caller may be between groups, and the turn waits for them."""
-    number = "four five seven two one one nine eight"
-    dialogue = ScriptedDialogue(
-        GREETING,
-        replies={
-            ORDER: Reply("What is your order number?", state="order_number", expecting="digits"),
-            number: Reply("Thanks.", state="status"),
-        },
-        whole_answers={number} if whole else set(),
-    )
-    async with fake_call(tmp_path, dialogue) as call:
-        await ask_for_order(call)
-        await call.agent_done()
-        await call.say(number)
-        await call.pause(700)
-        if whole:
-            await call.until(lambda: len(call.payloads(TurnUser)) == 2)
-        else:
-            await asyncio.sleep(0.3)  # the transcript is in long before: the turn holds
-            assert len(call.payloads(TurnUser)) == 1
-            await call.pause(600)  # 1.3 s of silence: past the wait for another group
-            await call.until(lambda: len(call.payloads(TurnUser)) == 2)
-        await call.until(lambda: "Thanks." in call.tts.spoken)
-
-    assert [t.text for t in call.payloads(TurnUser)][1] == number
-
-
 async def test_the_dialogues_facts_are_emitted_as_they_are(tmp_path: Path) -> None:
     """The dialogue yields the event payloads, with the index the call gave the turn; the
     escalation it yields is the call's one, not a second for the transfer that follows it."""

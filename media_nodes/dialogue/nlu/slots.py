@@ -451,26 +451,6 @@ def parse_slot(slot: Slot, text: str, *, now: datetime | None = None) -> ParseRe
     return Unparsed(f"unknown slot type {slot.type}")
 
 
-def is_whole_number(slot: Slot, text: str) -> bool:
-    """Whether ``text`` holds a value of a digits or phone slot that no further digit could
-    extend: the caller has read the whole number, so no pause before another group is coming."""
-    result = parse_slot(slot, text)
-    if not isinstance(result, Parsed):
-        return False
-    if slot.type == "digits":
-        return slot.max_length is not None and len(result.value) >= slot.max_length
-    if slot.type == "phone":
-        # E.164 as _phone wrote it: one more digit is too long only for a number at its full
-        # length (a UK number of 10 digits may still have an 11th coming; a US one may not).
-        longer = phonenumbers.parse(result.value + "0")
-        reason = phonenumbers.is_possible_number_with_reason(longer)
-        return reason in (
-            phonenumbers.ValidationResult.TOO_LONG,
-            phonenumbers.ValidationResult.INVALID_LENGTH,
-        )
-    return False
-
-
 # One utterance per slot type, each parsed once at start-up by :func:`warm_parsers`.
 WARM_UP_UTTERANCES: dict[str, str] = {
     "digits": "four five six seven",
