@@ -7,8 +7,8 @@ faster-whisper's feature extractor computes exactly those (the waveform is norma
 mean and unit variance first, as the model was trained). One inference is ~100-250 ms of one
 core, so it runs in a worker thread, never on the event loop.
 
-:func:`endpoint_wait_ms` is the pure rule that turns a verdict and what the dialogue expects
-into how long a pause must last before the turn ends.
+:func:`endpoint_wait_ms` is the pure rule that turns a verdict, how the words so far read and
+what the dialogue expects into how long a pause must last before the turn ends.
 """
 
 from __future__ import annotations
@@ -101,8 +101,10 @@ class WaitPolicy:
     """How long a pause must last to end the caller's turn, in ms of caller audio.
 
     ``base_ms`` applies while no verdict has come; a verdict of complete shortens it to
-    ``complete_ms``, incomplete lengthens it to ``incomplete_ms``. Whatever the model says,
-    a pause of ``cap_ms`` ends the turn, so a caller is never left unanswered.
+    ``complete_ms``, incomplete lengthens it to ``incomplete_ms``, and so does a transcript
+    that breaks off mid-clause (:func:`media_nodes.asr.unfinished.reads_unfinished`).
+    Whatever the model says, a pause of ``cap_ms`` ends the turn, so a caller is never left
+    unanswered.
     While a number is being read, pauses between digit groups are normal: ``digits_ms``
     is the least wait, even when the model calls the turn complete.
     """
@@ -122,15 +124,22 @@ class WaitPolicy:
 
 
 def endpoint_wait_ms(
-    policy: WaitPolicy, probability: float | None, expectation: Expectation
+    policy: WaitPolicy,
+    probability: float | None,
+    expectation: Expectation,
+    *,
+    words_unfinished: bool = False,
 ) -> int:
-    """The pause that ends the turn, given the model's verdict (None: not in yet)."""
+    """The pause that ends the turn, given the model's verdict (None: not in yet) and whether
+    the words so far break off mid-clause."""
     if probability is None:
         wait = policy.base_ms
     elif probability >= policy.complete_threshold:
         wait = policy.yes_no_ms if expectation == "yes_no" else policy.complete_ms
     else:
         wait = policy.incomplete_ms
+    if words_unfinished:
+        wait = max(wait, policy.incomplete_ms)
     if expectation == "digits":
         wait = max(wait, policy.digits_ms)
     return min(wait, policy.cap_ms)

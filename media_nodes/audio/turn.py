@@ -143,7 +143,7 @@ class TurnDetector:
         return self.in_speech and self._paused
 
     def end_turn(self) -> TurnEnded | None:
-        """End the turn now (the transcript already says it is complete)."""
+        """End the turn now (a verdict shortened the wait below the silence so far)."""
         if not self.in_speech:
             return None
         self.in_speech = False

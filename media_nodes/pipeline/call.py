@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from media_nodes.asr.engine import SAMPLE_RATE as MODEL_RATE
 from media_nodes.asr.engine import AsrError, Transcript
+from media_nodes.asr.unfinished import reads_unfinished
 from media_nodes.audio.end_of_turn import WaitPolicy
 from media_nodes.audio.resample import StreamResampler, to_float32
 from media_nodes.audio.room import RoomNoise
@@ -128,10 +129,6 @@ class CallOptions:
     endpoint_ms: int = 400
     end_of_turn_cap_ms: int = 1400  # no pause longer than this, whatever the model says
     speculative_ms: int = 160
-    # If set, a pause this long ends the turn early when the speculative transcript is a whole
-    # sentence (ends in . ? !). Off by default: Whisper punctuates "Yes," as "Yes." and a comma
-    # pause then splits the caller's turn.
-    early_endpoint_ms: int | None = None
     barge_in_min_speech_ms: int = 128  # speech over the agent that holds its audio
     backchannel_max_ms: int = 900  # held speech longer than this is a barge-in, whatever it says
     backchannel_words: frozenset[str] = BACKCHANNEL_WORDS
@@ -320,7 +317,6 @@ class CallSession:
                 await self._on_turn_event(event)
             if not self._machine_talks and self._turns.in_speech and self._agent_busy():
                 await self._speech_over_agent_grew(self._turns.voiced_ms)
-            self._maybe_end_early()
         if not self._turns.in_speech:
             self._audio.trim_before(self._audio.end_ms - 1000)  # keep a second of pre-roll
 
@@ -346,6 +342,8 @@ class CallSession:
                 if not self._speech_over_agent:
                     # Over the agent the full wait stands: "No, stop." must stay one barge-in,
                     # not a "No" that settles the hold and a "stop" that interrupts the reply.
+                    self._wait.expect_words()
+                    await self._apply_wait(self._wait.wait_ms)
                     self._wait.judge(
                         self._audio.slice(start - PRE_ROLL_MS, self._turns.now_ms),
                         self._apply_wait,
@@ -387,8 +385,18 @@ class CallSession:
         self._drop_speculative()
         task = asyncio.create_task(self.node.asr.transcribe(self._span(start_ms, end_ms)))
         self._speculative = (end_ms, task)
-        task.add_done_callback(lambda _: self._maybe_end_early())
+        task.add_done_callback(lambda done: self._words_heard(end_ms, done))
         task.add_done_callback(lambda done: self._try_reply(end_ms, done))
+
+    def _words_heard(self, end_ms: int, transcribed: asyncio.Task[Transcript]) -> None:
+        """The speculative transcript is in: the pause's wait is set by its words (longer when
+        they break off mid-clause)."""
+        if self._speculative != (end_ms, transcribed) or not self._turns.paused:
+            return
+        if transcribed.cancelled() or self._finishing:
+            return
+        failed = transcribed.exception() is not None  # then the ordinary wait stands
+        self._wait.heard("" if failed else transcribed.result().text, self._apply_wait)
 
     def _try_reply(self, end_ms: int, transcribed: asyncio.Task[Transcript]) -> None:
         """The speculative transcript is in: prepare the reply to it while the wait runs."""
@@ -397,6 +405,8 @@ class CallSession:
         if transcribed.cancelled() or transcribed.exception() is not None:
             return
         text = transcribed.result().text
+        if reads_unfinished(text):
+            return  # the turn holds for the rest of the sentence: nothing to answer yet
         quiet = not self._speech_over_agent and not self._agent_busy() and self._turns.paused
         if not text or not quiet or self._finishing or self._dialogue is None or self._unanswered:
             return
@@ -434,27 +444,6 @@ class CallSession:
         assert self._dialogue is not None
         self._dialogue_inputs += 1
         return self._dialogue.handle(user_input, turn_index=index)
-
-    def _maybe_end_early(self) -> None:
-        """End the turn before the full endpoint wait when the transcript is a whole sentence."""
-        spec = self._speculative
-        early_ms = self.options.early_endpoint_ms
-        if early_ms is None or spec is None or not self._turns.paused or self._finishing:
-            return
-        end_ms, task = spec
-        if not task.done() or task.cancelled() or task.exception() is not None:
-            return
-        if self._turns.now_ms - end_ms < early_ms:
-            return
-        if not task.result().text.rstrip().endswith((".", "?", "!")):
-            return
-        if self._speech_over_agent and self._agent_busy():
-            return
-        ended = self._turns.end_turn()
-        if ended is not None and ended.end_ms == end_ms:
-            # A machine's words are kept, never answered: an answer would replace (cancel) the
-            # response under way, which is the voicemail message itself.
-            self._end_caller_turn(ended.start_ms, ended.end_ms, answer=not self._machine_talks)
 
     def _drop_speculative(self) -> None:
         if self._speculative is not None:

@@ -140,3 +140,21 @@ async def test_a_number_read_in_groups_is_one_turn(models: Models, start_node: N
     # Every group is in the one turn (tiny.en sometimes hears a group's digit twice).
     heard = digits_in(said[1].text)
     assert heard.startswith("555") and heard.endswith("1234567"), said[1].text
+
+
+async def test_a_caller_who_stops_mid_clause_is_one_turn(
+    models: Models, start_node: NodeFactory
+) -> None:
+    """The caller breaks off after "...to my" for longer than the ordinary wait: the transcript
+    at the pause ends where no sentence can, so the turn holds for the rest."""
+    first = await synthesized(models, "Could you send the invoice to my")
+    rest = await synthesized(models, "work address please.")
+    pause = np.zeros(int(0.5 * 8000), dtype=np.int16)  # with Piper's own silences: ~0.7 s
+    async with start_node() as running:
+        result = await call(
+            running.url, [Say(np.concatenate([first, pause, rest]), label="invoice")], **PATIENT
+        )
+        events = await running.wait_call_ended(result.call_sid)
+    said = [e.payload.text for e in events if isinstance(e.payload, TurnUser)]
+    assert len(said) == 1, said
+    assert "invoice" in said[0].lower() and "address" in said[0].lower(), said
